@@ -1,0 +1,607 @@
+//! Every rule of `design/config.md`, checked on a whole document before it is
+//! committed. An error names the field path and the rule; list items are named by
+//! their id (`accounts[1]`, `relays[A]`, `buttons[3]`) or, for multicast groups,
+//! by their position (`multicast.listen[2]`, 1 = highest priority).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+
+use doorphone_interfaces::config::document::{
+    ActionKind, CallType, Document, WhenRefused,
+};
+
+pub const MAX_CONTACTS: usize = 1000;
+pub const MAX_DIAL_RULES: usize = 500;
+pub const MAX_LISTEN: usize = 10;
+pub const MAX_RELAYS: usize = 8;
+const MAX_NAME: usize = 64;
+
+/// A refused value: where it is and which rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub path: String,
+    pub rule: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.rule)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+fn invalid(path: impl Into<String>, rule: impl Into<String>) -> Invalid {
+    Invalid {
+        path: path.into(),
+        rule: rule.into(),
+    }
+}
+
+type Check = Result<(), Invalid>;
+
+fn range(path: &str, value: u32, lo: u32, hi: u32) -> Check {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(path, format!("{value} is out of range ({lo}-{hi})")))
+    }
+}
+
+fn text(path: &str, value: &str, max: usize) -> Check {
+    if value.chars().count() > max {
+        return Err(invalid(path, format!("at most {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(path, "control characters are not allowed"));
+    }
+    Ok(())
+}
+
+fn unique<T: std::hash::Hash + Eq + fmt::Debug>(
+    path: &str,
+    items: impl IntoIterator<Item = T>,
+    what: &str,
+) -> Check {
+    let mut seen = HashSet::new();
+    for item in items {
+        let shown = format!("{item:?}");
+        if !seen.insert(item) {
+            return Err(invalid(path, format!("duplicate {what} {shown}")));
+        }
+    }
+    Ok(())
+}
+
+fn dtmf_digits(path: &str, value: &str, min: usize, max: usize) -> Check {
+    let len = value.chars().count();
+    if len < min || len > max || !value.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+    {
+        let rule = if min == 0 {
+            format!("{value:?} must be at most {max} of 0-9, * and #")
+        } else {
+            format!("{value:?} must be {min}-{max} of 0-9, * and #")
+        };
+        return Err(invalid(path, rule));
+    }
+    Ok(())
+}
+
+/// A SIP user part as the door phone accepts it: 1-64 of `A-Z a-z 0-9 * # + . _ -`.
+pub fn is_sip_user(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "*#+._-".contains(c))
+}
+
+/// A host name, an IPv4 address or a bracketed IPv6 address.
+pub fn is_host(s: &str) -> bool {
+    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().is_ok();
+    }
+    if s.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        // All-numeric dotted names are malformed IPv4 addresses, not host names.
+        && !s.split('.').all(|l| l.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `host` or `host:port` with a port in 1-65535.
+pub fn is_host_port(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (s, None),
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    is_host(host)
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0) && !p.starts_with('0'))
+}
+
+/// A number to call: a SIP user (`200`), a SIP URI (`sip:200@host[:port]`) or an
+/// IP address with an optional port (`192.168.1.20`, `192.168.1.20:5062`).
+pub fn is_number(s: &str) -> bool {
+    if let Some(rest) = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:")) {
+        return match rest.split_once('@') {
+            Some((user, host)) => is_sip_user(user) && is_host_port(host),
+            None => is_host_port(rest),
+        };
+    }
+    if s.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    if let Ok(addr) = s.parse::<SocketAddrV4>() {
+        return addr.port() != 0;
+    }
+    is_sip_user(s)
+}
+
+fn number(path: &str, value: &str) -> Check {
+    if is_number(value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            format!("{value:?} is not a SIP user, SIP URI or IP address"),
+        ))
+    }
+}
+
+fn email_address(path: &str, value: &str) -> Check {
+    let ok = value.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && local.len() <= 64
+            && !local.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+            && is_host(domain)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(path, format!("{value:?} is not an e-mail address")))
+    }
+}
+
+fn url_with_scheme(path: &str, value: &str, schemes: &[&str]) -> Check {
+    let rest = schemes
+        .iter()
+        .find_map(|scheme| value.strip_prefix(scheme).and_then(|r| r.strip_prefix("://")));
+    let ok = rest.is_some_and(|rest| {
+        let authority = rest.split('/').next().unwrap_or("");
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        is_host_port(host_port) && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    if ok {
+        Ok(())
+    } else {
+        let list = schemes
+            .iter()
+            .map(|s| format!("{s}://"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        Err(invalid(path, format!("{value:?} is not a {list} URL with a host")))
+    }
+}
+
+/// Checks every rule; the first broken one is returned.
+pub fn validate(doc: &Document) -> Check {
+    if doc.schema != doorphone_interfaces::config::document::DOCUMENT_SCHEMA {
+        return Err(invalid(
+            "schema",
+            format!(
+                "document schema {} is not supported (this version reads {})",
+                doc.schema,
+                doorphone_interfaces::config::document::DOCUMENT_SCHEMA
+            ),
+        ));
+    }
+    device(doc)?;
+    accounts(doc)?;
+    calls(doc)?;
+    contacts(doc)?;
+    relays(doc)?;
+    buttons(doc)?;
+    dial_plan(doc)?;
+    multicast(doc)?;
+    actions(doc)?;
+    media(doc)
+}
+
+fn device(doc: &Document) -> Check {
+    let name = &doc.device.name;
+    if name.trim().is_empty() {
+        return Err(invalid("device.name", "must not be empty"));
+    }
+    text("device.name", name, MAX_NAME)?;
+    range("device.ip_call.port", doc.device.ip_call.port, 1, 65535)
+}
+
+fn accounts(doc: &Document) -> Check {
+    if doc.accounts.len() > 2 {
+        return Err(invalid("accounts", "at most 2 accounts"));
+    }
+    for a in &doc.accounts {
+        if a.id != 1 && a.id != 2 {
+            return Err(invalid(
+                format!("accounts[{}].id", a.id),
+                "account ids are 1 and 2 only",
+            ));
+        }
+    }
+    unique("accounts", doc.accounts.iter().map(|a| a.id), "account id")?;
+    for a in &doc.accounts {
+        let p = format!("accounts[{}]", a.id);
+        text(&format!("{p}.label"), &a.label, MAX_NAME)?;
+        text(&format!("{p}.display_name"), &a.display_name, MAX_NAME)?;
+        text(&format!("{p}.password"), &a.password, 128)?;
+        for (field, value) in [("user", &a.user), ("auth_user", &a.auth_user)] {
+            if !value.is_empty() && !is_sip_user(value) {
+                return Err(invalid(
+                    format!("{p}.{field}"),
+                    format!("{value:?} must be 1-64 of A-Z, a-z, 0-9, *, #, +, ., _ and -"),
+                ));
+            }
+        }
+        if !a.server.is_empty() && !is_host_port(&a.server) {
+            return Err(invalid(
+                format!("{p}.server"),
+                format!("{:?} is not host or host:port", a.server),
+            ));
+        }
+        if a.enabled {
+            if a.user.is_empty() {
+                return Err(invalid(format!("{p}.user"), "required when the account is enabled"));
+            }
+            if a.server.is_empty() {
+                return Err(invalid(
+                    format!("{p}.server"),
+                    "required when the account is enabled",
+                ));
+            }
+        }
+        range(&format!("{p}.register_expires"), a.register_expires, 30, 86400)?;
+        if ![404, 480, 486, 603].contains(&a.dnd.return_code) {
+            return Err(invalid(
+                format!("{p}.dnd.return_code"),
+                format!("{} is not one of 404, 480, 486, 603", a.dnd.return_code),
+            ));
+        }
+        dtmf_digits(&format!("{p}.dnd.on_code"), &a.dnd.on_code, 0, 16)?;
+        dtmf_digits(&format!("{p}.dnd.off_code"), &a.dnd.off_code, 0, 16)?;
+        if !a.user_agent.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            return Err(invalid(format!("{p}.user_agent"), "printable ASCII only"));
+        }
+        text(&format!("{p}.user_agent"), &a.user_agent, 128)?;
+    }
+    Ok(())
+}
+
+fn calls(doc: &Document) -> Check {
+    let c = &doc.calls;
+    if c.max_call_time != 0 && !(5..=7200).contains(&c.max_call_time) {
+        return Err(invalid(
+            "calls.max_call_time",
+            format!("{} is out of range (0 or 5-7200)", c.max_call_time),
+        ));
+    }
+    range("calls.max_dial_in_time", c.max_dial_in_time, 5, 300)?;
+    range("calls.max_dial_out_time", c.max_dial_out_time, 5, 300)?;
+    range("calls.auto_answer.delay", c.auto_answer.delay, 0, 30)?;
+    unique(
+        "calls.hang_up_after_open.types",
+        c.hang_up_after_open.types.iter(),
+        "type",
+    )?;
+    range(
+        "calls.hang_up_after_open.timeout",
+        c.hang_up_after_open.timeout,
+        1,
+        15,
+    )
+}
+
+fn contacts(doc: &Document) -> Check {
+    if doc.contacts.len() > MAX_CONTACTS {
+        return Err(invalid("contacts", format!("at most {MAX_CONTACTS} contacts")));
+    }
+    for c in &doc.contacts {
+        if c.id == 0 {
+            return Err(invalid("contacts[0].id", "ids start at 1"));
+        }
+    }
+    unique("contacts", doc.contacts.iter().map(|c| c.id), "contact id")?;
+    for c in &doc.contacts {
+        let p = format!("contacts[{}]", c.id);
+        text(&format!("{p}.name"), &c.name, MAX_NAME)?;
+        number(&format!("{p}.number"), &c.number)?;
+    }
+    Ok(())
+}
+
+fn relays(doc: &Document) -> Check {
+    if doc.relays.len() > MAX_RELAYS {
+        return Err(invalid("relays", format!("at most {MAX_RELAYS} relays")));
+    }
+    for r in &doc.relays {
+        if r.id.is_empty() || r.id.len() > 8 || !r.id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                format!("relays[{}].id", r.id),
+                "must be 1-8 of A-Z, a-z and 0-9",
+            ));
+        }
+    }
+    unique("relays", doc.relays.iter().map(|r| r.id.as_str()), "relay id")?;
+    for r in &doc.relays {
+        let p = format!("relays[{}]", r.id);
+        text(&format!("{p}.name"), &r.name, MAX_NAME)?;
+        range(&format!("{p}.gpio"), r.gpio, 0, 4095)?;
+        range(&format!("{p}.trigger_delay"), r.trigger_delay, 0, 10)?;
+        range(&format!("{p}.hold"), r.hold, 1, 10)?;
+        dtmf_digits(&format!("{p}.dtmf_code"), &r.dtmf_code, 0, 4)?;
+    }
+    Ok(())
+}
+
+fn buttons(doc: &Document) -> Check {
+    for b in &doc.buttons {
+        range(&format!("buttons[{}].button", b.button), b.button, 1, 16)?;
+    }
+    unique("buttons", doc.buttons.iter().map(|b| b.button), "button")?;
+    for b in &doc.buttons {
+        let p = format!("buttons[{}]", b.button);
+        if b.numbers.len() > 16 {
+            return Err(invalid(format!("{p}.numbers"), "at most 16 numbers"));
+        }
+        if b.numbers.is_empty() && b.group_number.is_empty() {
+            return Err(invalid(
+                format!("{p}.numbers"),
+                "at least 1 number (or a group_number)",
+            ));
+        }
+        for (i, n) in b.numbers.iter().enumerate() {
+            number(&format!("{p}.numbers[{}]", i + 1), n)?;
+        }
+        if !b.group_number.is_empty() {
+            number(&format!("{p}.group_number"), &b.group_number)?;
+        }
+        let allowed: &[WhenRefused] = match b.call_type {
+            CallType::Group => &[WhenRefused::EndThisCall, WhenRefused::EndAllCalls],
+            CallType::Sequence => &[WhenRefused::CallNext, WhenRefused::DoNotCallNext],
+        };
+        if let Some(w) = b.when_refused
+            && !allowed.contains(&w)
+        {
+            let rule = match b.call_type {
+                CallType::Group => "a group call takes end_this_call or end_all_calls",
+                CallType::Sequence => "a sequence call takes call_next or do_not_call_next",
+            };
+            return Err(invalid(format!("{p}.when_refused"), rule));
+        }
+        range(&format!("{p}.timeout"), b.timeout, 5, 120)?;
+        let na = &b.no_answer;
+        unique(&format!("{p}.no_answer.relays"), na.relays.iter(), "relay")?;
+        for r in &na.relays {
+            if !doc.relays.iter().any(|relay| &relay.id == r) {
+                return Err(invalid(
+                    format!("{p}.no_answer.relays"),
+                    format!("no relay {r:?} is configured"),
+                ));
+            }
+        }
+        unique(&format!("{p}.no_answer.actions"), na.actions.iter(), "action")?;
+        if !na.http_url.is_empty() {
+            url_with_scheme(&format!("{p}.no_answer.http_url"), &na.http_url, &["http", "https"])?;
+        }
+        for action in &na.actions {
+            match action {
+                ActionKind::Http if na.http_url.is_empty() => {
+                    return Err(invalid(
+                        format!("{p}.no_answer.http_url"),
+                        "required when the http action is chosen",
+                    ));
+                }
+                ActionKind::Ftp if doc.actions.ftp.url.is_empty() => {
+                    return Err(invalid(
+                        format!("{p}.no_answer.actions"),
+                        "ftp needs actions.ftp.url",
+                    ));
+                }
+                ActionKind::Email
+                    if doc.actions.email.smtp.is_empty() || doc.actions.email.to.is_empty() =>
+                {
+                    return Err(invalid(
+                        format!("{p}.no_answer.actions"),
+                        "email needs actions.email.smtp and actions.email.to",
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dial_plan(doc: &Document) -> Check {
+    if doc.dial_plan.len() > MAX_DIAL_RULES {
+        return Err(invalid("dial_plan", format!("at most {MAX_DIAL_RULES} rules")));
+    }
+    for r in &doc.dial_plan {
+        if r.id == 0 {
+            return Err(invalid("dial_plan[0].id", "ids start at 1"));
+        }
+    }
+    unique("dial_plan", doc.dial_plan.iter().map(|r| r.id), "rule id")?;
+    for r in &doc.dial_plan {
+        let p = format!("dial_plan[{}]", r.id);
+        text(&format!("{p}.name"), &r.name, MAX_NAME)?;
+        if !is_sip_user(&r.prefix) || r.prefix.len() > 32 {
+            return Err(invalid(
+                format!("{p}.prefix"),
+                format!("{:?} must be 1-32 of A-Z, a-z, 0-9, *, #, +, ., _ and -", r.prefix),
+            ));
+        }
+        if r.replace.is_empty() || r.replace.len() > 5 {
+            return Err(invalid(format!("{p}.replace"), "1-5 targets"));
+        }
+        for (i, n) in r.replace.iter().enumerate() {
+            number(&format!("{p}.replace[{}]", i + 1), n)?;
+        }
+    }
+    let mut seen = HashSet::new();
+    for r in &doc.dial_plan {
+        if !seen.insert(r.prefix.as_str()) {
+            return Err(invalid(
+                format!("dial_plan[{}].prefix", r.id),
+                format!("prefix {:?} is already used by another rule", r.prefix),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn multicast(doc: &Document) -> Check {
+    let m = &doc.multicast;
+    range("multicast.paging_barge", m.paging_barge, 0, 10)?;
+    if m.listen.len() > MAX_LISTEN {
+        return Err(invalid(
+            "multicast.listen",
+            format!("at most {MAX_LISTEN} addresses"),
+        ));
+    }
+    let mut ports = HashSet::new();
+    for (i, l) in m.listen.iter().enumerate() {
+        let p = format!("multicast.listen[{}]", i + 1);
+        let is_multicast = l.address.parse::<Ipv4Addr>().is_ok_and(|a| a.is_multicast());
+        if !is_multicast {
+            return Err(invalid(
+                format!("{p}.address"),
+                format!(
+                    "{} is not a multicast address (224.0.0.0-239.255.255.255)",
+                    l.address
+                ),
+            ));
+        }
+        range(&format!("{p}.port"), l.port, 1, 65535)?;
+        if !ports.insert(l.port) {
+            return Err(invalid(
+                format!("{p}.port"),
+                format!("port {} is already used by another address", l.port),
+            ));
+        }
+        text(&format!("{p}.label"), &l.label, MAX_NAME)?;
+    }
+    Ok(())
+}
+
+fn actions(doc: &Document) -> Check {
+    let ftp = &doc.actions.ftp;
+    if !ftp.url.is_empty() {
+        url_with_scheme("actions.ftp.url", &ftp.url, &["ftp"])?;
+    }
+    text("actions.ftp.user", &ftp.user, MAX_NAME)?;
+    text("actions.ftp.password", &ftp.password, 128)?;
+    let email = &doc.actions.email;
+    if !email.smtp.is_empty() && !is_host_port(&email.smtp) {
+        return Err(invalid(
+            "actions.email.smtp",
+            format!("{:?} is not host or host:port", email.smtp),
+        ));
+    }
+    text("actions.email.user", &email.user, 128)?;
+    text("actions.email.password", &email.password, 128)?;
+    if !email.from.is_empty() {
+        email_address("actions.email.from", &email.from)?;
+    }
+    if email.to.len() > 10 {
+        return Err(invalid("actions.email.to", "at most 10 addresses"));
+    }
+    for (i, to) in email.to.iter().enumerate() {
+        email_address(&format!("actions.email.to[{}]", i + 1), to)?;
+    }
+    Ok(())
+}
+
+fn media(doc: &Document) -> Check {
+    let m = &doc.media;
+    if m.audio_codecs.is_empty() {
+        return Err(invalid("media.audio_codecs", "at least 1 codec"));
+    }
+    unique("media.audio_codecs", m.audio_codecs.iter(), "codec")?;
+    unique("media.video_codecs", m.video_codecs.iter(), "codec")?;
+    let [first, last] = m.rtp_ports;
+    range("media.rtp_ports[1]", first, 1024, 65535)?;
+    range("media.rtp_ports[2]", last, 1024, 65535)?;
+    if first % 2 != 0 {
+        return Err(invalid(
+            "media.rtp_ports[1]",
+            format!("{first} must be even (RTP on even ports, RTCP on the next)"),
+        ));
+    }
+    if last < first + 3 {
+        return Err(invalid(
+            "media.rtp_ports",
+            "the range must hold at least 2 RTP/RTCP port pairs",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        for ok in [
+            "200",
+            "sip:201@pbx.example.com",
+            "sip:201@10.0.0.1:5062",
+            "sips:a.b@[::1]:5061",
+            "192.168.1.20",
+            "192.168.1.20:5062",
+            "*99#",
+        ] {
+            assert!(is_number(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "2 00",
+            "sip:",
+            "sip:@host",
+            "192.168.1.300",
+            "192.168.1.20:0",
+            "192.168.1.20:70000",
+            "sip:1@host:99999",
+            "a\u{7}b",
+        ] {
+            assert!(!is_number(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_ports() {
+        assert!(is_host_port("pbx.example.com:5060"));
+        assert!(is_host_port("pbx"));
+        assert!(is_host_port("[::1]:5060"));
+        assert!(!is_host_port("pbx:"));
+        assert!(!is_host_port("pbx:0"));
+        assert!(!is_host_port("-pbx"));
+        assert!(!is_host_port("1.2.3"));
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let mut doc = Document::default();
+        doc.normalize();
+        validate(&doc).unwrap();
+    }
+}
