@@ -1,1 +1,317 @@
+//! The harness of the system tests: a private `dbus-daemon` that loads the
+//! project's own policy files (`dbus/test-bus.conf`), and the real service binaries
+//! started on it as their production users, the way they run on a door.
+//!
+//! Everything here waits for events (the bus printing its address, a name gaining
+//! an owner, a process exiting), never for a fixed time.
 
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+use zbus::fdo::DBusProxy;
+
+/// How long any one expected event may take before a test gives up.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+/// The folder the workspace's binaries were built into (the test's own profile).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The path of one of the workspace's binaries; it must have been built
+/// (`cargo xtask test` builds them before the tests run).
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --bins` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// The system tests run services as their own users and check what other users
+/// may do: that takes root, as in CI.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "the system tests start services as their own users: run them as root (cargo xtask test)"
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// A private system bus with the project's policy files.
+pub struct Bus {
+    pub dir: TempDir,
+    child: Child,
+    pub address: String,
+}
+
+impl Bus {
+    pub fn start() -> Result<Bus> {
+        require_root();
+        let dir = tempfile::Builder::new().prefix("doorphone-bus").tempdir()?;
+        // Service users reach the socket through this folder.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let socket = dir.path().join("bus");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!(
+                "--config-file={}",
+                repo_root().join("dbus/test-bus.conf").display()
+            ))
+            .arg(format!("--address=unix:path={}", socket.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start dbus-daemon (is the dbus package installed?)")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .context("dbus-daemon printed no address")?;
+        let address = line.trim().to_owned();
+        if address.is_empty() {
+            let _ = child.kill();
+            bail!("dbus-daemon did not start; check dbus/test-bus.conf with dbus-daemon --config-file");
+        }
+        Ok(Bus {
+            dir,
+            child,
+            address,
+        })
+    }
+
+    /// A client connection, as root.
+    pub async fn connect(&self) -> Result<zbus::Connection> {
+        Ok(zbus::connection::Builder::address(self.address.as_str())
+            .build()
+            .await?)
+    }
+
+    /// Waits until `name` has an owner on this bus.
+    pub async fn wait_for_name(&self, conn: &zbus::Connection, name: &str) -> Result<()> {
+        use futures_util::StreamExt;
+        let dbus = DBusProxy::new(conn).await?;
+        let mut changes = dbus
+            .receive_name_owner_changed_with_args(&[(0, name)])
+            .await?;
+        if dbus.name_has_owner(name.try_into()?).await? {
+            return Ok(());
+        }
+        tokio::time::timeout(PATIENCE, async {
+            while let Some(change) = changes.next().await {
+                if change.args()?.new_owner().is_some() {
+                    return Ok(());
+                }
+            }
+            bail!("the bus closed")
+        })
+        .await
+        .with_context(|| format!("{name} did not appear on the bus"))?
+    }
+
+    /// Runs `command` as `user` (with the user's groups), pointed at this bus.
+    pub fn command_as(&self, user: &str, program: &Path) -> Command {
+        let mut cmd = Command::new("setpriv");
+        if user == "nobody" {
+            cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
+        } else {
+            cmd.args([
+                &format!("--reuid={user}"),
+                &format!("--regid={user}"),
+                "--init-groups",
+            ]);
+        }
+        cmd.arg(program)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        cmd
+    }
+
+    /// `busctl` against this bus, as `user`.
+    pub fn busctl_as(&self, user: &str, args: &[&str]) -> std::process::Output {
+        let busctl = which("busctl");
+        let mut cmd = self.command_as(user, &busctl);
+        cmd.arg(format!("--address={}", self.address)).args(args);
+        cmd.output().expect("busctl runs")
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{program} is not installed"))
+}
+
+/// A running service process.
+pub struct Service {
+    child: Option<Child>,
+    pub stderr_path: PathBuf,
+}
+
+impl Service {
+    /// Kills the process at once (SIGKILL), as a crash or power cut would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().ok()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What the service wrote to stderr (its log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The configuration service under test, with its database in a folder of its own.
+pub struct ConfigDb {
+    pub dir: TempDir,
+}
+
+impl ConfigDb {
+    pub fn new() -> Result<ConfigDb> {
+        let dir = tempfile::Builder::new().prefix("doorphone-config").tempdir()?;
+        chown_to(dir.path(), "doorphone-config")?;
+        Ok(ConfigDb { dir })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("config.db")
+    }
+
+    /// Makes every file in the folder the service user's (after a test wrote one).
+    pub fn hand_over(&self) -> Result<()> {
+        for entry in std::fs::read_dir(self.dir.path())? {
+            chown_to(&entry?.path(), "doorphone-config")?;
+        }
+        Ok(())
+    }
+}
+
+/// Changes the owner of `path` to `user` and the user's group.
+pub fn chown_to(path: &Path, user: &str) -> Result<()> {
+    let out = Command::new("id").args(["-u", user]).output()?;
+    if !out.status.success() {
+        bail!("no user {user}: run `systemd-sysusers packaging/sysusers.d/doorphone.conf` (cargo xtask test does)");
+    }
+    let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+    let out = Command::new("id").args(["-g", user]).output()?;
+    let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    Ok(())
+}
+
+/// Starts `doorphone-config` on `bus` as its own user and waits until it owns its name.
+pub async fn start_config(bus: &Bus, db: &ConfigDb) -> Result<Service> {
+    let stderr_path = db.dir.path().join(format!(
+        "config-{}.log",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    ));
+    let stderr = std::fs::File::create(&stderr_path)?;
+    let child = bus
+        .command_as("doorphone-config", &bin("doorphone-config"))
+        .arg("--db")
+        .arg(db.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()?;
+    let mut service = Service {
+        child: Some(child),
+        stderr_path,
+    };
+    let conn = bus.connect().await?;
+    if let Err(e) = bus
+        .wait_for_name(&conn, doorphone_interfaces::config::BUS_NAME)
+        .await
+    {
+        service.kill();
+        bail!("{e:#}\n{}", service.log());
+    }
+    Ok(service)
+}
+
+/// Runs `doorphone-config` to its end (for start-up refusals) and returns its
+/// exit status and log.
+pub fn run_config_to_exit(bus: &Bus, db: &ConfigDb) -> Result<(ExitStatus, String)> {
+    let out = bus
+        .command_as("doorphone-config", &bin("doorphone-config"))
+        .arg("--db")
+        .arg(db.path())
+        .stdin(Stdio::null())
+        .output()?;
+    Ok((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+/// The `<interface name="NAME">…</interface>` element of an introspection document.
+pub fn interface_xml(introspection: &str, name: &str) -> Option<String> {
+    let start = introspection.find(&format!("<interface name=\"{name}\">"))?;
+    let end = introspection[start..].find("</interface>")? + start + "</interface>".len();
+    Some(introspection[start..end].to_owned())
+}
+
+/// XML with each line trimmed and blank lines dropped, for comparisons that do not
+/// depend on indentation.
+pub fn normalize_xml(xml: &str) -> String {
+    xml.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

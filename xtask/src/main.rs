@@ -1,1 +1,174 @@
-fn main() {}
+//! `cargo xtask`: the project's development tasks.
+//!
+//! - `run`: installs what is missing, builds, and runs the whole appliance on a
+//!   private bus with simulated hardware until Ctrl-C.
+//! - `test`: installs what is missing, then fmt, clippy, unit and system tests.
+//! - `bench`: the benchmarks, with the figures the issues ask for.
+//! - `assets`: shell completions and the man page of `doorctl`.
+
+mod appliance;
+mod deps;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Door phone development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing, build, and run every service on a private bus
+    /// with simulated hardware until Ctrl-C.
+    Run {
+        /// Build and run the release binaries.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Install what is missing, then check formatting and lints and run every test.
+    Test {
+        /// Arguments passed on to `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Run the benchmarks and print the figures.
+    Bench,
+    /// Write shell completions and the man page of doorctl to target/assets.
+    Assets,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Run { release } => appliance::run(release),
+        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Bench => bench(),
+        Task::Assets => assets().map(|dir| println!("wrote {}", dir.display())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository's root folder.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repository")
+        .to_path_buf()
+}
+
+/// The cargo that runs this task.
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs `cmd`, failing with its name when it fails.
+pub fn run_step(what: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {what}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Creates the service users and the admin group from the sysusers file.
+pub fn ensure_users() -> Result<()> {
+    let sysusers = root().join("packaging/sysusers.d/doorphone.conf");
+    run_step(
+        "service users (systemd-sysusers)",
+        Command::new("systemd-sysusers").arg(&sysusers),
+    )
+}
+
+fn test(cargo_args: &[String]) -> Result<()> {
+    deps::ensure(deps::TEST)?;
+    if !is_root() {
+        bail!(
+            "the system tests run each service as its own user on a private bus and check \
+             what other users may do: run `cargo xtask test` as root (CI does)"
+        );
+    }
+    ensure_users()?;
+    run_step("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run_step(
+        "cargo clippy",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    run_step("cargo build", cargo().args(["build", "--workspace", "--bins"]))?;
+    assets()?;
+    run_step(
+        "cargo test",
+        cargo()
+            .args(["test", "--workspace"])
+            .args(cargo_args),
+    )?;
+    Ok(())
+}
+
+fn bench() -> Result<()> {
+    deps::ensure(deps::TEST)?;
+    if is_root() {
+        ensure_users()?;
+    }
+    run_step(
+        "build (release)",
+        cargo().args(["build", "--release", "--workspace", "--bins"]),
+    )?;
+    run_step(
+        "config service over the bus",
+        cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "doorphone-system-tests",
+            "--bin",
+            "config-bench",
+        ]),
+    )?;
+    run_step(
+        "Resolve in process (criterion)",
+        cargo().args(["bench", "-p", "doorphone-config", "--bench", "resolve"]),
+    )
+}
+
+/// Shell completions and the man page, generated from doorctl's clap definition.
+fn assets() -> Result<PathBuf> {
+    let dir = root().join("target/assets");
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&completions)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        let mut cmd = doorctl::command();
+        clap_complete::generate_to(shell, &mut cmd, "doorctl", &completions)?;
+    }
+    let man = dir.join("man");
+    std::fs::create_dir_all(&man)?;
+    clap_mangen::generate_to(doorctl::command(), &man)?;
+    Ok(dir)
+}

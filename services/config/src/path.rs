@@ -10,7 +10,8 @@ use serde_json::Value;
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotFound(pub String);
 
-fn key_of(item: &Value) -> Option<String> {
+/// The id (or button number) that names a list item, if it has one.
+pub fn key_of(item: &Value) -> Option<String> {
     let obj = item.as_object()?;
     let key = obj.get("id").or_else(|| obj.get("button"))?;
     Some(match key {
@@ -54,6 +55,41 @@ fn walk<'a>(root: &'a mut Value, path: &str) -> Result<&'a mut Value, NotFound> 
         walked.push('.');
     }
     Ok(node)
+}
+
+/// A serde path (`accounts[0].dnd`) written the way the document's paths are:
+/// list items by their id, or by position from 1 (`accounts[2].dnd`).
+pub fn describe(path: &serde_path_to_error::Path, tree: &Value) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    let mut node = Some(tree);
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+                node = node.and_then(|n| n.get(key));
+            }
+            Segment::Seq { index } => {
+                let item = node.and_then(|n| n.get(*index));
+                let label = item.and_then(key_of).unwrap_or_else(|| (index + 1).to_string());
+                out.push_str(&format!("[{label}]"));
+                node = item;
+            }
+            Segment::Enum { variant } => {
+                out.push('.');
+                out.push_str(variant);
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    if out.is_empty() {
+        "document".to_owned()
+    } else {
+        out
+    }
 }
 
 /// The value at `path`.

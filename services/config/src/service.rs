@@ -35,14 +35,13 @@ impl From<StoreError> for Error {
     }
 }
 
-/// Reads a JSON value into `T`, naming the path of the first bad field.
-fn from_json<T: DeserializeOwned>(value: serde_json::Value, base: &str) -> Result<T, Error> {
+/// Reads a JSON value into `T`, naming the path of the first bad field under `base`.
+fn from_json<T: DeserializeOwned>(value: &serde_json::Value, base: &str) -> Result<T, Error> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
+        let inner = path::describe(e.path(), value);
         let path = match (base.is_empty(), inner.as_str()) {
-            (true, ".") => "document".to_owned(),
+            (_, "document") if !base.is_empty() => base.to_owned(),
             (true, _) => inner,
-            (false, ".") => base.to_owned(),
             (false, _) => format!("{base}.{inner}"),
         };
         Error::Invalid(format!("{path}: {}", e.into_inner()))
@@ -51,7 +50,7 @@ fn from_json<T: DeserializeOwned>(value: serde_json::Value, base: &str) -> Resul
 
 /// A word of an enum (`"group"`, `"call_next"`) read into its type.
 fn word<T: DeserializeOwned>(path: &str, value: &str) -> Result<T, Error> {
-    from_json(serde_json::Value::String(value.to_owned()), path)
+    from_json(&serde_json::Value::String(value.to_owned()), path)
 }
 
 fn account(path: &str, value: &str) -> Result<AccountChoice, Error> {
@@ -133,7 +132,7 @@ impl ConfigService {
     pub fn import_document(&mut self, text: &str) -> Result<Vec<&'static str>, Error> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::Invalid(format!("document: {e}")))?;
-        let mut new: Document = from_json(value, "")?;
+        let mut new: Document = from_json(&value, "")?;
         new.unmask_from(&self.doc);
         self.commit(new)
     }
@@ -141,7 +140,7 @@ impl ConfigService {
     pub fn set_value(&mut self, key: &str, value: serde_json::Value) -> Result<Vec<&'static str>, Error> {
         let mut tree = serde_json::to_value(&self.doc).expect("the document serialises");
         path::set(&mut tree, key, value).map_err(|e| Error::NotFound(e.0))?;
-        let mut new: Document = from_json(tree, "")?;
+        let mut new: Document = from_json(&tree, "")?;
         new.unmask_from(&self.doc);
         self.commit(new)
     }

@@ -137,11 +137,10 @@ pub fn is_number(s: &str) -> bool {
             None => is_host_port(rest),
         };
     }
-    if s.parse::<Ipv4Addr>().is_ok() {
-        return true;
-    }
-    if let Ok(addr) = s.parse::<SocketAddrV4>() {
-        return addr.port() != 0;
+    // Digits and dots (and a port) are meant as an IPv4 address, and must be one.
+    if s.contains('.') && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ':') {
+        return s.parse::<Ipv4Addr>().is_ok()
+            || s.parse::<SocketAddrV4>().is_ok_and(|a| a.port() != 0);
     }
     is_sip_user(s)
 }

@@ -1,0 +1,22 @@
+//! The connection to the system bus and the proxies of the door phone's services.
+
+use doorphone_interfaces::config::Config1Proxy;
+use zbus::Connection;
+use zbus::proxy::CacheProperties;
+
+use crate::failure::Failure;
+
+/// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set).
+pub async fn connect() -> Result<Connection, Failure> {
+    Connection::system().await.map_err(Failure::NoBus)
+}
+
+/// The configuration service. A command reads a property at most once, so caching
+/// would only cost a subscription.
+pub async fn config(conn: &Connection) -> Result<Config1Proxy<'_>, Failure> {
+    Ok(Config1Proxy::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(doorphone_interfaces::config::Error::from)?)
+}

@@ -1,0 +1,95 @@
+//! `doorctl`, the command-line tool that configures and inspects the door phone
+//! through its services on the D-Bus system bus.
+//!
+//! One grammar: `noun verb` acts on a kind of object; every listing takes `--json`.
+//! Exit codes: 0 done, 1 a service refused or could not be reached (the reason on
+//! stderr), 2 usage.
+
+mod args;
+mod bus;
+mod button;
+mod config;
+mod contact;
+mod dialplan;
+mod failure;
+mod output;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::failure::Failure;
+
+/// Configure and inspect the door phone.
+///
+/// doorctl talks to the door phone's services on the D-Bus system bus (the one
+/// DBUS_SYSTEM_BUS_ADDRESS names, when set). Reading is open to everyone; changes
+/// are for root and the doorphone group.
+///
+/// Exit status: 0 when done; 1 when a service refused (its message on stderr) or
+/// could not be reached; 2 on a usage error.
+#[derive(Debug, Parser)]
+#[command(name = "doorctl", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show which door phone services are on the bus, and the configuration revision.
+    Status(args::Format),
+    /// Export, import, read and change the configuration document.
+    #[command(subcommand)]
+    Config(config::Command),
+    /// Manage the phone book.
+    #[command(subcommand)]
+    Contact(contact::Command),
+    /// Manage the dial plan: dialled numbers replaced by the numbers to ring.
+    #[command(subcommand)]
+    Dialplan(dialplan::Command),
+    /// Manage the call buttons.
+    #[command(subcommand)]
+    Button(button::Command),
+}
+
+/// The command-line grammar, for shell completions and the manual page.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Runs one parsed command line; a failure is told on stderr.
+pub async fn run(cli: Cli) -> ExitCode {
+    match execute(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn execute(command: Command) -> Result<(), Failure> {
+    let conn = bus::connect().await?;
+    match command {
+        Command::Status(format) => status::run(&conn, format).await,
+        Command::Config(command) => config::run(&bus::config(&conn).await?, command).await,
+        Command::Contact(command) => contact::run(&bus::config(&conn).await?, command).await,
+        Command::Dialplan(command) => dialplan::run(&bus::config(&conn).await?, command).await,
+        Command::Button(command) => button::run(&bus::config(&conn).await?, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn a_missing_verb_is_a_usage_error() {
+        let err = Cli::try_parse_from(["doorctl", "contact"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -1,0 +1,77 @@
+//! `doorctl status`: which services are on the bus, and the configuration revision.
+
+use doorphone_interfaces::BUS_NAME_PREFIX;
+use doorphone_interfaces::config;
+use serde::Serialize;
+use zbus::Connection;
+use zbus::fdo::DBusProxy;
+
+use crate::args::Format;
+use crate::bus;
+use crate::failure::Failure;
+use crate::output::{self, Table};
+
+/// The services of the door phone, by the last part of their bus names.
+const SERVICES: [&str; 5] = ["Config1", "Sip1", "Media1", "Relay1", "Pager1"];
+
+#[derive(Debug, Serialize)]
+struct Status {
+    services: Vec<ServiceState>,
+    /// `None` when the configuration service is not running.
+    revision: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceState {
+    name: String,
+    up: bool,
+}
+
+pub async fn run(conn: &Connection, format: Format) -> Result<(), Failure> {
+    let names = on_the_bus(conn).await?;
+    let services: Vec<ServiceState> = SERVICES
+        .iter()
+        .map(|s| {
+            let name = format!("{BUS_NAME_PREFIX}{s}");
+            ServiceState {
+                up: names.contains(&name),
+                name,
+            }
+        })
+        .collect();
+    let revision = if names.iter().any(|n| n == config::BUS_NAME) {
+        Some(
+            bus::config(conn)
+                .await?
+                .revision()
+                .await
+                .map_err(config::Error::from)?,
+        )
+    } else {
+        None
+    };
+    output::show(&Status { services, revision }, format, text)
+}
+
+async fn on_the_bus(conn: &Connection) -> Result<Vec<String>, Failure> {
+    let dbus = DBusProxy::new(conn)
+        .await
+        .map_err(|e| Failure::Message(e.to_string()))?;
+    let names = dbus
+        .list_names()
+        .await
+        .map_err(|e| Failure::Message(zbus::Error::from(e).to_string()))?;
+    Ok(names.into_iter().map(|n| n.to_string()).collect())
+}
+
+fn text(status: &Status) -> String {
+    let mut table = Table::new(&["SERVICE", "STATE"]);
+    for service in &status.services {
+        let state = if service.up { "up" } else { "down" };
+        table.row([service.name.clone(), state.to_owned()]);
+    }
+    let revision = status
+        .revision
+        .map_or_else(|| "-".to_owned(), |r| r.to_string());
+    format!("{table}\n\nconfig revision: {revision}")
+}

@@ -1,0 +1,209 @@
+//! `cargo xtask run`: the whole appliance on a development machine. A private
+//! `dbus-daemon` loads the project's policy files; every service runs as its own
+//! user with simulated hardware; state lives under `target/appliance/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{deps, ensure_users, is_root, root, run_step};
+
+/// One service of the appliance: binary, production user, bus name, and its
+/// options for a machine without door hardware.
+struct ServiceSpec {
+    binary: &'static str,
+    user: &'static str,
+    bus_name: &'static str,
+    args: fn(&Path) -> Vec<String>,
+}
+
+const SERVICES: &[ServiceSpec] = &[ServiceSpec {
+    binary: "doorphone-config",
+    user: "doorphone-config",
+    bus_name: "org.doorphone.Config1",
+    args: |state| vec!["--db".into(), state.join("config/config.db").display().to_string()],
+}];
+
+struct Running {
+    name: String,
+    child: Child,
+}
+
+pub fn run(release: bool) -> Result<()> {
+    deps::ensure(deps::RUN)?;
+    if !is_root() {
+        bail!(
+            "the appliance runs each service as its own system user, as on a door: \
+             run `cargo xtask run` as root"
+        );
+    }
+    ensure_users()?;
+    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build.current_dir(root()).args(["build", "--workspace", "--bins"]);
+    if release {
+        build.arg("--release");
+    }
+    run_step("build", &mut build)?;
+    let bins = root().join("target").join(if release { "release" } else { "debug" });
+
+    let state = root().join("target/appliance");
+    std::fs::create_dir_all(&state)?;
+    set_mode(&state, 0o755)?;
+    let config_dir = state.join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    chown(&config_dir, "doorphone-config")?;
+
+    let socket = state.join("bus");
+    let _ = std::fs::remove_file(&socket);
+    let address = format!("unix:path={}", socket.display());
+    let mut running = Vec::new();
+    let bus = Command::new("dbus-daemon")
+        .arg(format!(
+            "--config-file={}",
+            root().join("dbus/test-bus.conf").display()
+        ))
+        .arg(format!("--address={address}"))
+        .args(["--nofork", "--nopidfile"])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot start dbus-daemon")?;
+    running.push(Running {
+        name: "dbus-daemon".into(),
+        child: bus,
+    });
+    wait_until(|| socket.exists(), "the bus socket")?;
+
+    let result = start_services(&bins, &state, &address, &mut running).and_then(|()| {
+        let env_file = state.join("env");
+        std::fs::write(&env_file, format!("DBUS_SYSTEM_BUS_ADDRESS={address}\n"))?;
+        print_usage(&env_file, &address, &bins);
+        wait_for_ctrl_c(&mut running)
+    });
+    stop_all(running);
+    result
+}
+
+fn start_services(bins: &Path, state: &Path, address: &str, running: &mut Vec<Running>) -> Result<()> {
+    for spec in SERVICES {
+        let log = std::fs::File::create(state.join(format!("{}.log", spec.binary)))?;
+        let child = Command::new("setpriv")
+            .args([
+                &format!("--reuid={}", spec.user),
+                &format!("--regid={}", spec.user),
+                "--init-groups",
+            ])
+            .arg(bins.join(spec.binary))
+            .args((spec.args)(state))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", address)
+            .stdin(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", spec.binary))?;
+        running.push(Running {
+            name: spec.binary.into(),
+            child,
+        });
+        wait_until(
+            || name_has_owner(address, spec.bus_name),
+            &format!("{} on the bus (see target/appliance/{}.log)", spec.bus_name, spec.binary),
+        )?;
+        eprintln!("xtask: {} is up as {}", spec.bus_name, spec.user);
+    }
+    Ok(())
+}
+
+fn name_has_owner(address: &str, name: &str) -> bool {
+    Command::new("busctl")
+        .arg(format!("--address={address}"))
+        .args([
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "NameHasOwner",
+            "s",
+            name,
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"b true"))
+}
+
+/// Polls `ready` every 50 ms for up to 15 s: start-up of a development tool, not a test.
+fn wait_until(mut ready: impl FnMut() -> bool, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+fn print_usage(env_file: &Path, address: &str, bins: &Path) {
+    println!(
+        "\nThe door phone is running on a private bus (Ctrl-C stops it).\n\n\
+         Point your shell at it:\n  export $(cat {env})\n\n\
+         Then, for example:\n  \
+         {doorctl} status\n  \
+         {doorctl} config get calls.max_call_time\n  \
+         {doorctl} config set calls.max_call_time 120\n  \
+         busctl --address={address} introspect org.doorphone.Config1 /org/doorphone/Config1\n  \
+         busctl --address={address} monitor org.doorphone.Config1\n\n\
+         Logs and state: {state}\n",
+        env = env_file.display(),
+        doorctl = bins.join("doorctl").display(),
+        state = env_file.parent().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+    );
+}
+
+fn wait_for_ctrl_c(running: &mut [Running]) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    while !stop.load(Ordering::SeqCst) {
+        for r in running.iter_mut() {
+            if let Some(status) = r.child.try_wait()? {
+                bail!("{} stopped ({status}); see target/appliance/{}.log", r.name, r.name);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("\nxtask: stopping");
+    Ok(())
+}
+
+/// Stops the services in reverse order (SIGTERM, then SIGKILL after 5 s), the bus last.
+fn stop_all(mut running: Vec<Running>) {
+    while let Some(mut r) = running.pop() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &r.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = r.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn chown(path: &PathBuf, user: &str) -> Result<()> {
+    run_step(
+        &format!("chown {user} {}", path.display()),
+        Command::new("chown").arg(format!("{user}:{user}")).arg(path),
+    )
+}
