@@ -34,8 +34,9 @@ pub enum Command {
     Set {
         /// A dotted path into the document, as for `get`.
         key: String,
-        /// The new value as JSON (`300`, `true`, `["dtmf","api"]`, `"78"`); anything
-        /// that is not JSON is taken as a string. Quote a string that looks like JSON.
+        /// The new value as JSON (`300`, `true`, `["dtmf","api"]`); anything that is
+        /// not JSON is taken as a string, and so is a number for a field that holds
+        /// text (`config set accounts.1.dnd.on_code 78`).
         #[arg(allow_hyphen_values = true, value_parser = parse_value)]
         value: Value,
     },
@@ -52,10 +53,28 @@ pub async fn run(config: &Config1Proxy<'_>, command: Command) -> Result<(), Fail
             output::print_json(&value)
         }
         Command::Set { key, value } => {
+            let value = as_stored_type(config, &key, value).await;
             let value =
                 json::to_variant(&value).map_err(|e| Failure::Message(format!("{key}: {e}")))?;
             Ok(config.set(&key, &value).await?)
         }
+    }
+}
+
+/// `78` for a field that holds a string (a DTMF code, a SIP user) means the
+/// string `"78"`: a number or boolean is sent as text where the stored value is text.
+async fn as_stored_type(config: &Config1Proxy<'_>, key: &str, value: Value) -> Value {
+    if !(value.is_number() || value.is_boolean()) {
+        return value;
+    }
+    let stored_is_text = match config.get(key).await {
+        Ok(current) => json::from_variant(&current).is_ok_and(|v| v.is_string()),
+        Err(_) => false,
+    };
+    if stored_is_text {
+        Value::String(value.to_string())
+    } else {
+        value
     }
 }
 

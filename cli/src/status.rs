@@ -40,13 +40,7 @@ pub async fn run(conn: &Connection, format: Format) -> Result<(), Failure> {
         })
         .collect();
     let revision = if names.iter().any(|n| n == config::BUS_NAME) {
-        Some(
-            bus::config(conn)
-                .await?
-                .revision()
-                .await
-                .map_err(config::Error::from)?,
-        )
+        Some(revision(conn).await?)
     } else {
         None
     };
@@ -62,6 +56,11 @@ async fn on_the_bus(conn: &Connection) -> Result<Vec<String>, Failure> {
         .await
         .map_err(|e| Failure::Message(zbus::Error::from(e).to_string()))?;
     Ok(names.into_iter().map(|n| n.to_string()).collect())
+}
+
+async fn revision(conn: &Connection) -> Result<u64, Failure> {
+    let config = bus::config(conn).await?;
+    Ok(config.revision().await.map_err(config::Error::from)?)
 }
 
 fn text(status: &Status) -> String {

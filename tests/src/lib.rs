@@ -95,7 +95,9 @@ impl Bus {
         let address = line.trim().to_owned();
         if address.is_empty() {
             let _ = child.kill();
-            bail!("dbus-daemon did not start; check dbus/test-bus.conf with dbus-daemon --config-file");
+            bail!(
+                "dbus-daemon did not start; check dbus/test-bus.conf with dbus-daemon --config-file"
+            );
         }
         Ok(Bus {
             dir,
@@ -224,7 +226,9 @@ pub struct ConfigDb {
 
 impl ConfigDb {
     pub fn new() -> Result<ConfigDb> {
-        let dir = tempfile::Builder::new().prefix("doorphone-config").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("doorphone-config")
+            .tempdir()?;
         chown_to(dir.path(), "doorphone-config")?;
         Ok(ConfigDb { dir })
     }
@@ -246,7 +250,9 @@ impl ConfigDb {
 pub fn chown_to(path: &Path, user: &str) -> Result<()> {
     let out = Command::new("id").args(["-u", user]).output()?;
     if !out.status.success() {
-        bail!("no user {user}: run `systemd-sysusers packaging/sysusers.d/doorphone.conf` (cargo xtask test does)");
+        bail!(
+            "no user {user}: run `systemd-sysusers packaging/sysusers.d/doorphone.conf` (cargo xtask test does)"
+        );
     }
     let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
     let out = Command::new("id").args(["-g", user]).output()?;
@@ -296,7 +302,10 @@ pub fn run_config_to_exit(bus: &Bus, db: &ConfigDb) -> Result<(ExitStatus, Strin
         .arg(db.path())
         .stdin(Stdio::null())
         .output()?;
-    Ok((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// The `<interface name="NAME">…</interface>` element of an introspection document.

@@ -115,77 +115,432 @@ fn button(b: u32, numbers: usize) -> Value {
 fn rules() -> Vec<(&'static str, Value, Value, &'static str)> {
     let long = |n: usize| Value::String("x".repeat(n));
     vec![
-        ("device.name", long(64), long(65), "device.name: at most 64 characters"),
-        ("device.name", json!("Gate"), json!(""), "device.name: must not be empty"),
-        ("device.ip_call.port", json!(1), json!(0), "device.ip_call.port: 0 is out of range (1-65535)"),
-        ("device.ip_call.port", json!(65535), json!(65536), "device.ip_call.port: 65536 is out of range (1-65535)"),
-        ("accounts", json!([account(2)]), json!([account(3)]), "accounts[3].id: account ids are 1 and 2 only"),
-        ("accounts", json!([account(1), account(2)]), json!([account(1), account(1)]), "accounts: duplicate account id 1"),
-        ("accounts.1.register_expires", json!(30), json!(29), "accounts[1].register_expires: 29 is out of range (30-86400)"),
-        ("accounts.1.register_expires", json!(86400), json!(86401), "accounts[1].register_expires: 86401 is out of range (30-86400)"),
-        ("accounts.1.transport", json!("tls"), json!("sctp"), "accounts[1].transport: unknown variant `sctp`"),
-        ("accounts.1.dtmf_mode", json!("both"), json!("dtmf"), "accounts[1].dtmf_mode: unknown variant `dtmf`"),
-        ("accounts.1.dnd.return_code", json!(404), json!(487), "accounts[1].dnd.return_code: 487 is not one of 404, 480, 486, 603"),
-        ("accounts.1.dnd.return_code", json!(603), json!(600), "accounts[1].dnd.return_code: 600 is not one of"),
-        ("accounts.1.dnd.on_code", json!("*78#123456789012"), json!("*78#1234567890123"), "accounts[1].dnd.on_code: \"*78#1234567890123\" must be at most 16 of 0-9, * and #"),
-        ("accounts.1.dnd.off_code", json!(""), json!("7a"), "accounts[1].dnd.off_code: \"7a\" must be at most 16 of 0-9, * and #"),
-        ("accounts.1.user", json!("door-1"), json!(""), "accounts[1].user: required when the account is enabled"),
-        ("accounts.1.server", json!("10.0.0.1:5080"), json!("pbx:"), "accounts[1].server: \"pbx:\" is not host or host:port"),
-        ("calls.max_call_time", json!(0), json!(4), "calls.max_call_time: 4 is out of range (0 or 5-7200)"),
-        ("calls.max_call_time", json!(7200), json!(7201), "calls.max_call_time: 7201 is out of range (0 or 5-7200)"),
-        ("calls.max_call_time", json!(5), json!(-1), "calls.max_call_time: invalid value: integer `-1`"),
-        ("calls.max_dial_in_time", json!(5), json!(4), "calls.max_dial_in_time: 4 is out of range (5-300)"),
-        ("calls.max_dial_in_time", json!(300), json!(301), "calls.max_dial_in_time: 301 is out of range (5-300)"),
-        ("calls.max_dial_out_time", json!(5), json!(4), "calls.max_dial_out_time: 4 is out of range (5-300)"),
-        ("calls.max_dial_out_time", json!(300), json!(301), "calls.max_dial_out_time: 301 is out of range (5-300)"),
-        ("calls.auto_answer.delay", json!(30), json!(31), "calls.auto_answer.delay: 31 is out of range (0-30)"),
-        ("calls.auto_answer.mode", json!("audio"), json!("hd"), "calls.auto_answer.mode: unknown variant `hd`"),
-        ("calls.auto_answer.ip", json!(false), json!("yes"), "calls.auto_answer.ip: invalid type"),
-        ("calls.hang_up_after_open.types", json!(["dtmf", "api", "input"]), json!(["no_answer"]), "calls.hang_up_after_open.types[1]: unknown variant `no_answer`"),
-        ("calls.hang_up_after_open.types", json!([]), json!(["dtmf", "dtmf"]), "calls.hang_up_after_open.types: duplicate type Dtmf"),
-        ("calls.hang_up_after_open.timeout", json!(1), json!(0), "calls.hang_up_after_open.timeout: 0 is out of range (1-15)"),
-        ("calls.hang_up_after_open.timeout", json!(15), json!(16), "calls.hang_up_after_open.timeout: 16 is out of range (1-15)"),
-        ("contacts", contacts(1000), contacts(1001), "contacts: at most 1000 contacts"),
-        ("contacts", json!([{"id": 1, "name": "A", "number": "sip:200@pbx.example.com"}]), json!([{"id": 1, "name": "A", "number": "2 00"}]), "contacts[1].number: \"2 00\" is not a SIP user, SIP URI or IP address"),
-        ("contacts", json!([{"id": 1, "name": "A", "number": "192.168.1.20:5062"}]), json!([{"id": 1, "name": "A", "number": "192.168.1.256"}]), "contacts[1].number: \"192.168.1.256\" is not a SIP user"),
-        ("contacts", json!([{"id": 1, "number": "200", "account": 2}]), json!([{"id": 1, "number": "200", "account": 3}]), "contacts[1].account: invalid value: integer `3`, expected \"auto\", 1 or 2"),
-        ("contacts", contacts(2), json!([{"id": 1, "number": "200"}, {"id": 1, "number": "201"}]), "contacts: duplicate contact id 1"),
-        ("buttons", json!([button(16, 1)]), json!([button(17, 1)]), "buttons[17].button: 17 is out of range (1-16)"),
-        ("buttons", json!([button(1, 1)]), json!([button(0, 1)]), "buttons[0].button: 0 is out of range (1-16)"),
-        ("buttons", json!([button(1, 16)]), json!([button(1, 17)]), "buttons[1].numbers: at most 16 numbers"),
-        ("buttons", json!([button(1, 1)]), json!([button(1, 0)]), "buttons[1].numbers: at least 1 number (or a group_number)"),
-        ("buttons", json!([button(1, 1), button(2, 1)]), json!([button(1, 1), button(1, 1)]), "buttons: duplicate button 1"),
-        ("buttons.1.timeout", json!(5), json!(4), "buttons[1].timeout: 4 is out of range (5-120)"),
-        ("buttons.1.timeout", json!(120), json!(121), "buttons[1].timeout: 121 is out of range (5-120)"),
-        ("buttons.1.when_refused", json!("end_all_calls"), json!("call_next"), "buttons[1].when_refused: a group call takes end_this_call or end_all_calls"),
-        ("buttons.1.no_answer.relays", json!(["A"]), json!(["Z"]), "buttons[1].no_answer.relays: no relay \"Z\" is configured"),
-        ("buttons.1.no_answer", json!({"actions": ["http"], "http_url": "http://127.0.0.1/missed"}), json!({"actions": ["http"]}), "buttons[1].no_answer.http_url: required when the http action is chosen"),
-        ("buttons.1.numbers.1", json!("sip:200@10.0.0.1"), json!("sip:@10.0.0.1"), "buttons[1].numbers[1]: \"sip:@10.0.0.1\" is not a SIP user, SIP URI or IP address"),
-        ("dial_plan", dial_rules(500), dial_rules(501), "dial_plan: at most 500 rules"),
-        ("dial_plan.1.replace", json!(["1", "2", "3", "4", "5"]), json!(["1", "2", "3", "4", "5", "6"]), "dial_plan[1].replace: 1-5 targets"),
-        ("dial_plan.1.replace", json!(["1"]), json!([]), "dial_plan[1].replace: 1-5 targets"),
-        ("dial_plan.2.prefix", json!("8"), json!("91"), "dial_plan[2].prefix: prefix \"91\" is already used by another rule"),
-        ("multicast.paging_barge", json!(10), json!(11), "multicast.paging_barge: 11 is out of range (0-10)"),
-        ("multicast.listen", listen(10), listen(11), "multicast.listen: at most 10 addresses"),
-        ("multicast.listen.1.address", json!("239.255.255.255"), json!("240.0.0.0"), "multicast.listen[1].address: 240.0.0.0 is not a multicast address (224.0.0.0-239.255.255.255)"),
-        ("multicast.listen.1.address", json!("224.0.0.0"), json!("223.255.255.255"), "multicast.listen[1].address: 223.255.255.255 is not a multicast address"),
-        ("multicast.listen.2.port", json!(6000), json!(5000), "multicast.listen[2].port: port 5000 is already used by another address"),
-        ("multicast.listen.1.port", json!(65535), json!(0), "multicast.listen[1].port: 0 is out of range (1-65535)"),
-        ("relays.A.hold", json!(1), json!(0), "relays[A].hold: 0 is out of range (1-10)"),
-        ("relays.A.hold", json!(10), json!(11), "relays[A].hold: 11 is out of range (1-10)"),
-        ("relays.A.trigger_delay", json!(10), json!(11), "relays[A].trigger_delay: 11 is out of range (0-10)"),
-        ("relays.A.dtmf_code", json!("*#09"), json!("12345"), "relays[A].dtmf_code: \"12345\" must be at most 4 of 0-9, * and #"),
-        ("relays.A.dtmf_code", json!("1"), json!("12a"), "relays[A].dtmf_code: \"12a\" must be at most 4 of 0-9, * and #"),
-        ("dtmf_authority", json!("contacts"), json!("guests"), "dtmf_authority: unknown variant `guests`"),
-        ("actions.email.tls", json!("starttls"), json!("ssl"), "actions.email.tls: unknown variant `ssl`"),
-        ("actions.ftp.url", json!("ftp://127.0.0.1:2121/snapshots/"), json!("http://127.0.0.1/"), "actions.ftp.url: \"http://127.0.0.1/\" is not a ftp:// URL with a host"),
-        ("actions.email.to", json!(["guard@example.com"]), json!(["guard"]), "actions.email.to[1]: \"guard\" is not an e-mail address"),
-        ("media.rtp_ports", json!([10000, 10003]), json!([10000, 10002]), "media.rtp_ports: the range must hold at least 2 RTP/RTCP port pairs"),
-        ("media.rtp_ports", json!([1024, 65535]), json!([1023, 2000]), "media.rtp_ports[1]: 1023 is out of range (1024-65535)"),
-        ("media.rtp_ports", json!([10000, 20000]), json!([10001, 20000]), "media.rtp_ports[1]: 10001 must be even"),
-        ("media.audio_codecs", json!(["opus"]), json!([]), "media.audio_codecs: at least 1 codec"),
-        ("media.audio_codecs", json!(["PCMA", "PCMU"]), json!(["PCMU", "PCMU"]), "media.audio_codecs: duplicate codec Pcmu"),
-        ("media.audio_codecs", json!(["G722"]), json!(["speex"]), "media.audio_codecs[1]: unknown variant `speex`"),
+        (
+            "device.name",
+            long(64),
+            long(65),
+            "device.name: at most 64 characters",
+        ),
+        (
+            "device.name",
+            json!("Gate"),
+            json!(""),
+            "device.name: must not be empty",
+        ),
+        (
+            "device.ip_call.port",
+            json!(1),
+            json!(0),
+            "device.ip_call.port: 0 is out of range (1-65535)",
+        ),
+        (
+            "device.ip_call.port",
+            json!(65535),
+            json!(65536),
+            "device.ip_call.port: 65536 is out of range (1-65535)",
+        ),
+        (
+            "accounts",
+            json!([account(2)]),
+            json!([account(3)]),
+            "accounts[3].id: account ids are 1 and 2 only",
+        ),
+        (
+            "accounts",
+            json!([account(1), account(2)]),
+            json!([account(1), account(1)]),
+            "accounts: duplicate account id 1",
+        ),
+        (
+            "accounts.1.register_expires",
+            json!(30),
+            json!(29),
+            "accounts[1].register_expires: 29 is out of range (30-86400)",
+        ),
+        (
+            "accounts.1.register_expires",
+            json!(86400),
+            json!(86401),
+            "accounts[1].register_expires: 86401 is out of range (30-86400)",
+        ),
+        (
+            "accounts.1.transport",
+            json!("tls"),
+            json!("sctp"),
+            "accounts[1].transport: unknown variant `sctp`",
+        ),
+        (
+            "accounts.1.dtmf_mode",
+            json!("both"),
+            json!("dtmf"),
+            "accounts[1].dtmf_mode: unknown variant `dtmf`",
+        ),
+        (
+            "accounts.1.dnd.return_code",
+            json!(404),
+            json!(487),
+            "accounts[1].dnd.return_code: 487 is not one of 404, 480, 486, 603",
+        ),
+        (
+            "accounts.1.dnd.return_code",
+            json!(603),
+            json!(600),
+            "accounts[1].dnd.return_code: 600 is not one of",
+        ),
+        (
+            "accounts.1.dnd.on_code",
+            json!("*78#123456789012"),
+            json!("*78#1234567890123"),
+            "accounts[1].dnd.on_code: \"*78#1234567890123\" must be at most 16 of 0-9, * and #",
+        ),
+        (
+            "accounts.1.dnd.off_code",
+            json!(""),
+            json!("7a"),
+            "accounts[1].dnd.off_code: \"7a\" must be at most 16 of 0-9, * and #",
+        ),
+        (
+            "accounts.1.user",
+            json!("door-1"),
+            json!(""),
+            "accounts[1].user: required when the account is enabled",
+        ),
+        (
+            "accounts.1.server",
+            json!("10.0.0.1:5080"),
+            json!("pbx:"),
+            "accounts[1].server: \"pbx:\" is not host or host:port",
+        ),
+        (
+            "calls.max_call_time",
+            json!(0),
+            json!(4),
+            "calls.max_call_time: 4 is out of range (0 or 5-7200)",
+        ),
+        (
+            "calls.max_call_time",
+            json!(7200),
+            json!(7201),
+            "calls.max_call_time: 7201 is out of range (0 or 5-7200)",
+        ),
+        (
+            "calls.max_call_time",
+            json!(5),
+            json!(-1),
+            "calls.max_call_time: invalid value: integer `-1`",
+        ),
+        (
+            "calls.max_dial_in_time",
+            json!(5),
+            json!(4),
+            "calls.max_dial_in_time: 4 is out of range (5-300)",
+        ),
+        (
+            "calls.max_dial_in_time",
+            json!(300),
+            json!(301),
+            "calls.max_dial_in_time: 301 is out of range (5-300)",
+        ),
+        (
+            "calls.max_dial_out_time",
+            json!(5),
+            json!(4),
+            "calls.max_dial_out_time: 4 is out of range (5-300)",
+        ),
+        (
+            "calls.max_dial_out_time",
+            json!(300),
+            json!(301),
+            "calls.max_dial_out_time: 301 is out of range (5-300)",
+        ),
+        (
+            "calls.auto_answer.delay",
+            json!(30),
+            json!(31),
+            "calls.auto_answer.delay: 31 is out of range (0-30)",
+        ),
+        (
+            "calls.auto_answer.mode",
+            json!("audio"),
+            json!("hd"),
+            "calls.auto_answer.mode: unknown variant `hd`",
+        ),
+        (
+            "calls.auto_answer.ip",
+            json!(false),
+            json!("yes"),
+            "calls.auto_answer.ip: invalid type",
+        ),
+        (
+            "calls.hang_up_after_open.types",
+            json!(["dtmf", "api", "input"]),
+            json!(["no_answer"]),
+            "calls.hang_up_after_open.types[1]: unknown variant `no_answer`",
+        ),
+        (
+            "calls.hang_up_after_open.types",
+            json!([]),
+            json!(["dtmf", "dtmf"]),
+            "calls.hang_up_after_open.types: duplicate type Dtmf",
+        ),
+        (
+            "calls.hang_up_after_open.timeout",
+            json!(1),
+            json!(0),
+            "calls.hang_up_after_open.timeout: 0 is out of range (1-15)",
+        ),
+        (
+            "calls.hang_up_after_open.timeout",
+            json!(15),
+            json!(16),
+            "calls.hang_up_after_open.timeout: 16 is out of range (1-15)",
+        ),
+        (
+            "contacts",
+            contacts(1000),
+            contacts(1001),
+            "contacts: at most 1000 contacts",
+        ),
+        (
+            "contacts",
+            json!([{"id": 1, "name": "A", "number": "sip:200@pbx.example.com"}]),
+            json!([{"id": 1, "name": "A", "number": "2 00"}]),
+            "contacts[1].number: \"2 00\" is not a SIP user, SIP URI or IP address",
+        ),
+        (
+            "contacts",
+            json!([{"id": 1, "name": "A", "number": "192.168.1.20:5062"}]),
+            json!([{"id": 1, "name": "A", "number": "192.168.1.256"}]),
+            "contacts[1].number: \"192.168.1.256\" is not a SIP user",
+        ),
+        (
+            "contacts",
+            json!([{"id": 1, "number": "200", "account": 2}]),
+            json!([{"id": 1, "number": "200", "account": 3}]),
+            "contacts[1].account: invalid value: integer `3`, expected \"auto\", 1 or 2",
+        ),
+        (
+            "contacts",
+            contacts(2),
+            json!([{"id": 1, "number": "200"}, {"id": 1, "number": "201"}]),
+            "contacts: duplicate contact id 1",
+        ),
+        (
+            "buttons",
+            json!([button(16, 1)]),
+            json!([button(17, 1)]),
+            "buttons[17].button: 17 is out of range (1-16)",
+        ),
+        (
+            "buttons",
+            json!([button(1, 1)]),
+            json!([button(0, 1)]),
+            "buttons[0].button: 0 is out of range (1-16)",
+        ),
+        (
+            "buttons",
+            json!([button(1, 16)]),
+            json!([button(1, 17)]),
+            "buttons[1].numbers: at most 16 numbers",
+        ),
+        (
+            "buttons",
+            json!([button(1, 1)]),
+            json!([button(1, 0)]),
+            "buttons[1].numbers: at least 1 number (or a group_number)",
+        ),
+        (
+            "buttons",
+            json!([button(1, 1), button(2, 1)]),
+            json!([button(1, 1), button(1, 1)]),
+            "buttons: duplicate button 1",
+        ),
+        (
+            "buttons.1.timeout",
+            json!(5),
+            json!(4),
+            "buttons[1].timeout: 4 is out of range (5-120)",
+        ),
+        (
+            "buttons.1.timeout",
+            json!(120),
+            json!(121),
+            "buttons[1].timeout: 121 is out of range (5-120)",
+        ),
+        (
+            "buttons.1.when_refused",
+            json!("end_all_calls"),
+            json!("call_next"),
+            "buttons[1].when_refused: a group call takes end_this_call or end_all_calls",
+        ),
+        (
+            "buttons.1.no_answer.relays",
+            json!(["A"]),
+            json!(["Z"]),
+            "buttons[1].no_answer.relays: no relay \"Z\" is configured",
+        ),
+        (
+            "buttons.1.no_answer",
+            json!({"actions": ["http"], "http_url": "http://127.0.0.1/missed"}),
+            json!({"actions": ["http"]}),
+            "buttons[1].no_answer.http_url: required when the http action is chosen",
+        ),
+        (
+            "buttons.1.numbers.1",
+            json!("sip:200@10.0.0.1"),
+            json!("sip:@10.0.0.1"),
+            "buttons[1].numbers[1]: \"sip:@10.0.0.1\" is not a SIP user, SIP URI or IP address",
+        ),
+        (
+            "dial_plan",
+            dial_rules(500),
+            dial_rules(501),
+            "dial_plan: at most 500 rules",
+        ),
+        (
+            "dial_plan.1.replace",
+            json!(["1", "2", "3", "4", "5"]),
+            json!(["1", "2", "3", "4", "5", "6"]),
+            "dial_plan[1].replace: 1-5 targets",
+        ),
+        (
+            "dial_plan.1.replace",
+            json!(["1"]),
+            json!([]),
+            "dial_plan[1].replace: 1-5 targets",
+        ),
+        (
+            "dial_plan.2.prefix",
+            json!("8"),
+            json!("91"),
+            "dial_plan[2].prefix: prefix \"91\" is already used by another rule",
+        ),
+        (
+            "multicast.paging_barge",
+            json!(10),
+            json!(11),
+            "multicast.paging_barge: 11 is out of range (0-10)",
+        ),
+        (
+            "multicast.listen",
+            listen(10),
+            listen(11),
+            "multicast.listen: at most 10 addresses",
+        ),
+        (
+            "multicast.listen.1.address",
+            json!("239.255.255.255"),
+            json!("240.0.0.0"),
+            "multicast.listen[1].address: 240.0.0.0 is not a multicast address (224.0.0.0-239.255.255.255)",
+        ),
+        (
+            "multicast.listen.1.address",
+            json!("224.0.0.0"),
+            json!("223.255.255.255"),
+            "multicast.listen[1].address: 223.255.255.255 is not a multicast address",
+        ),
+        (
+            "multicast.listen.2.port",
+            json!(6000),
+            json!(5000),
+            "multicast.listen[2].port: port 5000 is already used by another address",
+        ),
+        (
+            "multicast.listen.1.port",
+            json!(65535),
+            json!(0),
+            "multicast.listen[1].port: 0 is out of range (1-65535)",
+        ),
+        (
+            "relays.A.hold",
+            json!(1),
+            json!(0),
+            "relays[A].hold: 0 is out of range (1-10)",
+        ),
+        (
+            "relays.A.hold",
+            json!(10),
+            json!(11),
+            "relays[A].hold: 11 is out of range (1-10)",
+        ),
+        (
+            "relays.A.trigger_delay",
+            json!(10),
+            json!(11),
+            "relays[A].trigger_delay: 11 is out of range (0-10)",
+        ),
+        (
+            "relays.A.dtmf_code",
+            json!("*#09"),
+            json!("12345"),
+            "relays[A].dtmf_code: \"12345\" must be at most 4 of 0-9, * and #",
+        ),
+        (
+            "relays.A.dtmf_code",
+            json!("1"),
+            json!("12a"),
+            "relays[A].dtmf_code: \"12a\" must be at most 4 of 0-9, * and #",
+        ),
+        (
+            "dtmf_authority",
+            json!("contacts"),
+            json!("guests"),
+            "dtmf_authority: unknown variant `guests`",
+        ),
+        (
+            "actions.email.tls",
+            json!("starttls"),
+            json!("ssl"),
+            "actions.email.tls: unknown variant `ssl`",
+        ),
+        (
+            "actions.ftp.url",
+            json!("ftp://127.0.0.1:2121/snapshots/"),
+            json!("http://127.0.0.1/"),
+            "actions.ftp.url: \"http://127.0.0.1/\" is not a ftp:// URL with a host",
+        ),
+        (
+            "actions.email.to",
+            json!(["guard@example.com"]),
+            json!(["guard"]),
+            "actions.email.to[1]: \"guard\" is not an e-mail address",
+        ),
+        (
+            "media.rtp_ports",
+            json!([10000, 10003]),
+            json!([10000, 10002]),
+            "media.rtp_ports: the range must hold at least 2 RTP/RTCP port pairs",
+        ),
+        (
+            "media.rtp_ports",
+            json!([1024, 65535]),
+            json!([1023, 2000]),
+            "media.rtp_ports[1]: 1023 is out of range (1024-65535)",
+        ),
+        (
+            "media.rtp_ports",
+            json!([10000, 20000]),
+            json!([10001, 20000]),
+            "media.rtp_ports[1]: 10001 must be even",
+        ),
+        (
+            "media.audio_codecs",
+            json!(["opus"]),
+            json!([]),
+            "media.audio_codecs: at least 1 codec",
+        ),
+        (
+            "media.audio_codecs",
+            json!(["PCMA", "PCMU"]),
+            json!(["PCMU", "PCMU"]),
+            "media.audio_codecs: duplicate codec Pcmu",
+        ),
+        (
+            "media.audio_codecs",
+            json!(["G722"]),
+            json!(["speex"]),
+            "media.audio_codecs[1]: unknown variant `speex`",
+        ),
     ]
 }
 
@@ -198,9 +553,13 @@ async fn every_rule_takes_a_value_just_inside_and_refuses_one_just_outside() {
     set(&proxy, "buttons", json!([button(1, 1)])).await.unwrap();
     set(&proxy, "dial_plan", dial_rules(2)).await.unwrap();
     set(&proxy, "multicast.listen", listen(2)).await.unwrap();
-    set(&proxy, "actions.email", json!({"smtp": "127.0.0.1:2525", "from": "door@example.com", "to": ["guard@example.com"]}))
-        .await
-        .unwrap();
+    set(
+        &proxy,
+        "actions.email",
+        json!({"smtp": "127.0.0.1:2525", "from": "door@example.com", "to": ["guard@example.com"]}),
+    )
+    .await
+    .unwrap();
 
     for (key, inside, outside, says) in rules() {
         set(&proxy, key, inside.clone())
@@ -215,8 +574,16 @@ async fn every_rule_takes_a_value_just_inside_and_refuses_one_just_outside() {
             ),
             other => panic!("{key} = {outside} was not refused as Invalid: {other:?}"),
         }
-        assert_eq!(revision(&proxy).await, before, "{key}: a refusal bumped the revision");
-        assert_eq!(get(&proxy, key).await, kept, "{key}: a refusal changed the value");
+        assert_eq!(
+            revision(&proxy).await,
+            before,
+            "{key}: a refusal bumped the revision"
+        );
+        assert_eq!(
+            get(&proxy, key).await,
+            kept,
+            "{key}: a refusal changed the value"
+        );
     }
 }
 
@@ -224,7 +591,9 @@ async fn every_rule_takes_a_value_just_inside_and_refuses_one_just_outside() {
 async fn a_refused_value_is_a_typed_error_and_unknown_keys_are_not_found() {
     let rig = Rig::start().await;
     let proxy = rig.proxy().await;
-    let err = set(&proxy, "calls.max_call_time", json!(4)).await.unwrap_err();
+    let err = set(&proxy, "calls.max_call_time", json!(4))
+        .await
+        .unwrap_err();
     assert!(matches!(err, config::Error::Invalid(_)), "{err:?}");
     // The error name on the wire is the one clients match on.
     let reply = rig
@@ -240,7 +609,10 @@ async fn a_refused_value_is_a_typed_error_and_unknown_keys_are_not_found() {
     match reply {
         Err(zbus::Error::MethodError(name, Some(message), _)) => {
             assert_eq!(name.as_str(), "org.doorphone.Config1.Error.Invalid");
-            assert_eq!(message, "calls.max_call_time: 4 is out of range (0 or 5-7200)");
+            assert_eq!(
+                message,
+                "calls.max_call_time: 4 is out of range (0 or 5-7200)"
+            );
         }
         other => panic!("unexpected reply {other:?}"),
     }
@@ -250,7 +622,10 @@ async fn a_refused_value_is_a_typed_error_and_unknown_keys_are_not_found() {
             "{key}"
         );
         assert!(
-            matches!(set(&proxy, key, json!(1)).await, Err(config::Error::NotFound(_))),
+            matches!(
+                set(&proxy, key, json!(1)).await,
+                Err(config::Error::NotFound(_))
+            ),
             "{key}"
         );
     }
@@ -266,7 +641,8 @@ async fn export_import_export_is_stable_and_a_bad_import_changes_nothing() {
     doc["dial_plan"] = dial_rules(3);
     doc["multicast"]["listen"] = listen(3);
     doc["buttons"] = json!([button(1, 3)]);
-    doc["actions"]["ftp"] = json!({"url": "ftp://127.0.0.1:2121/snapshots/", "user": "door", "password": "ftp-secret"});
+    doc["actions"]["ftp"] =
+        json!({"url": "ftp://127.0.0.1:2121/snapshots/", "user": "door", "password": "ftp-secret"});
     proxy.import(&doc.to_string()).await.unwrap();
 
     let first = proxy.export().await.unwrap();
@@ -324,8 +700,13 @@ async fn every_commit_bumps_the_revision_and_names_the_changed_sections() {
     let mut revisions = proxy.receive_revision_changed().await;
     let start = revision(&proxy).await;
 
-    set(&proxy, "calls.max_call_time", json!(120)).await.unwrap();
-    let signal = tokio::time::timeout(PATIENCE, changed.next()).await.unwrap().unwrap();
+    set(&proxy, "calls.max_call_time", json!(120))
+        .await
+        .unwrap();
+    let signal = tokio::time::timeout(PATIENCE, changed.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(signal.args().unwrap().sections, vec!["calls".to_owned()]);
     let value = tokio::time::timeout(PATIENCE, async {
         loop {
@@ -344,7 +725,10 @@ async fn every_commit_bumps_the_revision_and_names_the_changed_sections() {
     doc["dtmf_authority"] = json!("none");
     doc["contacts"] = contacts(1);
     proxy.import(&doc.to_string()).await.unwrap();
-    let signal = tokio::time::timeout(PATIENCE, changed.next()).await.unwrap().unwrap();
+    let signal = tokio::time::timeout(PATIENCE, changed.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         signal.args().unwrap().sections,
         vec!["contacts".to_owned(), "dtmf_authority".to_owned()]
@@ -360,7 +744,10 @@ async fn every_commit_bumps_the_revision_and_names_the_changed_sections() {
 async fn list_methods_add_update_remove_and_resolve() {
     let rig = Rig::start().await;
     let proxy = rig.proxy().await;
-    let id = proxy.add_contact("Concierge", "200", "auto", true).await.unwrap();
+    let id = proxy
+        .add_contact("Concierge", "200", "auto", true)
+        .await
+        .unwrap();
     assert_eq!(id, 1);
     proxy
         .update_contact(id, "Concierge", "sip:200@pbx.example.com", "2", true)
@@ -382,12 +769,23 @@ async fn list_methods_add_update_remove_and_resolve() {
     assert!(proxy.list_contacts().await.unwrap().is_empty());
 
     let rule = proxy
-        .add_dial_rule("Reception", "0", "1", &["192.168.1.10", "sip:200@pbx.example.com"])
+        .add_dial_rule(
+            "Reception",
+            "0",
+            "1",
+            &["192.168.1.10", "sip:200@pbx.example.com"],
+        )
         .await
         .unwrap();
     assert_eq!(
         proxy.resolve("0").await.unwrap(),
-        ("1".to_owned(), vec!["192.168.1.10".to_owned(), "sip:200@pbx.example.com".to_owned()])
+        (
+            "1".to_owned(),
+            vec![
+                "192.168.1.10".to_owned(),
+                "sip:200@pbx.example.com".to_owned()
+            ]
+        )
     );
     assert_eq!(
         proxy.resolve("05").await.unwrap(),
@@ -440,9 +838,14 @@ async fn values_survive_a_restart() {
     let mut rig = Rig::start().await;
     let proxy = rig.proxy().await;
     set(&proxy, "accounts", json!([account(1)])).await.unwrap();
-    set(&proxy, "accounts.1.dnd.enabled", json!(true)).await.unwrap();
+    set(&proxy, "accounts.1.dnd.enabled", json!(true))
+        .await
+        .unwrap();
     set(&proxy, "multicast.listen", listen(3)).await.unwrap();
-    proxy.add_contact("Concierge", "200", "auto", true).await.unwrap();
+    proxy
+        .add_contact("Concierge", "200", "auto", true)
+        .await
+        .unwrap();
     let before = proxy.export().await.unwrap();
     let revision_before = revision(&proxy).await;
     drop(proxy);
@@ -486,7 +889,12 @@ async fn every_acknowledged_set_survives_a_kill_9() {
     rig.restart().await;
     let proxy = rig.proxy().await;
     let name = get(&proxy, "device.name").await;
-    let n: u32 = name.as_str().unwrap().trim_start_matches("write ").parse().unwrap();
+    let n: u32 = name
+        .as_str()
+        .unwrap()
+        .trim_start_matches("write ")
+        .parse()
+        .unwrap();
     assert!(
         n == acknowledged || n == kill_after,
         "acknowledged write {acknowledged}, found {name}"
@@ -517,10 +925,9 @@ async fn a_schema_1_database_opens_with_every_value() {
     let conn = bus.connect().await.unwrap();
     let proxy = Config1Proxy::new(&conn).await.unwrap();
     let exported: Value = serde_json::from_str(&proxy.export().await.unwrap()).unwrap();
-    let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures.join("schema-v1.json")).unwrap(),
-    )
-    .unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("schema-v1.json")).unwrap())
+            .unwrap();
     assert_eq!(exported, expected);
     assert_eq!(revision(&proxy).await, 7, "the revision is kept");
     // Passwords came through too, though export masks them.
@@ -531,7 +938,9 @@ async fn a_schema_1_database_opens_with_every_value() {
     )
     .unwrap();
     let password: String = doc
-        .query_row("SELECT password FROM accounts WHERE id = 1", [], |r| r.get(0))
+        .query_row("SELECT password FROM accounts WHERE id = 1", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(password, "v1-secret");
     let version: u32 = doc
@@ -578,7 +987,10 @@ async fn the_policy_lets_anyone_read_and_only_root_and_admins_write() {
     let export = call("nobody", "Export", &[]);
     assert!(export.status.success(), "{export:?}");
     let text = String::from_utf8_lossy(&export.stdout);
-    assert!(text.contains("********") && !text.contains("secret-1"), "{text}");
+    assert!(
+        text.contains("********") && !text.contains("secret-1"),
+        "{text}"
+    );
     let introspect = rig
         .bus
         .busctl_as("nobody", &["introspect", dest[0], dest[1]]);
@@ -617,7 +1029,16 @@ async fn the_policy_lets_anyone_read_and_only_root_and_admins_write() {
     // Only the service's own user may own the name.
     let own = rig.bus.busctl_as(
         "nobody",
-        &["call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "RequestName", "su", "org.doorphone.Config1", "0"],
+        &[
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "RequestName",
+            "su",
+            "org.doorphone.Config1",
+            "0",
+        ],
     );
     assert!(!own.status.success());
 }

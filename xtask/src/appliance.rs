@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -25,7 +25,12 @@ const SERVICES: &[ServiceSpec] = &[ServiceSpec {
     binary: "doorphone-config",
     user: "doorphone-config",
     bus_name: "org.doorphone.Config1",
-    args: |state| vec!["--db".into(), state.join("config/config.db").display().to_string()],
+    args: |state| {
+        vec![
+            "--db".into(),
+            state.join("config/config.db").display().to_string(),
+        ]
+    },
 }];
 
 struct Running {
@@ -43,12 +48,16 @@ pub fn run(release: bool) -> Result<()> {
     }
     ensure_users()?;
     let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build.current_dir(root()).args(["build", "--workspace", "--bins"]);
+    build
+        .current_dir(root())
+        .args(["build", "--workspace", "--bins"]);
     if release {
         build.arg("--release");
     }
     run_step("build", &mut build)?;
-    let bins = root().join("target").join(if release { "release" } else { "debug" });
+    let bins = root()
+        .join("target")
+        .join(if release { "release" } else { "debug" });
 
     let state = root().join("target/appliance");
     std::fs::create_dir_all(&state)?;
@@ -87,7 +96,12 @@ pub fn run(release: bool) -> Result<()> {
     result
 }
 
-fn start_services(bins: &Path, state: &Path, address: &str, running: &mut Vec<Running>) -> Result<()> {
+fn start_services(
+    bins: &Path,
+    state: &Path,
+    address: &str,
+    running: &mut Vec<Running>,
+) -> Result<()> {
     for spec in SERVICES {
         let log = std::fs::File::create(state.join(format!("{}.log", spec.binary)))?;
         let child = Command::new("setpriv")
@@ -109,7 +123,10 @@ fn start_services(bins: &Path, state: &Path, address: &str, running: &mut Vec<Ru
         });
         wait_until(
             || name_has_owner(address, spec.bus_name),
-            &format!("{} on the bus (see target/appliance/{}.log)", spec.bus_name, spec.binary),
+            &format!(
+                "{} on the bus (see target/appliance/{}.log)",
+                spec.bus_name, spec.binary
+            ),
         )?;
         eprintln!("xtask: {} is up as {}", spec.bus_name, spec.user);
     }
@@ -157,7 +174,11 @@ fn print_usage(env_file: &Path, address: &str, bins: &Path) {
          Logs and state: {state}\n",
         env = env_file.display(),
         doorctl = bins.join("doorctl").display(),
-        state = env_file.parent().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+        state = env_file
+            .parent()
+            .map(Path::display)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
     );
 }
 
@@ -168,7 +189,11 @@ fn wait_for_ctrl_c(running: &mut [Running]) -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         for r in running.iter_mut() {
             if let Some(status) = r.child.try_wait()? {
-                bail!("{} stopped ({status}); see target/appliance/{}.log", r.name, r.name);
+                bail!(
+                    "{} stopped ({status}); see target/appliance/{}.log",
+                    r.name,
+                    r.name
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -204,6 +229,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 fn chown(path: &PathBuf, user: &str) -> Result<()> {
     run_step(
         &format!("chown {user} {}", path.display()),
-        Command::new("chown").arg(format!("{user}:{user}")).arg(path),
+        Command::new("chown")
+            .arg(format!("{user}:{user}"))
+            .arg(path),
     )
 }

@@ -10,7 +10,6 @@ use crate::{is_root, run_step};
 /// SQLite library the config service links against.
 pub const RUN: &[&str] = &[
     "dbus-daemon",
-    "dbus-bin",
     "libsqlite3-dev",
     "pkg-config",
     "systemd",
@@ -39,7 +38,10 @@ pub fn ensure(list: &[&str]) -> Result<()> {
             missing.join(" ")
         );
     }
-    run_step("apt-get update", Command::new("apt-get").args(["update", "-q"]))?;
+    run_step(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-q"]),
+    )?;
     run_step(
         &format!("apt-get install {}", missing.join(" ")),
         Command::new("apt-get")

@@ -111,18 +111,29 @@ fn test(cargo_args: &[String]) -> Result<()> {
         );
     }
     ensure_users()?;
-    run_step("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run_step(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
     run_step(
         "cargo clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
-    run_step("cargo build", cargo().args(["build", "--workspace", "--bins"]))?;
+    run_step(
+        "cargo build",
+        cargo().args(["build", "--workspace", "--bins"]),
+    )?;
     assets()?;
     run_step(
         "cargo test",
-        cargo()
-            .args(["test", "--workspace"])
-            .args(cargo_args),
+        cargo().args(["test", "--workspace"]).args(cargo_args),
     )?;
     Ok(())
 }

@@ -734,7 +734,10 @@ mod tests {
         }]);
         assert_eq!(
             plan.resolve("0"),
-            (AccountChoice::Account(2), vec!["201".into(), "10.0.0.2".into()])
+            (
+                AccountChoice::Account(2),
+                vec!["201".into(), "10.0.0.2".into()]
+            )
         );
         assert_eq!(plan.resolve("05"), (AccountChoice::Auto, vec!["05".into()]));
     }

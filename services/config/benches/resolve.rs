@@ -11,7 +11,9 @@ fn rules(n: u32) -> Vec<DialRule> {
             name: format!("Rule {i}"),
             prefix: format!("8{i}"),
             account: AccountChoice::Auto,
-            replace: (0..5).map(|t| format!("sip:{i}{t}@pbx.example.com")).collect(),
+            replace: (0..5)
+                .map(|t| format!("sip:{i}{t}@pbx.example.com"))
+                .collect(),
         })
         .collect()
 }

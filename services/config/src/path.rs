@@ -74,7 +74,9 @@ pub fn describe(path: &serde_path_to_error::Path, tree: &Value) -> String {
             }
             Segment::Seq { index } => {
                 let item = node.and_then(|n| n.get(*index));
-                let label = item.and_then(key_of).unwrap_or_else(|| (index + 1).to_string());
+                let label = item
+                    .and_then(key_of)
+                    .unwrap_or_else(|| (index + 1).to_string());
                 out.push_str(&format!("[{label}]"));
                 node = item;
             }
@@ -132,7 +134,13 @@ mod tests {
     #[test]
     fn unknown_paths_are_not_found() {
         let d = doc();
-        for p in ["", "calls.nope", "accounts.1", "multicast.listen.0", "calls.max_call_time.x"] {
+        for p in [
+            "",
+            "calls.nope",
+            "accounts.1",
+            "multicast.listen.0",
+            "calls.max_call_time.x",
+        ] {
             assert!(get(&d, p).is_err(), "{p}");
         }
         assert_eq!(

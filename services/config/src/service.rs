@@ -130,14 +130,18 @@ impl ConfigService {
     }
 
     pub fn import_document(&mut self, text: &str) -> Result<Vec<&'static str>, Error> {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::Invalid(format!("document: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::Invalid(format!("document: {e}")))?;
         let mut new: Document = from_json(&value, "")?;
         new.unmask_from(&self.doc);
         self.commit(new)
     }
 
-    pub fn set_value(&mut self, key: &str, value: serde_json::Value) -> Result<Vec<&'static str>, Error> {
+    pub fn set_value(
+        &mut self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<Vec<&'static str>, Error> {
         let mut tree = serde_json::to_value(&self.doc).expect("the document serialises");
         path::set(&mut tree, key, value).map_err(|e| Error::NotFound(e.0))?;
         let mut new: Document = from_json(&tree, "")?;
@@ -217,7 +221,8 @@ impl ConfigService {
     #[zbus(out_args("value"))]
     async fn get(&self, key: &str) -> Result<OwnedVariant, Error> {
         let value = self.get_value(key)?;
-        let variant = json::to_variant(&value).map_err(|e| Error::Invalid(format!("{key}: {e}")))?;
+        let variant =
+            json::to_variant(&value).map_err(|e| Error::Invalid(format!("{key}: {e}")))?;
         OwnedVariant::try_from(variant).map_err(|e| Error::Invalid(format!("{key}: {e}")))
     }
 
@@ -228,7 +233,8 @@ impl ConfigService {
         value: Variant<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), Error> {
-        let value = json::from_variant(&value).map_err(|e| Error::Invalid(format!("{key}: {e}")))?;
+        let value =
+            json::from_variant(&value).map_err(|e| Error::Invalid(format!("{key}: {e}")))?;
         let changed = self.set_value(key, value)?;
         self.announce(&emitter, &changed).await;
         Ok(())
@@ -376,7 +382,10 @@ impl ConfigService {
                 call_type: words(&[b.call_type]).remove(0),
                 numbers: b.numbers.clone(),
                 group_number: b.group_number.clone(),
-                when_refused: b.when_refused.map(|w| words(&[w]).remove(0)).unwrap_or_default(),
+                when_refused: b
+                    .when_refused
+                    .map(|w| words(&[w]).remove(0))
+                    .unwrap_or_default(),
                 timeout: b.timeout,
                 no_answer_relays: b.no_answer.relays.clone(),
                 no_answer_actions: words(&b.no_answer.actions),
@@ -435,7 +444,9 @@ impl ConfigService {
         let before = new.buttons.len();
         new.buttons.retain(|b| b.button != button);
         if new.buttons.len() == before {
-            return Err(Error::NotFound(format!("buttons[{button}]: no such button")));
+            return Err(Error::NotFound(format!(
+                "buttons[{button}]: no such button"
+            )));
         }
         self.commit_and_announce(new, &emitter).await
     }

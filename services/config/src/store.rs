@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use doorphone_interfaces::config::document::{
-    Account, AccountChoice, Button, Contact, DialRule, Document, Dnd, Listen, Multicast,
-    NoAnswer, Relay,
+    Account, AccountChoice, Button, Contact, DialRule, Dnd, Document, Listen, Multicast, NoAnswer,
+    Relay,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
@@ -204,7 +204,9 @@ impl Store {
     pub fn load(&mut self) -> Result<(Document, u64), StoreError> {
         let tx = self.conn()?.transaction()?;
         let revision: i64 = tx
-            .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+                r.get(0)
+            })
             .optional()?
             .unwrap_or(0);
         let mut doc = Document::default();
@@ -331,7 +333,13 @@ fn write_section(tx: &Transaction, section: &str, doc: &Document) -> Result<(), 
                 "INSERT INTO contacts (id, name, number, account, whitelist) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for c in &doc.contacts {
-                stmt.execute(params![c.id, c.name, c.number, c.account.to_string(), c.whitelist])?;
+                stmt.execute(params![
+                    c.id,
+                    c.name,
+                    c.number,
+                    c.account.to_string(),
+                    c.whitelist
+                ])?;
             }
             Ok(())
         }
@@ -475,9 +483,8 @@ fn read_contacts(tx: &Transaction) -> Result<Vec<Contact>, StoreError> {
 }
 
 fn read_buttons(tx: &Transaction) -> Result<Vec<Button>, StoreError> {
-    let mut numbers = tx.prepare(
-        "SELECT number FROM button_numbers WHERE button = ?1 ORDER BY position",
-    )?;
+    let mut numbers =
+        tx.prepare("SELECT number FROM button_numbers WHERE button = ?1 ORDER BY position")?;
     let mut stmt = tx.prepare(
         "SELECT button, call_type, group_number, when_refused, timeout, no_answer_relays,
                 no_answer_actions, no_answer_http_url

@@ -7,9 +7,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
-use doorphone_interfaces::config::document::{
-    ActionKind, CallType, Document, WhenRefused,
-};
+use doorphone_interfaces::config::document::{ActionKind, CallType, Document, WhenRefused};
 
 pub const MAX_CONTACTS: usize = 1000;
 pub const MAX_DIAL_RULES: usize = 500;
@@ -45,7 +43,10 @@ fn range(path: &str, value: u32, lo: u32, hi: u32) -> Check {
     if (lo..=hi).contains(&value) {
         Ok(())
     } else {
-        Err(invalid(path, format!("{value} is out of range ({lo}-{hi})")))
+        Err(invalid(
+            path,
+            format!("{value} is out of range ({lo}-{hi})"),
+        ))
     }
 }
 
@@ -76,7 +77,11 @@ fn unique<T: std::hash::Hash + Eq + fmt::Debug>(
 
 fn dtmf_digits(path: &str, value: &str, min: usize, max: usize) -> Check {
     let len = value.chars().count();
-    if len < min || len > max || !value.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+    if len < min
+        || len > max
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
     {
         let rule = if min == 0 {
             format!("{value:?} must be at most {max} of 0-9, * and #")
@@ -138,7 +143,10 @@ pub fn is_number(s: &str) -> bool {
         };
     }
     // Digits and dots (and a port) are meant as an IPv4 address, and must be one.
-    if s.contains('.') && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ':') {
+    if s.contains('.')
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ':')
+    {
         return s.parse::<Ipv4Addr>().is_ok()
             || s.parse::<SocketAddrV4>().is_ok_and(|a| a.port() != 0);
     }
@@ -160,7 +168,9 @@ fn email_address(path: &str, value: &str) -> Check {
     let ok = value.split_once('@').is_some_and(|(local, domain)| {
         !local.is_empty()
             && local.len() <= 64
-            && !local.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+            && !local
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
             && is_host(domain)
     });
     if ok {
@@ -171,9 +181,11 @@ fn email_address(path: &str, value: &str) -> Check {
 }
 
 fn url_with_scheme(path: &str, value: &str, schemes: &[&str]) -> Check {
-    let rest = schemes
-        .iter()
-        .find_map(|scheme| value.strip_prefix(scheme).and_then(|r| r.strip_prefix("://")));
+    let rest = schemes.iter().find_map(|scheme| {
+        value
+            .strip_prefix(scheme)
+            .and_then(|r| r.strip_prefix("://"))
+    });
     let ok = rest.is_some_and(|rest| {
         let authority = rest.split('/').next().unwrap_or("");
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -187,7 +199,10 @@ fn url_with_scheme(path: &str, value: &str, schemes: &[&str]) -> Check {
             .map(|s| format!("{s}://"))
             .collect::<Vec<_>>()
             .join(" or ");
-        Err(invalid(path, format!("{value:?} is not a {list} URL with a host")))
+        Err(invalid(
+            path,
+            format!("{value:?} is not a {list} URL with a host"),
+        ))
     }
 }
 
@@ -258,7 +273,10 @@ fn accounts(doc: &Document) -> Check {
         }
         if a.enabled {
             if a.user.is_empty() {
-                return Err(invalid(format!("{p}.user"), "required when the account is enabled"));
+                return Err(invalid(
+                    format!("{p}.user"),
+                    "required when the account is enabled",
+                ));
             }
             if a.server.is_empty() {
                 return Err(invalid(
@@ -267,7 +285,12 @@ fn accounts(doc: &Document) -> Check {
                 ));
             }
         }
-        range(&format!("{p}.register_expires"), a.register_expires, 30, 86400)?;
+        range(
+            &format!("{p}.register_expires"),
+            a.register_expires,
+            30,
+            86400,
+        )?;
         if ![404, 480, 486, 603].contains(&a.dnd.return_code) {
             return Err(invalid(
                 format!("{p}.dnd.return_code"),
@@ -276,7 +299,11 @@ fn accounts(doc: &Document) -> Check {
         }
         dtmf_digits(&format!("{p}.dnd.on_code"), &a.dnd.on_code, 0, 16)?;
         dtmf_digits(&format!("{p}.dnd.off_code"), &a.dnd.off_code, 0, 16)?;
-        if !a.user_agent.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        if !a
+            .user_agent
+            .chars()
+            .all(|c| c.is_ascii_graphic() || c == ' ')
+        {
             return Err(invalid(format!("{p}.user_agent"), "printable ASCII only"));
         }
         text(&format!("{p}.user_agent"), &a.user_agent, 128)?;
@@ -310,7 +337,10 @@ fn calls(doc: &Document) -> Check {
 
 fn contacts(doc: &Document) -> Check {
     if doc.contacts.len() > MAX_CONTACTS {
-        return Err(invalid("contacts", format!("at most {MAX_CONTACTS} contacts")));
+        return Err(invalid(
+            "contacts",
+            format!("at most {MAX_CONTACTS} contacts"),
+        ));
     }
     for c in &doc.contacts {
         if c.id == 0 {
@@ -338,7 +368,11 @@ fn relays(doc: &Document) -> Check {
             ));
         }
     }
-    unique("relays", doc.relays.iter().map(|r| r.id.as_str()), "relay id")?;
+    unique(
+        "relays",
+        doc.relays.iter().map(|r| r.id.as_str()),
+        "relay id",
+    )?;
     for r in &doc.relays {
         let p = format!("relays[{}]", r.id);
         text(&format!("{p}.name"), &r.name, MAX_NAME)?;
@@ -396,9 +430,17 @@ fn buttons(doc: &Document) -> Check {
                 ));
             }
         }
-        unique(&format!("{p}.no_answer.actions"), na.actions.iter(), "action")?;
+        unique(
+            &format!("{p}.no_answer.actions"),
+            na.actions.iter(),
+            "action",
+        )?;
         if !na.http_url.is_empty() {
-            url_with_scheme(&format!("{p}.no_answer.http_url"), &na.http_url, &["http", "https"])?;
+            url_with_scheme(
+                &format!("{p}.no_answer.http_url"),
+                &na.http_url,
+                &["http", "https"],
+            )?;
         }
         for action in &na.actions {
             match action {
@@ -431,7 +473,10 @@ fn buttons(doc: &Document) -> Check {
 
 fn dial_plan(doc: &Document) -> Check {
     if doc.dial_plan.len() > MAX_DIAL_RULES {
-        return Err(invalid("dial_plan", format!("at most {MAX_DIAL_RULES} rules")));
+        return Err(invalid(
+            "dial_plan",
+            format!("at most {MAX_DIAL_RULES} rules"),
+        ));
     }
     for r in &doc.dial_plan {
         if r.id == 0 {
@@ -445,7 +490,10 @@ fn dial_plan(doc: &Document) -> Check {
         if !is_sip_user(&r.prefix) || r.prefix.len() > 32 {
             return Err(invalid(
                 format!("{p}.prefix"),
-                format!("{:?} must be 1-32 of A-Z, a-z, 0-9, *, #, +, ., _ and -", r.prefix),
+                format!(
+                    "{:?} must be 1-32 of A-Z, a-z, 0-9, *, #, +, ., _ and -",
+                    r.prefix
+                ),
             ));
         }
         if r.replace.is_empty() || r.replace.len() > 5 {
@@ -479,7 +527,10 @@ fn multicast(doc: &Document) -> Check {
     let mut ports = HashSet::new();
     for (i, l) in m.listen.iter().enumerate() {
         let p = format!("multicast.listen[{}]", i + 1);
-        let is_multicast = l.address.parse::<Ipv4Addr>().is_ok_and(|a| a.is_multicast());
+        let is_multicast = l
+            .address
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|a| a.is_multicast());
         if !is_multicast {
             return Err(invalid(
                 format!("{p}.address"),

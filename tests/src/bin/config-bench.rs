@@ -82,7 +82,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let loaded_rss = rss_kib(pid);
 
-    println!("config service, release build, private bus, {} cores", std::thread::available_parallelism()?);
+    println!(
+        "config service, release build, private bus, {} cores",
+        std::thread::available_parallelism()?
+    );
     println!(
         "  Set round trip (1000 sequential, each a durable commit): p50 {:.3} ms, p99 {:.3} ms",
         percentile(&mut set, 0.5).as_secs_f64() * 1e3,
