@@ -29,11 +29,15 @@ pub fn repo_root() -> PathBuf {
 /// The folder the workspace's binaries were built into (the test's own profile).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
-    // target/<profile>/deps/<test> -> target/<profile>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps")
-        .to_path_buf()
+    // Tests run from target/<profile>/deps, benchmark binaries from target/<profile>.
+    let dir = exe.parent().expect("an executable sits in a folder");
+    if dir.ends_with("deps") {
+        dir.parent()
+            .expect("deps sits in target/<profile>")
+            .to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// The path of one of the workspace's binaries; it must have been built
