@@ -8,6 +8,7 @@
 
 mod appliance;
 mod deps;
+mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -131,10 +132,9 @@ fn test(cargo_args: &[String]) -> Result<()> {
         cargo().args(["build", "--workspace", "--bins"]),
     )?;
     assets()?;
-    run_step(
-        "cargo test",
-        cargo().args(["test", "--workspace"]).args(cargo_args),
-    )?;
+    let mut tests = cargo();
+    tests.args(["test", "--workspace"]).args(cargo_args);
+    summary::cargo_test(tests)?;
     Ok(())
 }
 
