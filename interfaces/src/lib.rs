@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod json;
+pub mod media;
 
 /// Prefix of every bus name the door phone owns.
 pub const BUS_NAME_PREFIX: &str = "org.doorphone.";

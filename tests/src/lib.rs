@@ -5,6 +5,9 @@
 //! Everything here waits for events (the bus printing its address, a name gaining
 //! an owner, a process exiting), never for a fixed time.
 
+pub mod audio;
+pub mod compat;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -327,4 +330,145 @@ pub fn normalize_xml(xml: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Checks `interface`, as `bus_name` serves it at `path`, against its released
+/// contract `golden` (a file under `dbus/interfaces/`).
+///
+/// The live interface must first be compatible with the released one (see
+/// [`compat`]): nothing a released client uses may be gone or changed. Then it
+/// must equal the file. With `DOORPHONE_BLESS` set, a compatible interface is
+/// written to `golden`, so additions are released; an incompatible one never is,
+/// so the golden files only grow.
+pub async fn check_released_interface(
+    conn: &zbus::Connection,
+    bus_name: &str,
+    path: &str,
+    interface: &str,
+    golden: &Path,
+) -> Result<()> {
+    let introspectable = zbus::fdo::IntrospectableProxy::builder(conn)
+        .destination(bus_name)
+        .path(path)
+        .build()
+        .await?;
+    let xml = introspectable.introspect().await?;
+    let live = interface_xml(&xml, interface)
+        .with_context(|| format!("{bus_name} does not serve {interface} at {path}"))?;
+    let bless = std::env::var_os("DOORPHONE_BLESS").is_some();
+    let released = match std::fs::read_to_string(golden) {
+        Ok(text) => Some(
+            interface_xml(&text, interface)
+                .with_context(|| format!("{} has no {interface}", golden.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && bless => None,
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "{} is {interface}'s released contract; DOORPHONE_BLESS=1 writes the first one",
+                    golden.display()
+                )
+            });
+        }
+    };
+    if let Some(released) = &released {
+        let breaks = compat::breaking_changes(released, &live)?;
+        if !breaks.is_empty() {
+            bail!(
+                "{interface} as served breaks its released contract {}:\n  {}\n\
+                 clients built against the release would fail; keep the released members \
+                 and serve an incompatible version as a new interface beside it{}",
+                golden.display(),
+                breaks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n  "),
+                if bless {
+                    " (DOORPHONE_BLESS never rewrites a released contract incompatibly)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if bless {
+        std::fs::write(
+            golden,
+            format!(
+                "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n  {}\n</node>\n",
+                live.trim()
+            ),
+        )?;
+    } else if let Some(released) = released
+        && normalize_xml(&released) != normalize_xml(&live)
+    {
+        bail!(
+            "{} differs from the code, compatibly; rerun with DOORPHONE_BLESS=1 to release \
+             the change\n--- released\n{}\n+++ served\n{}",
+            golden.display(),
+            normalize_xml(&released),
+            normalize_xml(&live)
+        );
+    }
+    Ok(())
+}
+
+/// The packaging of one service of the appliance: the binary its unit starts,
+/// the user it runs as, the bus name that user may own, the policy file that
+/// says so, and the unit. The packaging tests check the files against these rows
+/// and the rows against the code; a new service adds its row and its files.
+pub struct Packaged {
+    pub binary: &'static str,
+    pub user: &'static str,
+    pub bus_name: &'static str,
+    /// Relative to the repository's root, as are the other paths.
+    pub policy: &'static str,
+    pub unit: &'static str,
+}
+
+pub const SERVICES: &[Packaged] = &[
+    Packaged {
+        binary: "doorphone-config",
+        user: "doorphone-config",
+        bus_name: doorphone_interfaces::config::BUS_NAME,
+        policy: "dbus/system.d/org.doorphone.Config1.conf",
+        unit: "packaging/systemd/doorphone-config.service",
+    },
+    Packaged {
+        binary: "doorphone-media",
+        user: "doorphone-media",
+        bus_name: doorphone_interfaces::media::BUS_NAME,
+        policy: "dbus/system.d/org.doorphone.Media1.conf",
+        unit: "packaging/systemd/doorphone-media.service",
+    },
+];
+
+/// Starts `binary` on `bus` as `user` with `args`, logging to `log`, and waits
+/// until it owns `bus_name`.
+pub async fn start_service(
+    bus: &Bus,
+    binary: &str,
+    user: &str,
+    bus_name: &str,
+    args: &[String],
+    log: &Path,
+) -> Result<Service> {
+    let child = bus
+        .command_as(user, &bin(binary))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    let mut service = Service {
+        child: Some(child),
+        stderr_path: log.to_path_buf(),
+    };
+    let conn = bus.connect().await?;
+    if let Err(e) = bus.wait_for_name(&conn, bus_name).await {
+        service.kill();
+        bail!("{e:#}\n{}", service.log());
+    }
+    Ok(service)
 }

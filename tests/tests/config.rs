@@ -4,8 +4,7 @@
 use doorphone_interfaces::config::{self, Config1Proxy};
 use doorphone_interfaces::json;
 use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, interface_xml, normalize_xml, repo_root, run_config_to_exit,
-    start_config,
+    Bus, ConfigDb, PATIENCE, check_released_interface, repo_root, run_config_to_exit, start_config,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -1056,31 +1055,13 @@ async fn busctl_introspects_and_the_golden_xml_matches_the_code() {
         assert!(text.contains(member), "{member} missing from\n{text}");
     }
 
-    let introspectable = zbus::fdo::IntrospectableProxy::builder(&rig.conn)
-        .destination(config::BUS_NAME)
-        .path(config::OBJECT_PATH)
-        .build()
-        .await
-        .unwrap();
-    let xml = introspectable.introspect().await.unwrap();
-    let live = interface_xml(&xml, config::INTERFACE).expect("the interface is served");
-    let golden_path = repo_root().join("dbus/interfaces/org.doorphone.Config1.xml");
-    if std::env::var_os("DOORPHONE_BLESS").is_some() {
-        std::fs::write(
-            &golden_path,
-            format!(
-                "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n  {}\n</node>\n",
-                live.trim()
-            ),
-        )
-        .unwrap();
-    }
-    let golden = std::fs::read_to_string(&golden_path).unwrap();
-    let golden = interface_xml(&golden, config::INTERFACE).expect("golden file has the interface");
-    assert_eq!(
-        normalize_xml(&golden),
-        normalize_xml(&live),
-        "dbus/interfaces/org.doorphone.Config1.xml differs from the code; \
-         rerun with DOORPHONE_BLESS=1 if the change is meant"
-    );
+    check_released_interface(
+        &rig.conn,
+        config::BUS_NAME,
+        config::OBJECT_PATH,
+        config::INTERFACE,
+        &repo_root().join("dbus/interfaces/org.doorphone.Config1.xml"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
 }

@@ -2,7 +2,7 @@
 //! `dbus-daemon` loads the project's policy files; every service runs as its own
 //! user with simulated hardware; state lives under `target/appliance/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use crate::{deps, ensure_users, is_root, root, run_step};
 
 /// One service of the appliance: binary, production user, bus name, and its
-/// options for a machine without door hardware.
+/// options for a machine without door hardware, given a folder of its own.
 struct ServiceSpec {
     binary: &'static str,
     user: &'static str,
@@ -21,17 +21,29 @@ struct ServiceSpec {
     args: fn(&Path) -> Vec<String>,
 }
 
-const SERVICES: &[ServiceSpec] = &[ServiceSpec {
-    binary: "doorphone-config",
-    user: "doorphone-config",
-    bus_name: "org.doorphone.Config1",
-    args: |state| {
-        vec![
-            "--db".into(),
-            state.join("config/config.db").display().to_string(),
-        ]
+const SERVICES: &[ServiceSpec] = &[
+    ServiceSpec {
+        binary: "doorphone-config",
+        user: "doorphone-config",
+        bus_name: "org.doorphone.Config1",
+        args: |dir| vec!["--db".into(), dir.join("config.db").display().to_string()],
     },
-}];
+    ServiceSpec {
+        binary: "doorphone-media",
+        user: "doorphone-media",
+        bus_name: "org.doorphone.Media1",
+        args: |dir| {
+            vec![
+                "--audio-source".into(),
+                "test".into(),
+                "--audio-sink".into(),
+                format!("file:{}", dir.join("speaker.wav").display()),
+                "--video-source".into(),
+                "test".into(),
+            ]
+        },
+    },
+];
 
 struct Running {
     name: String,
@@ -39,7 +51,7 @@ struct Running {
 }
 
 pub fn run(release: bool) -> Result<()> {
-    deps::ensure(deps::RUN)?;
+    deps::ensure(&[deps::RUN])?;
     if !is_root() {
         bail!(
             "the appliance runs each service as its own system user, as on a door: \
@@ -62,9 +74,6 @@ pub fn run(release: bool) -> Result<()> {
     let state = root().join("target/appliance");
     std::fs::create_dir_all(&state)?;
     set_mode(&state, 0o755)?;
-    let config_dir = state.join("config");
-    std::fs::create_dir_all(&config_dir)?;
-    chown(&config_dir, "doorphone-config")?;
 
     let socket = state.join("bus");
     let _ = std::fs::remove_file(&socket);
@@ -103,6 +112,9 @@ fn start_services(
     running: &mut Vec<Running>,
 ) -> Result<()> {
     for spec in SERVICES {
+        let dir = state.join(spec.binary);
+        std::fs::create_dir_all(&dir)?;
+        chown(&dir, spec.user)?;
         let log = std::fs::File::create(state.join(format!("{}.log", spec.binary)))?;
         let child = Command::new("setpriv")
             .args([
@@ -111,7 +123,7 @@ fn start_services(
                 "--init-groups",
             ])
             .arg(bins.join(spec.binary))
-            .args((spec.args)(state))
+            .args((spec.args)(&dir))
             .env("DBUS_SYSTEM_BUS_ADDRESS", address)
             .stdin(Stdio::null())
             .stderr(log)
@@ -226,7 +238,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
-fn chown(path: &PathBuf, user: &str) -> Result<()> {
+fn chown(path: &Path, user: &str) -> Result<()> {
     run_step(
         &format!("chown {user} {}", path.display()),
         Command::new("chown")

@@ -6,18 +6,28 @@ use anyhow::{Result, bail};
 
 use crate::{is_root, run_step};
 
-/// What `cargo xtask run` needs: a bus daemon and the tools to look at it, and the
-/// SQLite library the config service links against.
+/// What `cargo xtask run` needs: a bus daemon and the tools to look at it, the
+/// SQLite library the config service links against, and GStreamer with the plugins
+/// the media service loads (no gst-libav: G.722 goes through spandsp).
 pub const RUN: &[&str] = &[
     "dbus-daemon",
     "libsqlite3-dev",
     "pkg-config",
     "systemd",
     "util-linux",
+    "libgstreamer1.0-dev",
+    "libgstreamer-plugins-base1.0-dev",
+    "libgstreamer-plugins-bad1.0-dev",
+    "gstreamer1.0-plugins-base",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+    "gstreamer1.0-alsa",
+    "libspandsp-dev",
 ];
 
-/// What `cargo xtask test` needs: everything `run` does.
-pub const TEST: &[&str] = RUN;
+/// What `cargo xtask test` needs besides `RUN`: the far ends of calls (libav's
+/// G.722 is an independent implementation to talk to, never used by the product).
+pub const TEST: &[&str] = &["gstreamer1.0-tools", "gstreamer1.0-libav"];
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
@@ -26,9 +36,13 @@ fn installed(package: &str) -> bool {
         .is_ok_and(|out| out.status.success() && out.stdout == b"installed")
 }
 
-/// Installs the packages of `list` that are missing (as root), or says how to.
-pub fn ensure(list: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = list.iter().copied().filter(|p| !installed(p)).collect();
+/// Installs the packages of `lists` that are missing (as root), or says how to.
+pub fn ensure(lists: &[&[&str]]) -> Result<()> {
+    let missing: Vec<&str> = lists
+        .iter()
+        .flat_map(|l| l.iter().copied())
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

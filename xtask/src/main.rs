@@ -2,13 +2,16 @@
 //!
 //! - `run`: installs what is missing, builds, and runs the whole appliance on a
 //!   private bus with simulated hardware until Ctrl-C.
-//! - `test`: installs what is missing, then fmt, clippy, unit and system tests.
+//! - `test`: installs what is missing, then fmt, clippy, the Yocto layer's checks
+//!   (crate list, oelint-adv), unit and system tests.
 //! - `bench`: the benchmarks, with the figures the issues ask for.
 //! - `assets`: shell completions and the man page of `doorctl`.
+//! - `yocto-crates`: the Yocto layer's crate list, generated from `Cargo.lock`.
 
 mod appliance;
 mod deps;
 mod summary;
+mod yocto;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -42,6 +45,12 @@ enum Task {
     Bench,
     /// Write shell completions and the man page of doorctl to target/assets.
     Assets,
+    /// Write the Yocto layer's doorphone-crates.inc from Cargo.lock.
+    YoctoCrates {
+        /// Only check that the file matches Cargo.lock.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +60,7 @@ fn main() -> ExitCode {
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Bench => bench(),
         Task::Assets => assets().map(|dir| println!("wrote {}", dir.display())),
+        Task::YoctoCrates { check } => yocto::crates(check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,7 +114,7 @@ pub fn ensure_users() -> Result<()> {
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    deps::ensure(deps::TEST)?;
+    deps::ensure(&[deps::RUN, deps::TEST])?;
     if !is_root() {
         bail!(
             "the system tests run each service as its own user on a private bus and check \
@@ -127,6 +137,9 @@ fn test(cargo_args: &[String]) -> Result<()> {
             "warnings",
         ]),
     )?;
+    eprintln!("xtask: yocto-crates --check");
+    yocto::crates(true)?;
+    yocto::lint()?;
     run_step(
         "cargo build",
         cargo().args(["build", "--workspace", "--bins"]),
@@ -139,7 +152,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
 }
 
 fn bench() -> Result<()> {
-    deps::ensure(deps::TEST)?;
+    deps::ensure(&[deps::RUN, deps::TEST])?;
     if is_root() {
         ensure_users()?;
     }

@@ -25,7 +25,9 @@ impl Totals {
             let (Some(what), Some(count)) = (words.next(), words.next()) else {
                 continue;
             };
-            let Ok(n) = count.parse::<u64>() else { continue };
+            let Ok(n) = count.parse::<u64>() else {
+                continue;
+            };
             match what {
                 "passed" => self.passed += n,
                 "failed" => self.failed += n,

@@ -1,0 +1,811 @@
+//! G.722 (ITU-T, 64 kbit/s, 16 kHz wideband) for calls, without gst-libav.
+//!
+//! Two in-process GStreamer elements wrap spandsp's bit-exact codec:
+//!
+//! - `doorphoneg722enc`: `audio/x-raw,format=S16LE,layout=interleaved,rate=16000,channels=1`
+//!   in, `audio/G722,rate=16000,channels=1` out (what `rtpg722pay` takes). One output byte
+//!   per two samples; an odd trailing sample is kept for the next buffer.
+//! - `doorphoneg722dec`: `audio/G722,rate=16000,channels=1` in (what `rtpg722depay` gives),
+//!   raw S16LE 16 kHz mono out, two samples per input byte.
+//!
+//! Timestamps, durations and the DISCONT flag follow the input buffers. Call [`register`]
+//! once after `gstreamer::init()`; the elements are then available to `ElementFactory` and
+//! `parse::launch` by name.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use gstreamer::glib;
+use gstreamer::prelude::*;
+
+/// Factory name of the encoder element.
+pub const ENCODER_NAME: &str = "doorphoneg722enc";
+/// Factory name of the decoder element.
+pub const DECODER_NAME: &str = "doorphoneg722dec";
+
+/// Caps of raw audio on the encoder's sink pad and the decoder's source pad.
+pub const RAW_CAPS: &str = "audio/x-raw,format=S16LE,layout=interleaved,rate=16000,channels=1";
+/// Caps of G.722 data on the encoder's source pad and the decoder's sink pad.
+pub const G722_CAPS: &str = "audio/G722,rate=16000,channels=1";
+
+/// Sample rate of the linear audio on either side of the codec.
+const SAMPLE_RATE: u64 = 16_000;
+/// Duration of one 16 kHz sample: exactly 62.5 µs.
+const SAMPLE_NS: u64 = 1_000_000_000 / SAMPLE_RATE;
+
+/// Registers `doorphoneg722enc` and `doorphoneg722dec` with the GStreamer registry of this
+/// process. Calling it again is harmless.
+pub fn register() -> Result<(), glib::BoolError> {
+    gstreamer::Element::register(
+        None,
+        ENCODER_NAME,
+        gstreamer::Rank::MARGINAL,
+        G722Enc::static_type(),
+    )?;
+    gstreamer::Element::register(
+        None,
+        DECODER_NAME,
+        gstreamer::Rank::MARGINAL,
+        G722Dec::static_type(),
+    )
+}
+
+glib::wrapper! {
+    struct G722Enc(ObjectSubclass<enc_imp::G722Enc>)
+        @extends gstreamer::Element, gstreamer::Object;
+}
+
+glib::wrapper! {
+    struct G722Dec(ObjectSubclass<dec_imp::G722Dec>)
+        @extends gstreamer::Element, gstreamer::Object;
+}
+
+/// Locks a mutex, carrying on with the data if another streaming thread panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Duration of `samples` 16 kHz samples.
+fn samples_duration(samples: usize) -> gstreamer::ClockTime {
+    gstreamer::ClockTime::from_nseconds(samples as u64 * SAMPLE_NS)
+}
+
+/// Builds the always-present sink and source pad templates of an element.
+fn pad_templates(sink_caps: &str, src_caps: &str) -> Vec<gstreamer::PadTemplate> {
+    let template = |name, direction, caps: &str| {
+        let caps: gstreamer::Caps = caps.parse().expect("static caps string parses");
+        gstreamer::PadTemplate::new(name, direction, gstreamer::PadPresence::Always, &caps)
+            .expect("static pad template is valid")
+    };
+    vec![
+        template("sink", gstreamer::PadDirection::Sink, sink_caps),
+        template("src", gstreamer::PadDirection::Src, src_caps),
+    ]
+}
+
+/// Wraps codec output in a buffer carrying the given timing and DISCONT flag.
+fn output_buffer(
+    data: Vec<u8>,
+    pts: Option<gstreamer::ClockTime>,
+    duration: gstreamer::ClockTime,
+    discont: bool,
+) -> gstreamer::Buffer {
+    let mut buffer = gstreamer::Buffer::from_mut_slice(data);
+    let buffer_mut = buffer.make_mut();
+    buffer_mut.set_pts(pts);
+    buffer_mut.set_duration(duration);
+    if discont {
+        buffer_mut.set_flags(gstreamer::BufferFlags::DISCONT);
+    }
+    buffer
+}
+
+/// Safe owners of spandsp's G.722 codec states.
+mod spandsp {
+    use std::ffi::c_int;
+    use std::marker::{PhantomData, PhantomPinned};
+    use std::ptr::{self, NonNull};
+
+    /// 64 kbit/s: eight bits per code, one code per two 16 kHz samples.
+    const BIT_RATE: c_int = 64_000;
+    /// Unpacked codes, 16 kHz linear audio (neither `G722_PACKED` nor `G722_SAMPLE_RATE_8000`).
+    const OPTIONS: c_int = 0;
+    /// Largest number of samples or codes handed to spandsp in one call.
+    const CHUNK: usize = 1 << 16;
+
+    /// spandsp's `g722_encode_state_t`, only ever handled by pointer.
+    #[repr(C)]
+    struct EncodeState {
+        _opaque: [u8; 0],
+        _marker: PhantomData<(*mut u8, PhantomPinned)>,
+    }
+
+    /// spandsp's `g722_decode_state_t`, only ever handled by pointer.
+    #[repr(C)]
+    struct DecodeState {
+        _opaque: [u8; 0],
+        _marker: PhantomData<(*mut u8, PhantomPinned)>,
+    }
+
+    unsafe extern "C" {
+        fn g722_encode_init(s: *mut EncodeState, rate: c_int, options: c_int) -> *mut EncodeState;
+        fn g722_encode_free(s: *mut EncodeState) -> c_int;
+        fn g722_encode(
+            s: *mut EncodeState,
+            g722_data: *mut u8,
+            amp: *const i16,
+            len: c_int,
+        ) -> c_int;
+        fn g722_decode_init(s: *mut DecodeState, rate: c_int, options: c_int) -> *mut DecodeState;
+        fn g722_decode_free(s: *mut DecodeState) -> c_int;
+        fn g722_decode(
+            s: *mut DecodeState,
+            amp: *mut i16,
+            g722_data: *const u8,
+            len: c_int,
+        ) -> c_int;
+    }
+
+    /// A G.722 encoder at 64 kbit/s from 16 kHz audio.
+    pub struct Encoder(NonNull<EncodeState>);
+
+    // SAFETY: the state is heap memory owned solely by this value and spandsp keeps no other
+    // reference to it, so moving it to another thread is sound. It is not `Sync`: every use
+    // goes through `&mut self`.
+    unsafe impl Send for Encoder {}
+
+    impl Encoder {
+        /// Allocates a fresh encoder; `None` if spandsp cannot allocate one.
+        pub fn new() -> Option<Self> {
+            // SAFETY: a null state makes spandsp allocate and initialise its own; the rate and
+            // options are ones the header documents as valid.
+            let state = unsafe { g722_encode_init(ptr::null_mut(), BIT_RATE, OPTIONS) };
+            NonNull::new(state).map(Self)
+        }
+
+        /// Appends the codes for `pcm` to `out`: one byte per two samples.
+        ///
+        /// # Panics
+        /// If `pcm` holds an odd number of samples (spandsp consumes them in pairs).
+        pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) {
+            assert!(pcm.len().is_multiple_of(2), "G.722 encodes sample pairs");
+            for chunk in pcm.chunks(CHUNK) {
+                let start = out.len();
+                out.resize(start + chunk.len() / 2, 0);
+                let len = c_int::try_from(chunk.len()).expect("chunk fits in c_int");
+                // SAFETY: the state is live and exclusively borrowed; `chunk` holds `len`
+                // samples (an even count, read in pairs) and `out[start..]` has room for the
+                // `len / 2` bytes spandsp writes at 64 kbit/s unpacked.
+                let written = unsafe {
+                    g722_encode(
+                        self.0.as_ptr(),
+                        out[start..].as_mut_ptr(),
+                        chunk.as_ptr(),
+                        len,
+                    )
+                };
+                out.truncate(start + usize::try_from(written).unwrap_or(0));
+            }
+        }
+    }
+
+    impl Drop for Encoder {
+        fn drop(&mut self) {
+            // SAFETY: the state came from `g722_encode_init` with a null argument, so spandsp
+            // owns its allocation, and it is freed exactly once, here.
+            unsafe { g722_encode_free(self.0.as_ptr()) };
+        }
+    }
+
+    /// A G.722 decoder at 64 kbit/s to 16 kHz audio.
+    pub struct Decoder(NonNull<DecodeState>);
+
+    // SAFETY: as for `Encoder`: exclusively owned heap memory, used only through `&mut self`.
+    unsafe impl Send for Decoder {}
+
+    impl Decoder {
+        /// Allocates a fresh decoder; `None` if spandsp cannot allocate one.
+        pub fn new() -> Option<Self> {
+            // SAFETY: a null state makes spandsp allocate and initialise its own; the rate and
+            // options are ones the header documents as valid.
+            let state = unsafe { g722_decode_init(ptr::null_mut(), BIT_RATE, OPTIONS) };
+            NonNull::new(state).map(Self)
+        }
+
+        /// Appends the samples decoded from `codes` to `out`: two samples per byte.
+        pub fn decode(&mut self, codes: &[u8], out: &mut Vec<i16>) {
+            for chunk in codes.chunks(CHUNK) {
+                let start = out.len();
+                out.resize(start + chunk.len() * 2, 0);
+                let len = c_int::try_from(chunk.len()).expect("chunk fits in c_int");
+                // SAFETY: the state is live and exclusively borrowed; `chunk` holds `len`
+                // bytes and `out[start..]` has room for the `2 * len` samples spandsp writes
+                // at 64 kbit/s unpacked to 16 kHz.
+                let written = unsafe {
+                    g722_decode(
+                        self.0.as_ptr(),
+                        out[start..].as_mut_ptr(),
+                        chunk.as_ptr(),
+                        len,
+                    )
+                };
+                out.truncate(start + usize::try_from(written).unwrap_or(0));
+            }
+        }
+    }
+
+    impl Drop for Decoder {
+        fn drop(&mut self) {
+            // SAFETY: the state came from `g722_decode_init` with a null argument, so spandsp
+            // owns its allocation, and it is freed exactly once, here.
+            unsafe { g722_decode_free(self.0.as_ptr()) };
+        }
+    }
+}
+
+mod enc_imp {
+    use std::sync::{LazyLock, Mutex};
+
+    use gstreamer::subclass::prelude::*;
+    use gstreamer::{glib, prelude::*};
+
+    use super::spandsp::Encoder;
+    use super::{G722_CAPS, RAW_CAPS, lock, output_buffer, samples_duration};
+
+    /// Per-stream encoder state, dropped on flush, new stream and stop.
+    #[derive(Default)]
+    struct State {
+        encoder: Option<Encoder>,
+        /// Odd sample left over from the previous buffer, encoded with the next one.
+        carry: Option<i16>,
+    }
+
+    pub(super) struct G722Enc {
+        sinkpad: gstreamer::Pad,
+        srcpad: gstreamer::Pad,
+        state: Mutex<State>,
+    }
+
+    impl G722Enc {
+        fn reset(&self) {
+            *lock(&self.state) = State::default();
+        }
+
+        fn sink_chain(
+            &self,
+            buffer: gstreamer::Buffer,
+        ) -> Result<gstreamer::FlowSuccess, gstreamer::FlowError> {
+            let Some(output) = self.encode(&buffer)? else {
+                return Ok(gstreamer::FlowSuccess::Ok);
+            };
+            self.srcpad.push(output)
+        }
+
+        fn encode(
+            &self,
+            buffer: &gstreamer::Buffer,
+        ) -> Result<Option<gstreamer::Buffer>, gstreamer::FlowError> {
+            let map = buffer.map_readable().map_err(|_| {
+                gstreamer::element_imp_error!(
+                    self,
+                    gstreamer::CoreError::Failed,
+                    ["Cannot read input buffer"]
+                );
+                gstreamer::FlowError::Error
+            })?;
+            let discont = buffer.flags().contains(gstreamer::BufferFlags::DISCONT);
+
+            let mut state = lock(&self.state);
+            if discont {
+                state.carry = None;
+            }
+            let carried = state.carry.take();
+            let mut pcm = Vec::with_capacity(1 + map.len() / 2);
+            pcm.extend(carried);
+            pcm.extend(
+                map.chunks_exact(2)
+                    .map(|bytes| i16::from_le_bytes([bytes[0], bytes[1]])),
+            );
+            if !pcm.len().is_multiple_of(2) {
+                state.carry = pcm.pop();
+            }
+            if pcm.is_empty() {
+                return Ok(None);
+            }
+
+            let encoder = match &mut state.encoder {
+                Some(encoder) => encoder,
+                slot @ None => slot.insert(Encoder::new().ok_or_else(|| {
+                    gstreamer::element_imp_error!(
+                        self,
+                        gstreamer::LibraryError::Init,
+                        ["Cannot allocate a G.722 encoder"]
+                    );
+                    gstreamer::FlowError::Error
+                })?),
+            };
+            let mut codes = Vec::with_capacity(pcm.len() / 2);
+            encoder.encode(&pcm, &mut codes);
+
+            // The output starts with the carried sample, if any, one sample before this
+            // buffer; it lasts exactly as long as the input when no sample moved across.
+            let pts = match carried {
+                Some(_) => buffer
+                    .pts()
+                    .map(|pts| pts.saturating_sub(samples_duration(1))),
+                None => buffer.pts(),
+            };
+            let duration = match (carried, state.carry, buffer.duration()) {
+                (None, None, Some(duration)) => duration,
+                _ => samples_duration(pcm.len()),
+            };
+            Ok(Some(output_buffer(codes, pts, duration, discont)))
+        }
+
+        fn sink_event(&self, pad: &gstreamer::Pad, event: gstreamer::Event) -> bool {
+            match event.view() {
+                gstreamer::EventView::Caps(_) => {
+                    let caps = self.srcpad.pad_template_caps();
+                    self.srcpad.push_event(gstreamer::event::Caps::new(&caps))
+                }
+                gstreamer::EventView::FlushStop(_) | gstreamer::EventView::StreamStart(_) => {
+                    self.reset();
+                    gstreamer::Pad::event_default(pad, Some(&*self.obj()), event)
+                }
+                _ => gstreamer::Pad::event_default(pad, Some(&*self.obj()), event),
+            }
+        }
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for G722Enc {
+        const NAME: &'static str = "DoorphoneG722Enc";
+        type Type = super::G722Enc;
+        type ParentType = gstreamer::Element;
+
+        fn with_class(klass: &Self::Class) -> Self {
+            let sink_template = klass.pad_template("sink").expect("sink template exists");
+            let sinkpad = gstreamer::Pad::builder_from_template(&sink_template)
+                .chain_function(|_pad, parent, buffer| {
+                    G722Enc::catch_panic_pad_function(
+                        parent,
+                        || Err(gstreamer::FlowError::Error),
+                        |enc| enc.sink_chain(buffer),
+                    )
+                })
+                .event_function(|pad, parent, event| {
+                    G722Enc::catch_panic_pad_function(
+                        parent,
+                        || false,
+                        |enc| enc.sink_event(pad, event),
+                    )
+                })
+                .build();
+            let src_template = klass.pad_template("src").expect("src template exists");
+            let srcpad = gstreamer::Pad::builder_from_template(&src_template).build();
+            Self {
+                sinkpad,
+                srcpad,
+                state: Mutex::default(),
+            }
+        }
+    }
+
+    impl ObjectImpl for G722Enc {
+        fn constructed(&self) {
+            self.parent_constructed();
+            let element = self.obj();
+            element
+                .add_pad(&self.sinkpad)
+                .expect("sink pad is added once");
+            element
+                .add_pad(&self.srcpad)
+                .expect("src pad is added once");
+        }
+    }
+
+    impl GstObjectImpl for G722Enc {}
+
+    impl ElementImpl for G722Enc {
+        fn metadata() -> Option<&'static gstreamer::subclass::ElementMetadata> {
+            static METADATA: LazyLock<gstreamer::subclass::ElementMetadata> = LazyLock::new(|| {
+                gstreamer::subclass::ElementMetadata::new(
+                    "G.722 encoder",
+                    "Codec/Encoder/Audio",
+                    "Encodes 16 kHz mono audio to G.722 at 64 kbit/s with spandsp",
+                    "Door phone developers",
+                )
+            });
+            Some(&METADATA)
+        }
+
+        fn pad_templates() -> &'static [gstreamer::PadTemplate] {
+            static TEMPLATES: LazyLock<Vec<gstreamer::PadTemplate>> =
+                LazyLock::new(|| super::pad_templates(RAW_CAPS, G722_CAPS));
+            &TEMPLATES
+        }
+
+        fn change_state(
+            &self,
+            transition: gstreamer::StateChange,
+        ) -> Result<gstreamer::StateChangeSuccess, gstreamer::StateChangeError> {
+            let result = self.parent_change_state(transition)?;
+            if transition == gstreamer::StateChange::PausedToReady {
+                self.reset();
+            }
+            Ok(result)
+        }
+    }
+}
+
+mod dec_imp {
+    use std::sync::{LazyLock, Mutex};
+
+    use gstreamer::subclass::prelude::*;
+    use gstreamer::{glib, prelude::*};
+
+    use super::spandsp::Decoder;
+    use super::{G722_CAPS, RAW_CAPS, lock, output_buffer, samples_duration};
+
+    pub(super) struct G722Dec {
+        sinkpad: gstreamer::Pad,
+        srcpad: gstreamer::Pad,
+        /// Dropped on flush, new stream and stop.
+        decoder: Mutex<Option<Decoder>>,
+    }
+
+    impl G722Dec {
+        fn reset(&self) {
+            *lock(&self.decoder) = None;
+        }
+
+        fn sink_chain(
+            &self,
+            buffer: gstreamer::Buffer,
+        ) -> Result<gstreamer::FlowSuccess, gstreamer::FlowError> {
+            let Some(output) = self.decode(&buffer)? else {
+                return Ok(gstreamer::FlowSuccess::Ok);
+            };
+            self.srcpad.push(output)
+        }
+
+        fn decode(
+            &self,
+            buffer: &gstreamer::Buffer,
+        ) -> Result<Option<gstreamer::Buffer>, gstreamer::FlowError> {
+            let map = buffer.map_readable().map_err(|_| {
+                gstreamer::element_imp_error!(
+                    self,
+                    gstreamer::CoreError::Failed,
+                    ["Cannot read input buffer"]
+                );
+                gstreamer::FlowError::Error
+            })?;
+            if map.is_empty() {
+                return Ok(None);
+            }
+
+            let mut decoder = lock(&self.decoder);
+            let decoder = match &mut *decoder {
+                Some(decoder) => decoder,
+                slot @ None => slot.insert(Decoder::new().ok_or_else(|| {
+                    gstreamer::element_imp_error!(
+                        self,
+                        gstreamer::LibraryError::Init,
+                        ["Cannot allocate a G.722 decoder"]
+                    );
+                    gstreamer::FlowError::Error
+                })?),
+            };
+            let mut pcm = Vec::with_capacity(map.len() * 2);
+            decoder.decode(&map, &mut pcm);
+
+            let data: Vec<u8> = pcm.iter().flat_map(|sample| sample.to_le_bytes()).collect();
+            let duration = buffer
+                .duration()
+                .unwrap_or_else(|| samples_duration(pcm.len()));
+            let discont = buffer.flags().contains(gstreamer::BufferFlags::DISCONT);
+            Ok(Some(output_buffer(data, buffer.pts(), duration, discont)))
+        }
+
+        fn sink_event(&self, pad: &gstreamer::Pad, event: gstreamer::Event) -> bool {
+            match event.view() {
+                gstreamer::EventView::Caps(_) => {
+                    let caps = self.srcpad.pad_template_caps();
+                    self.srcpad.push_event(gstreamer::event::Caps::new(&caps))
+                }
+                gstreamer::EventView::FlushStop(_) | gstreamer::EventView::StreamStart(_) => {
+                    self.reset();
+                    gstreamer::Pad::event_default(pad, Some(&*self.obj()), event)
+                }
+                _ => gstreamer::Pad::event_default(pad, Some(&*self.obj()), event),
+            }
+        }
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for G722Dec {
+        const NAME: &'static str = "DoorphoneG722Dec";
+        type Type = super::G722Dec;
+        type ParentType = gstreamer::Element;
+
+        fn with_class(klass: &Self::Class) -> Self {
+            let sink_template = klass.pad_template("sink").expect("sink template exists");
+            let sinkpad = gstreamer::Pad::builder_from_template(&sink_template)
+                .chain_function(|_pad, parent, buffer| {
+                    G722Dec::catch_panic_pad_function(
+                        parent,
+                        || Err(gstreamer::FlowError::Error),
+                        |dec| dec.sink_chain(buffer),
+                    )
+                })
+                .event_function(|pad, parent, event| {
+                    G722Dec::catch_panic_pad_function(
+                        parent,
+                        || false,
+                        |dec| dec.sink_event(pad, event),
+                    )
+                })
+                .build();
+            let src_template = klass.pad_template("src").expect("src template exists");
+            let srcpad = gstreamer::Pad::builder_from_template(&src_template).build();
+            Self {
+                sinkpad,
+                srcpad,
+                decoder: Mutex::default(),
+            }
+        }
+    }
+
+    impl ObjectImpl for G722Dec {
+        fn constructed(&self) {
+            self.parent_constructed();
+            let element = self.obj();
+            element
+                .add_pad(&self.sinkpad)
+                .expect("sink pad is added once");
+            element
+                .add_pad(&self.srcpad)
+                .expect("src pad is added once");
+        }
+    }
+
+    impl GstObjectImpl for G722Dec {}
+
+    impl ElementImpl for G722Dec {
+        fn metadata() -> Option<&'static gstreamer::subclass::ElementMetadata> {
+            static METADATA: LazyLock<gstreamer::subclass::ElementMetadata> = LazyLock::new(|| {
+                gstreamer::subclass::ElementMetadata::new(
+                    "G.722 decoder",
+                    "Codec/Decoder/Audio",
+                    "Decodes G.722 at 64 kbit/s to 16 kHz mono audio with spandsp",
+                    "Door phone developers",
+                )
+            });
+            Some(&METADATA)
+        }
+
+        fn pad_templates() -> &'static [gstreamer::PadTemplate] {
+            static TEMPLATES: LazyLock<Vec<gstreamer::PadTemplate>> =
+                LazyLock::new(|| super::pad_templates(G722_CAPS, RAW_CAPS));
+            &TEMPLATES
+        }
+
+        fn change_state(
+            &self,
+            transition: gstreamer::StateChange,
+        ) -> Result<gstreamer::StateChangeSuccess, gstreamer::StateChangeError> {
+            let result = self.parent_change_state(transition)?;
+            if transition == gstreamer::StateChange::PausedToReady {
+                self.reset();
+            }
+            Ok(result)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use gstreamer::prelude::*;
+    use gstreamer_app::AppSink;
+
+    use super::*;
+
+    /// Samples per buffer from `audiotestsrc` (its default).
+    const SAMPLES_PER_BUFFER: usize = 1024;
+    const NUM_BUFFERS: usize = 50;
+
+    fn init() {
+        gstreamer::init().expect("GStreamer initialises");
+        register().expect("elements register");
+    }
+
+    /// What reached the appsink of a test pipeline.
+    #[derive(Default)]
+    struct Collected {
+        data: Vec<u8>,
+        buffers: Vec<(
+            Option<gstreamer::ClockTime>,
+            Option<gstreamer::ClockTime>,
+            usize,
+        )>,
+        caps: Option<gstreamer::Caps>,
+    }
+
+    /// Runs `description` (ending in an appsink named `sink`) to EOS and collects its output.
+    fn run(description: &str) -> Collected {
+        init();
+        let pipeline = gstreamer::parse::launch(description)
+            .expect("pipeline parses")
+            .downcast::<gstreamer::Pipeline>()
+            .expect("is a pipeline");
+        let sink = pipeline
+            .by_name("sink")
+            .expect("has a sink")
+            .downcast::<AppSink>()
+            .expect("sink is an appsink");
+        sink.set_sync(false);
+        let collected = Arc::new(Mutex::new(Collected::default()));
+        let into = Arc::clone(&collected);
+        sink.set_callbacks(
+            gstreamer_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gstreamer::FlowError::Eos)?;
+                    let buffer = sample.buffer().ok_or(gstreamer::FlowError::Error)?;
+                    let map = buffer
+                        .map_readable()
+                        .map_err(|_| gstreamer::FlowError::Error)?;
+                    let mut into = into.lock().unwrap();
+                    into.data.extend_from_slice(&map);
+                    into.buffers
+                        .push((buffer.pts(), buffer.duration(), map.len()));
+                    if into.caps.is_none() {
+                        into.caps = sample.caps_owned();
+                    }
+                    Ok(gstreamer::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+
+        pipeline
+            .set_state(gstreamer::State::Playing)
+            .expect("pipeline plays");
+        let bus = pipeline.bus().expect("pipeline has a bus");
+        let message = bus
+            .timed_pop_filtered(
+                gstreamer::ClockTime::from_seconds(20),
+                &[gstreamer::MessageType::Eos, gstreamer::MessageType::Error],
+            )
+            .expect("pipeline finishes in time");
+        if let gstreamer::MessageView::Error(err) = message.view() {
+            panic!("pipeline failed: {} ({:?})", err.error(), err.debug());
+        }
+        pipeline
+            .set_state(gstreamer::State::Null)
+            .expect("pipeline stops");
+        std::mem::take(&mut *collected.lock().unwrap())
+    }
+
+    fn samples(data: &[u8]) -> Vec<i16> {
+        data.chunks_exact(2)
+            .map(|bytes| i16::from_le_bytes([bytes[0], bytes[1]]))
+            .collect()
+    }
+
+    /// Magnitude of `freq` in `samples` at 16 kHz (Goertzel filter).
+    fn goertzel(samples: &[i16], freq: f64) -> f64 {
+        let coefficient = 2.0 * (2.0 * std::f64::consts::PI * freq / SAMPLE_RATE as f64).cos();
+        let (mut s1, mut s2) = (0.0_f64, 0.0_f64);
+        for &sample in samples {
+            let s0 = f64::from(sample) + coefficient * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        (s1 * s1 + s2 * s2 - coefficient * s1 * s2).max(0.0).sqrt()
+    }
+
+    fn assert_tone(collected: &Collected) {
+        let caps = collected.caps.as_ref().expect("decoder output has caps");
+        assert!(
+            caps.can_intersect(&RAW_CAPS.parse::<gstreamer::Caps>().unwrap()),
+            "unexpected caps {caps}"
+        );
+        let pcm = samples(&collected.data);
+        let expected = SAMPLES_PER_BUFFER * NUM_BUFFERS;
+        assert!(
+            pcm.len().abs_diff(expected) <= SAMPLES_PER_BUFFER,
+            "decoded {} samples, expected {expected}",
+            pcm.len()
+        );
+        // Skip the codec's start-up.
+        let steady = &pcm[1600..];
+        let tone = goertzel(steady, 1000.0);
+        let other = goertzel(steady, 440.0);
+        assert!(
+            tone > 10.0 * other,
+            "1 kHz magnitude {tone} does not dominate 440 Hz magnitude {other}"
+        );
+        let peak = steady.iter().map(|s| s.unsigned_abs()).max().unwrap();
+        assert!(peak > 8000, "decoded tone is too quiet: peak {peak}");
+    }
+
+    #[test]
+    fn register_is_idempotent() {
+        init();
+        register().expect("second registration succeeds");
+        for name in [ENCODER_NAME, DECODER_NAME] {
+            gstreamer::ElementFactory::make(name)
+                .build()
+                .expect("element is available");
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_a_1khz_tone() {
+        let collected = run(&format!(
+            "audiotestsrc freq=1000 num-buffers={NUM_BUFFERS} \
+             ! audio/x-raw,format=S16LE,rate=16000,channels=1 \
+             ! {ENCODER_NAME} ! {DECODER_NAME} ! appsink name=sink"
+        ));
+        assert_tone(&collected);
+        // Timestamps follow the source: contiguous from zero.
+        let mut next = gstreamer::ClockTime::ZERO;
+        for &(pts, duration, _) in &collected.buffers {
+            assert_eq!(pts, Some(next));
+            next += duration.expect("buffers have durations");
+        }
+    }
+
+    #[test]
+    fn encoder_emits_one_byte_per_two_samples() {
+        let collected = run(&format!(
+            "audiotestsrc freq=1000 num-buffers={NUM_BUFFERS} \
+             ! audio/x-raw,format=S16LE,rate=16000,channels=1 \
+             ! {ENCODER_NAME} ! appsink name=sink"
+        ));
+        let caps = collected.caps.expect("encoder output has caps");
+        assert!(
+            caps == G722_CAPS.parse::<gstreamer::Caps>().unwrap(),
+            "unexpected caps {caps}"
+        );
+        assert_eq!(collected.data.len(), SAMPLES_PER_BUFFER * NUM_BUFFERS / 2);
+        for &(_, duration, len) in &collected.buffers {
+            assert_eq!(len, SAMPLES_PER_BUFFER / 2);
+            assert_eq!(
+                duration,
+                Some(samples_duration(SAMPLES_PER_BUFFER)),
+                "duration of {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn encoder_carries_odd_samples_across_buffers() {
+        // 161 samples per buffer: every other buffer leaves one sample for the next.
+        let collected = run(&format!(
+            "audiotestsrc freq=1000 num-buffers={NUM_BUFFERS} samplesperbuffer=161 \
+             ! audio/x-raw,format=S16LE,rate=16000,channels=1 \
+             ! {ENCODER_NAME} ! appsink name=sink"
+        ));
+        assert_eq!(collected.data.len(), 161 * NUM_BUFFERS / 2);
+        let mut next = gstreamer::ClockTime::ZERO;
+        for &(pts, duration, len) in &collected.buffers {
+            assert_eq!(pts, Some(next));
+            assert_eq!(duration, Some(samples_duration(2 * len)));
+            next += samples_duration(2 * len);
+        }
+    }
+
+    #[test]
+    fn round_trip_through_rtp_keeps_a_1khz_tone() {
+        let collected = run(&format!(
+            "audiotestsrc freq=1000 num-buffers={NUM_BUFFERS} \
+             ! audio/x-raw,format=S16LE,rate=16000,channels=1 \
+             ! {ENCODER_NAME} ! rtpg722pay max-ptime=20000000 \
+             ! application/x-rtp,encoding-name=G722,clock-rate=8000,payload=9 \
+             ! rtpg722depay ! {DECODER_NAME} ! appsink name=sink"
+        ));
+        assert_tone(&collected);
+    }
+}

@@ -1,0 +1,142 @@
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use doorphone_interfaces::config::{Config1Proxy, Document};
+use doorphone_interfaces::media::{BUS_NAME, OBJECT_PATH};
+use doorphone_media::camera::{Camera, VideoSource};
+use doorphone_media::devices::{AudioSink, AudioSource, Speaker};
+use doorphone_media::service::{MediaService, Options, forward_events};
+use futures_util::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The door phone's media service (org.doorphone.Media1 on the system bus).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Microphone: `test` (a sine tone), `alsa:DEVICE` or `pulse`.
+    #[arg(long, default_value = "alsa:default")]
+    audio_source: AudioSource,
+    /// Frequency of the `test` microphone's tone, in Hz.
+    #[arg(long, default_value_t = 440.0)]
+    test_tone: f64,
+    /// Speaker: `fake`, `file:PATH.wav`, `alsa:DEVICE` or `auto`.
+    #[arg(long, default_value = "alsa:default")]
+    audio_sink: AudioSink,
+    /// Camera: `test` (a moving test picture), `v4l2:/dev/videoN` or `none`.
+    #[arg(long, default_value = "v4l2:/dev/video0")]
+    video_source: VideoSource,
+    /// Our address in SDP when the caller gives none.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: IpAddr,
+    /// Seconds without RTP from the peer before a session reports a timeout.
+    #[arg(long, default_value_t = 30)]
+    rtp_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `media` section from the config service, or the defaults when it is absent.
+async fn media_config(conn: &zbus::Connection) -> doorphone_interfaces::config::document::Media {
+    let read = async {
+        let proxy = Config1Proxy::new(conn).await.ok()?;
+        let doc: Document = serde_json::from_str(&proxy.export().await.ok()?).ok()?;
+        Some(doc.media)
+    };
+    match read.await {
+        Some(media) => media,
+        None => {
+            tracing::warn!("the config service is not reachable: default media settings");
+            Default::default()
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    gstreamer::init()?;
+    doorphone_media::g722::register()?;
+    let speaker = Arc::new(Speaker::new(&args.audio_sink)?);
+    let camera = Camera::new(&args.video_source, 640, 480, 15)?.map(Arc::new);
+    let conn = zbus::connection::Builder::system().build().await?;
+    let media = Arc::new(Mutex::new(media_config(&conn).await));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let service = MediaService::new(
+        Options {
+            audio_source: args.audio_source,
+            camera,
+            test_tone: args.test_tone,
+            address: args.address,
+            rtp_timeout: Duration::from_secs(args.rtp_timeout.max(1)),
+        },
+        media.clone(),
+        speaker.clone(),
+        tx,
+    );
+    conn.object_server().at(OBJECT_PATH, service).await?;
+    conn.request_name(BUS_NAME).await?;
+    tokio::spawn(forward_events(conn.clone(), rx));
+    tokio::spawn(follow_config(conn.clone(), media));
+    tracing::info!("serving {BUS_NAME}");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping");
+    tokio::task::spawn_blocking(move || speaker.shutdown()).await?;
+    Ok(())
+}
+
+/// Reloads the media settings whenever the config service says they changed.
+async fn follow_config(
+    conn: zbus::Connection,
+    media: Arc<Mutex<doorphone_interfaces::config::document::Media>>,
+) {
+    let Ok(proxy) = Config1Proxy::new(&conn).await else {
+        return;
+    };
+    let Ok(mut changes) = proxy.receive_changed().await else {
+        return;
+    };
+    while let Some(change) = changes.next().await {
+        let touches_media = change
+            .args()
+            .is_ok_and(|a| a.sections.iter().any(|s| s == "media"));
+        if touches_media {
+            let fresh = media_config(&conn).await;
+            *media.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+            tracing::info!("media settings reloaded");
+        }
+    }
+}

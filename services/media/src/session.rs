@@ -1,0 +1,607 @@
+//! One call's pipeline: the microphone encoded and sent as RTP, the peer's RTP
+//! decoded into the speaker, RFC 4733 DTMF both ways, RTCP, through `rtpbin`.
+//!
+//! The RTP and RTCP sockets are bound before the SDP offers them and are shared by
+//! `udpsrc` and `udpsink`, so the peer's packets and ours use the same ports
+//! (symmetric RTP, which NATs and SBCs expect).
+
+use std::os::fd::OwnedFd;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::devices::{self, AudioSource, SPEAKER_CAPS, Speaker, SpeakerInput};
+use crate::dtmf;
+use crate::ports::PortPair;
+use crate::sdp::{Encoding, Stream};
+
+/// What a session reports from GStreamer's threads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Dtmf(char),
+    /// No RTP from the peer for the RTP timeout.
+    Timeout,
+    /// RTP arrives again after a timeout.
+    Flowing,
+    Failed(String),
+}
+
+/// Packet and byte counters, updated by pad probes.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+}
+
+/// Encodings this build can carry (H.264 from the camera, audio through `elements`).
+pub fn supported(encoding: Encoding) -> bool {
+    encoding == Encoding::H264 || elements(encoding).is_some()
+}
+
+/// The video half of a call: the camera's H.264 sent to the peer.
+pub struct VideoLeg {
+    pub stream: Stream,
+    pub ports: PortPair,
+    pub feed: crate::camera::VideoFeed,
+}
+
+struct Elements {
+    encoder: &'static str,
+    payloader: &'static str,
+    depayloader: &'static str,
+    decoder: &'static str,
+}
+
+fn elements(encoding: Encoding) -> Option<Elements> {
+    Some(match encoding {
+        Encoding::Pcmu => Elements {
+            encoder: "mulawenc",
+            payloader: "rtppcmupay",
+            depayloader: "rtppcmudepay",
+            decoder: "mulawdec",
+        },
+        Encoding::Pcma => Elements {
+            encoder: "alawenc",
+            payloader: "rtppcmapay",
+            depayloader: "rtppcmadepay",
+            decoder: "alawdec",
+        },
+        Encoding::G722 => Elements {
+            encoder: crate::g722::ENCODER_NAME,
+            payloader: "rtpg722pay",
+            depayloader: "rtpg722depay",
+            decoder: crate::g722::DECODER_NAME,
+        },
+        Encoding::Opus => Elements {
+            encoder: "opusenc",
+            payloader: "rtpopuspay",
+            depayloader: "rtpopusdepay",
+            decoder: "opusdec",
+        },
+        _ => return None,
+    })
+}
+
+fn make(factory: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|e| format!("{factory}: {e}"))
+}
+
+fn gio_socket(socket: &std::net::UdpSocket) -> Result<gio::Socket, String> {
+    let fd: OwnedFd = socket
+        .try_clone()
+        .map_err(|e| format!("socket: {e}"))?
+        .into();
+    gio::Socket::from_fd(fd).map_err(|e| format!("socket: {e}"))
+}
+
+/// The caps of the peer's RTP for payload type `pt`.
+fn rtp_caps(stream: &Stream, pt: u8) -> gst::Caps {
+    if Some(pt) == stream.telephone_event {
+        return gst::Caps::builder("application/x-rtp")
+            .field("media", "audio")
+            .field("payload", i32::from(pt))
+            .field("clock-rate", stream.codec.clock_rate as i32)
+            .field("encoding-name", "TELEPHONE-EVENT")
+            .build();
+    }
+    let name = match stream.codec.encoding {
+        Encoding::Opus => "OPUS",
+        other => other.name(),
+    };
+    gst::Caps::builder("application/x-rtp")
+        .field("media", "audio")
+        .field("payload", i32::from(stream.codec.pt))
+        .field("clock-rate", stream.codec.clock_rate as i32)
+        .field("encoding-name", name)
+        .build()
+}
+
+pub struct CallPipeline {
+    pipeline: gst::Pipeline,
+    valve: gst::Element,
+    dtmf_src: Option<gst::Element>,
+    pub counters: Arc<Counters>,
+    _speaker_input: Arc<Mutex<Option<SpeakerInput>>>,
+    _ports: PortPair,
+    _video: Option<(PortPair, crate::camera::VideoFeed)>,
+}
+
+/// The devices a call uses and how long the peer may stay silent.
+pub struct CallIo<'a> {
+    pub mic: &'a AudioSource,
+    pub tone: f64,
+    pub speaker: &'a Speaker,
+    pub rtp_timeout: std::time::Duration,
+}
+
+impl CallPipeline {
+    /// Builds and starts the pipeline for a negotiated audio stream, and the
+    /// camera's video when `video` is given.
+    pub fn start(
+        stream: &Stream,
+        ports: PortPair,
+        io: CallIo<'_>,
+        video: Option<VideoLeg>,
+        events: impl Fn(Event) + Send + Sync + Clone + 'static,
+    ) -> Result<CallPipeline, String> {
+        let CallIo {
+            mic,
+            tone,
+            speaker,
+            rtp_timeout,
+        } = io;
+        let els = elements(stream.codec.encoding)
+            .ok_or_else(|| format!("{} is not available", stream.codec.encoding.name()))?;
+        let pipeline = gst::Pipeline::with_name("call");
+        let rtpbin = gst::ElementFactory::make("rtpbin")
+            .property("latency", 60u32)
+            .build()
+            .map_err(|e| format!("rtpbin: {e}"))?;
+
+        // Sending: microphone -> encoder -> payloader -> valve (hold) -> DTMF mux -> rtpbin.
+        let mic = devices::microphone(mic, tone).map_err(|e| format!("microphone: {e}"))?;
+        let convert = make("audioconvert")?;
+        let resample = make("audioresample")?;
+        let rate = match stream.codec.encoding {
+            Encoding::Opus => 48000,
+            Encoding::G722 => 16000,
+            _ => 8000,
+        };
+        let mic_caps = gst::ElementFactory::make("capsfilter")
+            .property(
+                "caps",
+                gst::Caps::builder("audio/x-raw")
+                    .field("rate", rate)
+                    .field("channels", 1)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+        let encoder = make(els.encoder)?;
+        let payloader = gst::ElementFactory::make(els.payloader)
+            .property("pt", u32::from(stream.codec.pt))
+            .build()
+            .map_err(|e| format!("{}: {e}", els.payloader))?;
+        let valve = make("valve")?;
+        let mux = make("rtpdtmfmux")?;
+        pipeline
+            .add_many([
+                &rtpbin, &mic, &convert, &resample, &mic_caps, &encoder, &payloader, &valve, &mux,
+            ])
+            .map_err(|e| e.to_string())?;
+        gst::Element::link_many([
+            &mic, &convert, &resample, &mic_caps, &encoder, &payloader, &valve,
+        ])
+        .map_err(|e| format!("send chain: {e}"))?;
+        valve
+            .link_pads(Some("src"), &mux, Some("sink_0"))
+            .map_err(|e| format!("mux: {e}"))?;
+        let dtmf_src = match stream.telephone_event {
+            Some(pt) => {
+                let src = gst::ElementFactory::make("rtpdtmfsrc")
+                    .property("pt", u32::from(pt))
+                    .property("clock-rate", stream.codec.clock_rate)
+                    .build()
+                    .map_err(|e| format!("rtpdtmfsrc: {e}"))?;
+                pipeline.add(&src).map_err(|e| e.to_string())?;
+                src.link_pads(Some("src"), &mux, Some("priority_sink_0"))
+                    .map_err(|e| format!("dtmf mux: {e}"))?;
+                Some(src)
+            }
+            None => None,
+        };
+        mux.link_pads(Some("src"), &rtpbin, Some("send_rtp_sink_0"))
+            .map_err(|e| format!("rtpbin send: {e}"))?;
+
+        let rtp_socket = gio_socket(&ports.rtp)?;
+        let rtcp_socket = gio_socket(&ports.rtcp)?;
+        let rtp_out = gst::ElementFactory::make("udpsink")
+            .property("socket", &rtp_socket)
+            .property("close-socket", false)
+            .property("host", stream.remote_rtp.ip().to_string())
+            .property("port", i32::from(stream.remote_rtp.port()))
+            .property("sync", false)
+            .property("async", false)
+            .build()
+            .map_err(|e| format!("udpsink: {e}"))?;
+        let rtcp_out = gst::ElementFactory::make("udpsink")
+            .property("socket", &rtcp_socket)
+            .property("close-socket", false)
+            .property("host", stream.remote_rtcp.ip().to_string())
+            .property("port", i32::from(stream.remote_rtcp.port()))
+            .property("sync", false)
+            .property("async", false)
+            .build()
+            .map_err(|e| format!("udpsink: {e}"))?;
+        pipeline
+            .add_many([&rtp_out, &rtcp_out])
+            .map_err(|e| e.to_string())?;
+        rtpbin
+            .link_pads(Some("send_rtp_src_0"), &rtp_out, Some("sink"))
+            .map_err(|e| format!("rtp out: {e}"))?;
+        let rtcp_src = rtpbin
+            .request_pad_simple("send_rtcp_src_0")
+            .ok_or("rtpbin gives no RTCP pad")?;
+        rtcp_src
+            .link(&rtp_out_sink(&rtcp_out))
+            .map_err(|e| format!("rtcp out: {e:?}"))?;
+
+        // Receiving: sockets -> rtpbin -> depayloader -> decoder -> speaker.
+        let rtp_in = gst::ElementFactory::make("udpsrc")
+            .property("socket", &rtp_socket)
+            .property("close-socket", false)
+            .property("caps", rtp_caps(stream, stream.codec.pt))
+            .property("timeout", rtp_timeout.as_nanos() as u64)
+            .build()
+            .map_err(|e| format!("udpsrc: {e}"))?;
+        let rtcp_in = gst::ElementFactory::make("udpsrc")
+            .property("socket", &rtcp_socket)
+            .property("close-socket", false)
+            .property("caps", gst::Caps::new_empty_simple("application/x-rtcp"))
+            .build()
+            .map_err(|e| format!("udpsrc: {e}"))?;
+        pipeline
+            .add_many([&rtp_in, &rtcp_in])
+            .map_err(|e| e.to_string())?;
+        rtp_in
+            .link_pads(Some("src"), &rtpbin, Some("recv_rtp_sink_0"))
+            .map_err(|e| format!("rtp in: {e}"))?;
+        rtcp_in
+            .link_pads(Some("src"), &rtpbin, Some("recv_rtcp_sink_0"))
+            .map_err(|e| format!("rtcp in: {e}"))?;
+
+        let stream_for_map = stream.clone();
+        rtpbin.connect("request-pt-map", false, move |args| {
+            let session = args[1].get::<u32>().ok()?;
+            let pt = args[2].get::<u32>().ok()?;
+            if session == 1 {
+                return Some(
+                    gst::Caps::builder("application/x-rtp")
+                        .field("media", "video")
+                        .field("payload", pt as i32)
+                        .field("clock-rate", 90000i32)
+                        .field("encoding-name", "H264")
+                        .build()
+                        .to_value(),
+                );
+            }
+            Some(rtp_caps(&stream_for_map, u8::try_from(pt).ok()?).to_value())
+        });
+
+        let counters = Arc::new(Counters::default());
+        count(&rtp_out_sink(&rtp_out), &counters, true);
+        let received = counters.clone();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let flowing = timed_out.clone();
+        let te = stream.telephone_event;
+        let dedup = Mutex::new(dtmf::Dedup::default());
+        let on_packet = events.clone();
+        rtp_in
+            .static_pad("src")
+            .expect("udpsrc has a src pad")
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(buffer) = info.buffer() {
+                    if flowing.swap(false, Ordering::Relaxed) {
+                        on_packet(Event::Flowing);
+                    }
+                    received.packets_received.fetch_add(1, Ordering::Relaxed);
+                    received
+                        .bytes_received
+                        .fetch_add(buffer.size() as u64, Ordering::Relaxed);
+                    if let (Some(pt), Ok(map)) = (te, buffer.map_readable()) {
+                        let digit = dedup
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .digit(map.as_slice(), pt);
+                        if let Some(d) = digit {
+                            on_packet(Event::Dtmf(d));
+                        }
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+
+        let speaker_input = Arc::new(Mutex::new(Some(
+            speaker.attach().map_err(|e| format!("speaker: {e}"))?,
+        )));
+        let appsrc = speaker_input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|i| i.src.clone())
+            .expect("attached");
+        let codec_pt = stream.codec.pt;
+        let pipeline_weak = pipeline.downgrade();
+        let depayloader = els.depayloader;
+        let decoder = els.decoder;
+        rtpbin.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = pipeline_weak.upgrade() else {
+                return;
+            };
+            let name = pad.name();
+            if !name.starts_with("recv_rtp_src_") {
+                return;
+            }
+            let pt: Option<u8> = name.rsplit('_').next().and_then(|p| p.parse().ok());
+            let audio_session = name.starts_with("recv_rtp_src_0_");
+            let result = if audio_session && pt == Some(codec_pt) {
+                link_playback(&pipeline, pad, depayloader, decoder, &appsrc)
+            } else {
+                link_discard(&pipeline, pad)
+            };
+            if let Err(e) = result {
+                tracing::warn!("cannot play the received stream: {e}");
+            }
+        });
+
+        let video = match video {
+            Some(leg) => {
+                add_video(&pipeline, &rtpbin, &leg)?;
+                Some((leg.ports, leg.feed))
+            }
+            None => None,
+        };
+
+        let on_bus = events.clone();
+        let quiet = timed_out.clone();
+        let bus = pipeline.bus().ok_or("the pipeline has no bus")?;
+        bus.set_sync_handler(move |_, message| {
+            match message.view() {
+                gst::MessageView::Error(err) => {
+                    on_bus(Event::Failed(format!(
+                        "{}: {}",
+                        err.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                        err.error()
+                    )));
+                }
+                // Reported once per silence; a packet clears `quiet` again.
+                gst::MessageView::Element(el)
+                    if el
+                        .structure()
+                        .is_some_and(|s| s.name() == "GstUDPSrcTimeout")
+                        && !quiet.swap(true, Ordering::Relaxed) =>
+                {
+                    on_bus(Event::Timeout);
+                }
+                _ => {}
+            }
+            gst::BusSyncReply::Drop
+        });
+
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("the call pipeline does not start: {e}"))?;
+        Ok(CallPipeline {
+            pipeline,
+            valve,
+            dtmf_src,
+            counters,
+            _speaker_input: speaker_input,
+            _ports: ports,
+            _video: video,
+        })
+    }
+
+    /// Stops or restarts sending (hold and resume).
+    pub fn set_sending(&self, sending: bool) {
+        self.valve.set_property("drop", !sending);
+    }
+
+    /// Sends one digit as an RFC 4733 event of `duration`.
+    pub fn send_digit(&self, digit: char, duration: std::time::Duration) -> Result<(), String> {
+        let src = self
+            .dtmf_src
+            .as_ref()
+            .ok_or("the peer did not negotiate telephone-event")?;
+        let number = dtmf::event(digit).ok_or_else(|| format!("{digit:?} is not a DTMF digit"))?;
+        let event = |start: bool| {
+            gst::event::CustomUpstream::new(
+                gst::Structure::builder("dtmf-event")
+                    .field("type", 1i32)
+                    .field("number", i32::from(number))
+                    .field("volume", 25i32)
+                    .field("start", start)
+                    .build(),
+            )
+        };
+        let pad = src.static_pad("src").expect("rtpdtmfsrc has a src pad");
+        if !pad.send_event(event(true)) {
+            return Err("the DTMF source refused the digit".into());
+        }
+        std::thread::sleep(duration);
+        pad.send_event(event(false));
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+impl Drop for CallPipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn udp_sink(socket: &gio::Socket, to: std::net::SocketAddr) -> Result<gst::Element, String> {
+    gst::ElementFactory::make("udpsink")
+        .property("socket", socket)
+        .property("close-socket", false)
+        .property("host", to.ip().to_string())
+        .property("port", i32::from(to.port()))
+        .property("sync", false)
+        .property("async", false)
+        .build()
+        .map_err(|e| format!("udpsink: {e}"))
+}
+
+/// rtpbin's second session: the camera's H.264 out, the peer's RTCP in. Video
+/// from the peer is not shown (the door has no screen for it) and is discarded.
+fn add_video(
+    pipeline: &gst::Pipeline,
+    rtpbin: &gst::Element,
+    leg: &VideoLeg,
+) -> Result<(), String> {
+    let rtp_socket = gio_socket(&leg.ports.rtp)?;
+    let rtcp_socket = gio_socket(&leg.ports.rtcp)?;
+    pipeline
+        .add_many(&leg.feed.elements)
+        .map_err(|e| e.to_string())?;
+    gst::Element::link_many(&leg.feed.elements).map_err(|e| format!("video chain: {e}"))?;
+    let last = leg.feed.elements.last().ok_or("the video feed is empty")?;
+    last.link_pads(Some("src"), rtpbin, Some("send_rtp_sink_1"))
+        .map_err(|e| format!("rtpbin video: {e}"))?;
+    let rtp_out = udp_sink(&rtp_socket, leg.stream.remote_rtp)?;
+    let rtcp_out = udp_sink(&rtcp_socket, leg.stream.remote_rtcp)?;
+    let rtp_in = gst::ElementFactory::make("udpsrc")
+        .property("socket", &rtp_socket)
+        .property("close-socket", false)
+        .property(
+            "caps",
+            gst::Caps::builder("application/x-rtp")
+                .field("media", "video")
+                .field("clock-rate", 90000i32)
+                .field("encoding-name", "H264")
+                .build(),
+        )
+        .build()
+        .map_err(|e| format!("udpsrc: {e}"))?;
+    let rtcp_in = gst::ElementFactory::make("udpsrc")
+        .property("socket", &rtcp_socket)
+        .property("close-socket", false)
+        .property("caps", gst::Caps::new_empty_simple("application/x-rtcp"))
+        .build()
+        .map_err(|e| format!("udpsrc: {e}"))?;
+    pipeline
+        .add_many([&rtp_out, &rtcp_out, &rtp_in, &rtcp_in])
+        .map_err(|e| e.to_string())?;
+    rtpbin
+        .link_pads(Some("send_rtp_src_1"), &rtp_out, Some("sink"))
+        .map_err(|e| format!("video out: {e}"))?;
+    rtpbin
+        .request_pad_simple("send_rtcp_src_1")
+        .ok_or("rtpbin gives no video RTCP pad")?
+        .link(&rtp_out_sink(&rtcp_out))
+        .map_err(|e| format!("video rtcp out: {e:?}"))?;
+    rtp_in
+        .link_pads(Some("src"), rtpbin, Some("recv_rtp_sink_1"))
+        .map_err(|e| format!("video in: {e}"))?;
+    rtcp_in
+        .link_pads(Some("src"), rtpbin, Some("recv_rtcp_sink_1"))
+        .map_err(|e| format!("video rtcp in: {e}"))?;
+    Ok(())
+}
+
+fn rtp_out_sink(sink: &gst::Element) -> gst::Pad {
+    sink.static_pad("sink").expect("udpsink has a sink pad")
+}
+
+fn count(pad: &gst::Pad, counters: &Arc<Counters>, sent: bool) {
+    let counters = counters.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer() {
+            let (packets, bytes) = if sent {
+                (&counters.packets_sent, &counters.bytes_sent)
+            } else {
+                (&counters.packets_received, &counters.bytes_received)
+            };
+            packets.fetch_add(1, Ordering::Relaxed);
+            bytes.fetch_add(buffer.size() as u64, Ordering::Relaxed);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+fn link_playback(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    depayloader: &str,
+    decoder: &str,
+    appsrc: &gst_app::AppSrc,
+) -> Result<(), String> {
+    let depay = make(depayloader)?;
+    let dec = make(decoder)?;
+    let convert = make("audioconvert")?;
+    let resample = make("audioresample")?;
+    let caps = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::from_str(SPEAKER_CAPS).expect("valid caps"),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    sink.set_property("async", false);
+    let target = appsrc.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(mut buffer) = sample.buffer_owned() {
+                    // The speaker stamps it with its own clock.
+                    let b = buffer.make_mut();
+                    b.set_pts(gst::ClockTime::NONE);
+                    b.set_dts(gst::ClockTime::NONE);
+                    let _ = target.push_buffer(buffer);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let chain = [&depay, &dec, &convert, &resample, &caps, sink.upcast_ref()];
+    pipeline.add_many(chain).map_err(|e| e.to_string())?;
+    gst::Element::link_many(chain).map_err(|e| format!("playback chain: {e}"))?;
+    for el in chain {
+        el.sync_state_with_parent().map_err(|e| e.to_string())?;
+    }
+    pad.link(
+        &depay
+            .static_pad("sink")
+            .expect("depayloader has a sink pad"),
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    Ok(())
+}
+
+fn link_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("async", false)
+        .property("sync", false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    pipeline.add(&sink).map_err(|e| e.to_string())?;
+    sink.sync_state_with_parent().map_err(|e| e.to_string())?;
+    pad.link(&sink.static_pad("sink").expect("fakesink has a sink pad"))
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(())
+}

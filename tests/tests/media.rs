@@ -1,0 +1,659 @@
+//! System tests of `doorphone-media`: the real binary as its own user on a private
+//! bus, with a GStreamer pipeline as the far end of the call. Each side sends its
+//! own tone and the received audio is checked for it.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use doorphone_interfaces::media::{self, Media1Proxy, SessionProxy};
+use doorphone_system_tests::audio::{dominant, read_wav, samples};
+use doorphone_system_tests::{
+    Bus, ConfigDb, PATIENCE, Service, chown_to, start_config, start_service,
+};
+use futures_util::StreamExt;
+
+const MEDIA_TONE: f64 = 440.0;
+const PEER_TONE: f64 = 1000.0;
+
+struct Rig {
+    bus: Bus,
+    _db: ConfigDb,
+    _config: Service,
+    media: Service,
+    dir: tempfile::TempDir,
+    conn: zbus::Connection,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        Rig::start_with(serde_json::json!({})).await
+    }
+
+    /// Starts the config service, sets each of `settings` (dotted key to value),
+    /// then starts media, which reads them.
+    async fn start_with(settings: serde_json::Value) -> Rig {
+        let bus = Bus::start().unwrap();
+        let db = ConfigDb::new().unwrap();
+        let config = start_config(&bus, &db).await.unwrap();
+        let conn = bus.connect().await.unwrap();
+        let config_proxy = doorphone_interfaces::config::Config1Proxy::new(&conn)
+            .await
+            .unwrap();
+        for (key, value) in settings.as_object().unwrap() {
+            let value = doorphone_interfaces::json::to_variant(value).unwrap();
+            config_proxy.set(key, &value).await.unwrap();
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("doorphone-media")
+            .tempdir()
+            .unwrap();
+        chown_to(dir.path(), "doorphone-media").unwrap();
+        let media = start_service(
+            &bus,
+            "doorphone-media",
+            "doorphone-media",
+            media::BUS_NAME,
+            &[
+                "--audio-source".into(),
+                "test".into(),
+                "--test-tone".into(),
+                MEDIA_TONE.to_string(),
+                "--audio-sink".into(),
+                format!("file:{}", dir.path().join("speaker.wav").display()),
+                "--rtp-timeout".into(),
+                "2".into(),
+                "--video-source".into(),
+                "test".into(),
+            ],
+            &dir.path().join("media.log"),
+        )
+        .await
+        .unwrap();
+        Rig {
+            bus,
+            _db: db,
+            _config: config,
+            media,
+            dir,
+            conn,
+        }
+    }
+
+    async fn proxy(&self) -> Media1Proxy<'static> {
+        Media1Proxy::new(&self.conn).await.unwrap()
+    }
+
+    async fn session(&self, path: &zbus::OwnedObjectPath) -> SessionProxy<'static> {
+        SessionProxy::builder(&self.conn)
+            .path(path.clone())
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn speaker(&self) -> PathBuf {
+        self.dir.path().join("speaker.wav")
+    }
+}
+
+/// A codec as the far end speaks it: its SDP lines and its GStreamer chains.
+struct PeerCodec {
+    name: &'static str,
+    pt: u8,
+    rtpmap: &'static str,
+    /// The tone source's output to RTP.
+    send: &'static str,
+    /// Caps of the RTP it receives.
+    recv_caps: &'static str,
+    /// RTP to raw audio.
+    recv: &'static str,
+}
+
+const PCMU: PeerCodec = PeerCodec {
+    name: "PCMU",
+    pt: 0,
+    rtpmap: "PCMU/8000",
+    send: "audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt=0",
+    recv_caps: "application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0",
+    recv: "rtppcmudepay ! mulawdec",
+};
+
+const OPUS: PeerCodec = PeerCodec {
+    name: "opus",
+    pt: 111,
+    rtpmap: "opus/48000/2",
+    send: "audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=111",
+    recv_caps: "application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111",
+    recv: "rtpopusdepay ! opusdec",
+};
+
+/// G.722 at the far end through libav's codec, an implementation of its own.
+const G722: PeerCodec = PeerCodec {
+    name: "G722",
+    pt: 9,
+    rtpmap: "G722/8000",
+    send: "audio/x-raw,rate=16000,channels=1 ! avenc_g722 ! rtpg722pay pt=9",
+    recv_caps: "application/x-rtp,media=audio,clock-rate=8000,encoding-name=G722,payload=9",
+    recv: "rtpg722depay ! avdec_g722",
+};
+
+/// The far end: sends its tone to `to`, and writes what it receives on `listen`
+/// as raw 8 kHz samples.
+struct Peer {
+    sender: Child,
+    receiver: Child,
+    received: PathBuf,
+}
+
+fn gst_launch(description: &str) -> Child {
+    Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(description.split_whitespace())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 runs (gstreamer1.0-tools)")
+}
+
+/// A `gst-launch-1.0` pipeline that ends with the test.
+struct Launched(Child);
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Peer {
+    fn start(dir: &Path, listen: u16, to: u16, codec: &PeerCodec) -> Peer {
+        let received = dir.join(format!("peer-{listen}.raw"));
+        let receiver = gst_launch(&format!(
+            "udpsrc port={listen} caps={} ! rtpjitterbuffer latency=60 ! {} ! audioconvert ! \
+             audioresample ! audio/x-raw,format=S16LE,rate=8000,channels=1 ! filesink location={}",
+            codec.recv_caps,
+            codec.recv,
+            received.display()
+        ));
+        let sender = gst_launch(&format!(
+            "audiotestsrc is-live=true wave=sine freq={PEER_TONE} volume=0.5 ! {} ! \
+             udpsink host=127.0.0.1 port={to}",
+            codec.send
+        ));
+        Peer {
+            sender,
+            receiver,
+            received,
+        }
+    }
+
+    /// What the peer has received so far, as samples.
+    fn heard(&self) -> Vec<i16> {
+        samples(&std::fs::read(&self.received).unwrap_or_default())
+    }
+
+    fn stop_sending(&mut self) {
+        let _ = self.sender.kill();
+        let _ = self.sender.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        for child in [&mut self.sender, &mut self.receiver] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn offer(port: u16, codec: &PeerCodec) -> String {
+    format!(
+        "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {rtpmap}\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n",
+        pt = codec.pt,
+        rtpmap = codec.rtpmap
+    )
+}
+
+fn audio_port(sdp: &str) -> u16 {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no audio port in {sdp}"))
+}
+
+fn free_port() -> u16 {
+    // An even port with a free neighbour, for the peer's RTP and RTCP.
+    loop {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        if port.is_multiple_of(2)
+            && port < 65534
+            && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// Waits until `ready` holds, checking as packets arrive (every 20 ms at most).
+async fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tick.tick().await;
+    }
+}
+
+enum Counter {
+    Sent,
+    Received,
+}
+
+/// Waits until a session's packet counter reaches `target`.
+async fn counter_reaches(session: &SessionProxy<'_>, target: u64, which: Counter) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        let now = match which {
+            Counter::Sent => session.packets_sent().await.unwrap(),
+            Counter::Received => session.packets_received().await.unwrap(),
+        };
+        if now >= target {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the packet counter stopped at {now}, short of {target}"
+        );
+        tick.tick().await;
+    }
+}
+
+/// RFC 4733 packets for one key press: three start packets (the first marked) and
+/// three end packets, all with the press's timestamp.
+fn press(socket: &UdpSocket, to: u16, seq: &mut u16, timestamp: u32, event: u8) {
+    for i in 0..6u16 {
+        let mut p = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&timestamp.to_be_bytes());
+        p.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+        let end = if i >= 3 { 0x80 } else { 0 };
+        p.extend_from_slice(&[event, end | 10]);
+        p.extend_from_slice(&(160 * (i + 1)).to_be_bytes());
+        socket.send_to(&p, ("127.0.0.1", to)).unwrap();
+        *seq = seq.wrapping_add(1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_way_pcmu_audio_dtmf_and_hold() {
+    let mut rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let peer_port = free_port();
+    let (path, answer) = media
+        .create_answer(&offer(peer_port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    assert!(
+        answer.contains("PCMU/8000") || answer.contains(" 0 "),
+        "{answer}"
+    );
+    assert!(answer.contains("telephone-event/8000"), "{answer}");
+    let media_port = audio_port(&answer);
+    assert_eq!(media_port % 2, 0);
+    let session = rig.session(&path).await;
+    assert_eq!(session.audio_codec().await.unwrap(), "PCMU");
+
+    let mut peer = Peer::start(rig.dir.path(), peer_port, media_port, &PCMU);
+    // One second of audio at the peer: the door's tone.
+    until("one second of audio at the peer", || {
+        peer.heard().len() >= 8000
+    })
+    .await;
+    let heard = peer.heard();
+    let last = &heard[heard.len() - 4000..];
+    assert_eq!(
+        dominant(last, 8000, &[MEDIA_TONE, PEER_TONE]),
+        Some(MEDIA_TONE)
+    );
+    let received = session.packets_received().await.unwrap();
+    assert!(received > 0, "media counted no packets from the peer");
+
+    // DTMF from the peer, on its own socket (another SSRC), once per press.
+    let mut digits = media.receive_dtmf_received().await.unwrap();
+    let dtmf = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seq = 1u16;
+    for (i, event) in [1u8, 11, 10].into_iter().enumerate() {
+        press(&dtmf, media_port, &mut seq, 16000 * (i as u32 + 1), event);
+    }
+    let mut got = String::new();
+    while got.len() < 3 {
+        let signal = tokio::time::timeout(PATIENCE, digits.next())
+            .await
+            .expect("a DTMF digit")
+            .unwrap();
+        let args = signal.args().unwrap();
+        assert_eq!(args.session.as_str(), path.as_str());
+        got.push_str(args.digit);
+    }
+    assert_eq!(got, "1#*");
+
+    // Hold: the offer says sendonly and the door stops sending, while the peer's
+    // packets keep arriving.
+    let reoffer = media.hold(&path.as_ref()).await.unwrap();
+    assert!(
+        reoffer.contains("a=sendonly") || reoffer.contains("a=inactive"),
+        "{reoffer}"
+    );
+    assert_eq!(session.state().await.unwrap(), media::state::HELD);
+    let sent_at_hold = session.packets_sent().await.unwrap();
+    let received_at_hold = session.packets_received().await.unwrap();
+    // Half a second of the peer's packets is the clock.
+    counter_reaches(&session, received_at_hold + 25, Counter::Received).await;
+    // At most the packets already on their way when the valve closed.
+    assert!(session.packets_sent().await.unwrap() <= sent_at_hold + 2);
+    let resumed = media.resume(&path.as_ref()).await.unwrap();
+    assert!(resumed.contains("a=sendrecv"), "{resumed}");
+    let sent_at_resume = session.packets_sent().await.unwrap();
+    counter_reaches(&session, sent_at_resume + 25, Counter::Sent).await;
+
+    // The peer falls silent: after the RTP timeout (2 s here) the session says so.
+    let mut states = media.receive_session_state_changed().await.unwrap();
+    peer.stop_sending();
+    let silent_since = Instant::now();
+    let timeout = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let signal = states.next().await.unwrap();
+            let args = signal.args().unwrap();
+            if args.state == media::state::TIMEOUT {
+                assert_eq!(args.session.as_str(), path.as_str());
+                return;
+            }
+        }
+    });
+    timeout.await.expect("a timeout state");
+    let waited = silent_since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(4),
+        "reported after {waited:?}"
+    );
+    assert_eq!(session.state().await.unwrap(), media::state::TIMEOUT);
+
+    // The speaker got the peer's tone; the WAV is finished when the service stops.
+    media.stop(&path.as_ref()).await.unwrap();
+    assert!(
+        media.stop(&path.as_ref()).await.is_err(),
+        "a stopped session is gone"
+    );
+    rig.media.stop();
+    assert_speaker_played_the_peer(&rig);
+}
+
+/// The speaker's WAV (finished when the service stopped) holds the peer's tone
+/// for at least a second.
+fn assert_speaker_played_the_peer(rig: &Rig) {
+    let (rate, speaker) = read_wav(&std::fs::read(rig.speaker()).unwrap()).unwrap();
+    let windows = speaker.chunks(rate as usize / 5);
+    let with_peer_tone = windows
+        .filter(|w| dominant(w, rate, &[MEDIA_TONE, PEER_TONE]) == Some(PEER_TONE))
+        .count();
+    assert!(
+        with_peer_tone >= 5,
+        "the speaker played the peer's tone in {with_peer_tone} windows of 200 ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_way_audio_in_opus_and_g722() {
+    for codec in [&OPUS, &G722] {
+        let mut rig = Rig::start().await;
+        let media = rig.proxy().await;
+        let peer_port = free_port();
+        let (path, answer) = media
+            .create_answer(&offer(peer_port, codec), HashMap::new())
+            .await
+            .unwrap();
+        assert!(answer.contains(codec.rtpmap), "{}: {answer}", codec.name);
+        let session = rig.session(&path).await;
+        assert_eq!(session.audio_codec().await.unwrap(), codec.name);
+        let mut peer = Peer::start(rig.dir.path(), peer_port, audio_port(&answer), codec);
+        until("one second of audio at the peer", || {
+            peer.heard().len() >= 8000
+        })
+        .await;
+        let heard = peer.heard();
+        assert_eq!(
+            dominant(&heard[heard.len() - 4000..], 8000, &[MEDIA_TONE, PEER_TONE]),
+            Some(MEDIA_TONE),
+            "{}: the peer did not hear the door's tone",
+            codec.name
+        );
+        // A second of the peer's packets reaches the door before it stops.
+        counter_reaches(&session, 50, Counter::Received).await;
+        peer.stop_sending();
+        media.stop(&path.as_ref()).await.unwrap();
+        rig.media.stop();
+        assert_speaker_played_the_peer(&rig);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_offers_are_refused_and_leave_no_session() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let cases = [
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
+            "NoCommonCodec",
+        ),
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 99999999 RTP/AVP 0\r\n",
+            "InvalidSdp",
+        ),
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 999\r\n",
+            "InvalidSdp",
+        ),
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=aud",
+            "InvalidSdp",
+        ),
+        ("hello", "InvalidSdp"),
+    ];
+    for (offer, expected) in cases {
+        let err = media
+            .create_answer(offer, HashMap::new())
+            .await
+            .expect_err(offer);
+        let name = match &err {
+            media::Error::NoCommonCodec(_) => "NoCommonCodec",
+            media::Error::InvalidSdp(_) => "InvalidSdp",
+            other => panic!("{offer:?}: {other:?}"),
+        };
+        assert_eq!(name, expected, "{offer:?}: {err:?}");
+    }
+    let xml = zbus::fdo::IntrospectableProxy::builder(&rig.conn)
+        .destination(media::BUS_NAME)
+        .path("/org/doorphone/Media1")
+        .build()
+        .await
+        .unwrap()
+        .introspect()
+        .await
+        .unwrap();
+    assert!(!xml.contains("<node name=\"session\""), "{xml}");
+    drop(rig.bus);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_video_session_sends_h264_that_a_peer_decodes() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let audio = free_port();
+    let video = free_port();
+    let offer = format!(
+        "{}m=video {video} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+         a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\na=sendrecv\r\n",
+        offer(audio, &PCMU)
+    );
+    // Audio only unless the caller asks for video.
+    let (path, answer) = media.create_answer(&offer, HashMap::new()).await.unwrap();
+    assert!(answer.contains("m=video 0 "), "{answer}");
+    media.stop(&path.as_ref()).await.unwrap();
+
+    let options = HashMap::from([("video", zbus::Variant::from(true))]);
+    let (path, answer) = media.create_answer(&offer, options).await.unwrap();
+    let video_port = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=video "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap();
+    assert_ne!(video_port, 0, "{answer}");
+    assert_eq!(
+        rig.session(&path).await.video_codec().await.unwrap(),
+        "H264"
+    );
+    let frames = rig.dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    let _decoder = Launched(gst_launch(&format!(
+        "udpsrc port={video} caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96 ! \
+         rtpjitterbuffer ! rtph264depay ! h264parse ! openh264dec ! videoconvert ! jpegenc ! \
+         multifilesink location={}/frame-%05d.jpg",
+        frames.display()
+    )));
+    until("five decoded frames", || {
+        std::fs::read_dir(&frames).map(|d| d.count()).unwrap_or(0) >= 5
+    })
+    .await;
+    let first = std::fs::read(frames.join("frame-00000.jpg")).unwrap();
+    assert_eq!(jpeg_size(&first), Some((640, 480)));
+    media.stop(&path.as_ref()).await.unwrap();
+}
+
+/// The width and height in a JPEG's start-of-frame marker.
+fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    if jpeg.get(0..2)? != [0xff, 0xd8] || jpeg.get(jpeg.len() - 2..)? != [0xff, 0xd9] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 9 < jpeg.len() {
+        if jpeg[i] != 0xff {
+            return None;
+        }
+        let marker = jpeg[i + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+        if matches!(marker, 0xc0..=0xc2) {
+            let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
+            let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_is_a_jpeg_of_the_camera() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let jpeg = media.snapshot().await.unwrap();
+    assert_eq!(jpeg_size(&jpeg), Some((640, 480)));
+    let file = rig.dir.path().join("snapshot.jpg");
+    std::fs::write(&file, &jpeg).unwrap();
+    let decoded = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", file.display()))
+        .args([
+            "!",
+            "jpegdec",
+            "!",
+            "video/x-raw,width=640,height=480",
+            "!",
+            "fakesink",
+        ])
+        .status()
+        .unwrap();
+    assert!(decoded.success(), "the snapshot does not decode");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_come_from_the_configured_range_and_stop_frees_them() {
+    let rig = Rig::start_with(serde_json::json!({"media.rtp_ports": [42000, 42003]})).await;
+    let media = rig.proxy().await;
+    let (first, sdp1) = media.create_offer(HashMap::new()).await.unwrap();
+    let (_second, sdp2) = media.create_offer(HashMap::new()).await.unwrap();
+    let mut ports = [audio_port(&sdp1), audio_port(&sdp2)];
+    ports.sort();
+    assert_eq!(ports, [42000, 42002]);
+    match media.create_offer(HashMap::new()).await {
+        Err(media::Error::Failed(m)) => assert!(m.contains("no free RTP port pair"), "{m}"),
+        other => panic!("a third session in a two-pair range: {other:?}"),
+    }
+    media.stop(&first.as_ref()).await.unwrap();
+    let (_third, sdp3) = media.create_offer(HashMap::new()).await.unwrap();
+    assert_eq!(audio_port(&sdp3), audio_port(&sdp1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_sip_agent_pager_and_admins_may_drive_media() {
+    let rig = Rig::start().await;
+    let dest = [media::BUS_NAME, media::OBJECT_PATH, media::INTERFACE];
+    let offer_args = ["a{sv}", "0"];
+    let call = |user: &str| {
+        let mut argv = vec!["call", dest[0], dest[1], dest[2], "CreateOffer"];
+        argv.extend_from_slice(&offer_args);
+        rig.bus.busctl_as(user, &argv)
+    };
+    let denied = call("nobody");
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("Access denied"));
+    for user in ["doorphone-sip", "doorphone-pager", "root"] {
+        let out = call(user);
+        assert!(out.status.success(), "{user}: {out:?}");
+    }
+    let introspect = rig
+        .bus
+        .busctl_as("nobody", &["introspect", dest[0], dest[1]]);
+    assert!(introspect.status.success(), "{introspect:?}");
+    let state = rig.bus.busctl_as(
+        "nobody",
+        &[
+            "get-property",
+            dest[0],
+            "/org/doorphone/Media1/session/1",
+            media::SESSION_INTERFACE,
+            "State",
+        ],
+    );
+    assert!(state.status.success(), "{state:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_released_interfaces_match_the_code() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let (path, _) = media.create_offer(HashMap::new()).await.unwrap();
+    for (object, interface) in [
+        (media::OBJECT_PATH, media::INTERFACE),
+        (path.as_str(), media::SESSION_INTERFACE),
+    ] {
+        doorphone_system_tests::check_released_interface(
+            &rig.conn,
+            media::BUS_NAME,
+            object,
+            interface,
+            &doorphone_system_tests::repo_root().join(format!("dbus/interfaces/{interface}.xml")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}

@@ -1,0 +1,371 @@
+//! The packaging of the appliance: systemd units, service users, bus policies and
+//! the Yocto recipes, checked against each other, against [`SERVICES`] and
+//! against the code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use doorphone_system_tests::{SERVICES, bin, repo_root};
+
+const SYSUSERS: &str = "packaging/sysusers.d/doorphone.conf";
+const RECIPES: &str = "yocto/meta-doorphone/recipes-doorphone/doorphone";
+
+/// Every file in `dir` (relative to the repository) whose name ends in `suffix`.
+fn files(dir: &str, suffix: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(repo_root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    found.sort();
+    found
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The values of `key` in the `[section]` of a unit file, in order.
+fn unit_values(unit: &str, section: &str, key: &str) -> Vec<String> {
+    let mut current = "";
+    let mut values = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name;
+        } else if let Some((k, v)) = line.split_once('=')
+            && current == section
+            && k.trim() == key
+        {
+            values.push(v.trim().to_owned());
+        }
+    }
+    values
+}
+
+/// The program an `ExecStart=` runs, without systemd's prefix characters.
+fn exec_program(exec_start: &str) -> &str {
+    exec_start
+        .trim_start_matches(['-', '@', ':', '+', '!'])
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Every unit in packaging/systemd passes `systemd-analyze verify`, warnings
+/// included. The unit is checked as installed: in a root that holds it under
+/// /etc/systemd/system, the binary its ExecStart names (the workspace's build)
+/// and a copy of the host's own units, which its dependencies name.
+#[test]
+fn every_unit_passes_systemd_analyze_verify() {
+    let units = files("packaging/systemd", "");
+    assert!(!units.is_empty(), "no units in packaging/systemd");
+    for unit in units {
+        let name = unit.file_name().unwrap().to_str().unwrap().to_owned();
+        let root = tempfile::tempdir().unwrap();
+        let unit_dir = root.path().join("etc/systemd/system");
+        std::fs::create_dir_all(&unit_dir).unwrap();
+        std::fs::copy(&unit, unit_dir.join(&name)).unwrap();
+        for exec in unit_values(&read(&unit), "Service", "ExecStart") {
+            let program = Path::new(exec_program(&exec));
+            let file_name = program.file_name().unwrap().to_str().unwrap();
+            let target = root.path().join(program.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(bin(file_name), &target).unwrap();
+        }
+        let host_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
+            .into_iter()
+            .find(|d| Path::new(d).join("sysinit.target").exists())
+            .expect("the host's systemd units (sysinit.target)");
+        std::fs::create_dir_all(root.path().join("usr/lib/systemd")).unwrap();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(host_units)
+            .arg(root.path().join("usr/lib/systemd/system"))
+            .status()
+            .unwrap();
+        assert!(copied.success(), "cannot copy {host_units}");
+        // Their links name /lib or /usr/lib, as on a merged-/usr system.
+        std::os::unix::fs::symlink("usr/lib", root.path().join("lib")).unwrap();
+
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", root.path().display()))
+            .arg(format!("/etc/systemd/system/{name}"))
+            .output()
+            .expect("systemd-analyze runs (the systemd package)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "systemd-analyze verify {name}: {}\n{stderr}",
+            out.status
+        );
+    }
+}
+
+/// The users and groups `systemd-sysusers` creates from the sysusers file in an
+/// empty root: name → the passwd or group line's fields.
+fn sysusers_in_empty_root() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("etc")).unwrap();
+    let out = Command::new("systemd-sysusers")
+        .arg(format!("--root={}", root.path().display()))
+        .arg(repo_root().join(SYSUSERS))
+        .output()
+        .expect("systemd-sysusers runs (the systemd package)");
+    assert!(out.status.success(), "systemd-sysusers: {out:?}");
+    let table = |file: &str| -> BTreeMap<String, Vec<String>> {
+        read(&root.path().join("etc").join(file))
+            .lines()
+            .map(|line| {
+                let fields: Vec<String> = line.split(':').map(str::to_owned).collect();
+                (fields[0].clone(), fields)
+            })
+            .collect()
+    };
+    (table("passwd"), table("group"))
+}
+
+#[test]
+fn systemd_sysusers_creates_every_user_and_the_admin_group() {
+    let (passwd, group) = sysusers_in_empty_root();
+    let declared: Vec<String> = read(&repo_root().join(SYSUSERS))
+        .lines()
+        .filter_map(|l| l.strip_prefix("u "))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    assert!(!declared.is_empty(), "{SYSUSERS} declares no user");
+    for user in &declared {
+        let entry = passwd
+            .get(user)
+            .unwrap_or_else(|| panic!("{user} was not created: {passwd:?}"));
+        let uid: u32 = entry[2].parse().unwrap();
+        assert!(uid < 1000, "{user} is not a system user: {entry:?}");
+        assert!(
+            entry[6].ends_with("/nologin"),
+            "{user} may log in: {entry:?}"
+        );
+        assert!(group.contains_key(user), "{user} has no group of its own");
+    }
+    for service in SERVICES {
+        assert!(
+            declared.iter().any(|u| u == service.user),
+            "{SYSUSERS} does not declare {}",
+            service.user
+        );
+    }
+    assert!(group.contains_key("doorphone"), "no admin group: {group:?}");
+    assert_eq!(
+        passwd["doorphone-config"][5], "/var/lib/doorphone",
+        "the config service's home is its state directory"
+    );
+}
+
+/// The names of every binary target of the workspace's crates.
+fn workspace_binaries() -> BTreeSet<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "cargo metadata: {out:?}");
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .filter(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "bin"))
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// (policy user, name it may own) for every `<allow own=…>` or `own_prefix`
+/// in a bus policy file; `None` for a policy that is not a user's.
+fn owners(policy: &str) -> Vec<(Option<String>, String)> {
+    let doc = roxmltree::Document::parse_with_options(
+        policy,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("allow"))
+        .filter_map(|allow| {
+            let name = allow
+                .attribute("own")
+                .or_else(|| allow.attribute("own_prefix"))?;
+            let user = allow
+                .ancestors()
+                .find(|n| n.has_tag_name("policy"))
+                .and_then(|p| p.attribute("user"))
+                .map(str::to_owned);
+            Some((user, name.to_owned()))
+        })
+        .collect()
+}
+
+/// Each row of SERVICES names a real binary, user and bus name, and every
+/// packaging file agrees with it: the unit starts that binary as that user, the
+/// policy lets that user own exactly that name (the one the interfaces crate
+/// declares), the sysusers file creates the user, and the service's recipe
+/// installs the same unit, policy and interface. Every unit and every policy
+/// belongs to a row, so a service cannot be left out of the packaging.
+#[test]
+fn units_policies_users_and_recipes_agree_with_the_code() {
+    let binaries = workspace_binaries();
+    let sysusers = read(&repo_root().join(SYSUSERS));
+    let root = repo_root();
+
+    for s in SERVICES {
+        assert!(
+            binaries.contains(s.binary),
+            "{} is not a binary of the workspace: {binaries:?}",
+            s.binary
+        );
+
+        let unit = read(&root.join(s.unit));
+        let exec = unit_values(&unit, "Service", "ExecStart");
+        assert_eq!(exec.len(), 1, "{}: one ExecStart", s.unit);
+        assert_eq!(
+            exec_program(&exec[0]),
+            format!("/usr/bin/{}", s.binary),
+            "{}",
+            s.unit
+        );
+        assert_eq!(
+            unit_values(&unit, "Service", "User"),
+            [s.user],
+            "{}: User=",
+            s.unit
+        );
+        assert_eq!(
+            unit_values(&unit, "Service", "Group"),
+            [s.user],
+            "{}: Group=",
+            s.unit
+        );
+
+        let policy = read(&root.join(s.policy));
+        assert_eq!(
+            owners(&policy),
+            [(Some(s.user.to_owned()), s.bus_name.to_owned())],
+            "{}: exactly {} may own exactly {}",
+            s.policy,
+            s.user,
+            s.bus_name
+        );
+
+        assert!(
+            sysusers
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq(["u", s.user])),
+            "{SYSUSERS} does not create {}",
+            s.user
+        );
+
+        // The recipe installs packaging/systemd/<binary>.service,
+        // dbus/system.d/<bus name>.conf and dbus/interfaces/<bus name>.xml.
+        assert_eq!(s.unit, format!("packaging/systemd/{}.service", s.binary));
+        assert_eq!(s.policy, format!("dbus/system.d/{}.conf", s.bus_name));
+        let interface = root.join(format!("dbus/interfaces/{}.xml", s.bus_name));
+        assert!(interface.exists(), "{} is missing", interface.display());
+        let recipes = files(RECIPES, ".bb");
+        let recipe = recipes
+            .iter()
+            .find(|r| {
+                r.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}_", s.binary))
+            })
+            .unwrap_or_else(|| panic!("no recipe {RECIPES}/{}_<version>.bb", s.binary));
+        let recipe_text = read(recipe);
+        for line in [
+            format!("DOORPHONE_BUS_NAME = \"{}\"", s.bus_name),
+            format!("DOORPHONE_USER = \"{}\"", s.user),
+            "require doorphone-service.inc".to_owned(),
+        ] {
+            assert!(
+                recipe_text.lines().any(|l| l == line),
+                "{} lacks `{line}`",
+                recipe.display()
+            );
+        }
+    }
+
+    let listed = |path: &Path| {
+        SERVICES
+            .iter()
+            .any(|s| root.join(s.unit) == path || root.join(s.policy) == path)
+    };
+    for unit in files("packaging/systemd", "") {
+        assert!(
+            listed(&unit),
+            "{} belongs to no row of SERVICES",
+            unit.display()
+        );
+    }
+    for policy in files("dbus/system.d", ".conf") {
+        assert!(
+            listed(&policy),
+            "{} belongs to no row of SERVICES: a service needs its unit, recipe and row",
+            policy.display()
+        );
+    }
+}
+
+/// The recipes' LIC_FILES_CHKSUM points at the license line of the workspace's
+/// Cargo.toml; it must still be there, with the same text.
+#[test]
+fn the_recipes_license_checksum_matches_cargo_toml() {
+    let inc = read(&repo_root().join(RECIPES).join("doorphone.inc"));
+    let chksum = inc
+        .lines()
+        .find_map(|l| l.strip_prefix("LIC_FILES_CHKSUM = \"file://Cargo.toml;"))
+        .expect("doorphone.inc checksums Cargo.toml")
+        .trim_end_matches('"');
+    let params: BTreeMap<&str, &str> = chksum
+        .split(';')
+        .map(|p| p.split_once('=').unwrap())
+        .collect();
+    let (begin, end): (usize, usize) = (
+        params["beginline"].parse().unwrap(),
+        params["endline"].parse().unwrap(),
+    );
+    let cargo_toml = read(&repo_root().join("Cargo.toml"));
+    let text: String = cargo_toml
+        .split_inclusive('\n')
+        .skip(begin - 1)
+        .take(end + 1 - begin)
+        .collect();
+    assert!(
+        text.starts_with("license = "),
+        "Cargo.toml line {begin}: {text}"
+    );
+    let mut md5sum = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut md5sum.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = md5sum.wait_with_output().unwrap();
+    let digest = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        digest.split_whitespace().next(),
+        Some(params["md5"]),
+        "the license line of Cargo.toml changed: update LIC_FILES_CHKSUM in doorphone.inc"
+    );
+}
