@@ -74,6 +74,18 @@ pub trait Media1 {
     /// Sends DTMF digits (`0-9`, `*`, `#`, `A-D`) as RFC 4733 events.
     async fn send_dtmf(&self, session: &zbus::ObjectPath<'_>, digits: &str) -> Result<(), Error>;
 
+    /// Plays an RTP stream (a page) arriving at `address`:`port` in `codec`
+    /// (`PCMU`, `PCMA`, `G722`). Options: `solo` (b), only this stream is heard.
+    async fn play_stream(
+        &self,
+        address: &str,
+        port: u16,
+        codec: &str,
+        options: HashMap<&str, Variant<'_>>,
+    ) -> Result<OwnedObjectPath, Error>;
+    /// Stops a stream that `PlayStream` started.
+    async fn stop_stream(&self, stream: &zbus::ObjectPath<'_>) -> Result<(), Error>;
+
     /// The camera's current frame as a JPEG.
     async fn snapshot(&self) -> Result<Vec<u8>, Error>;
 
@@ -114,7 +126,7 @@ pub trait Session {
     #[zbus(property)]
     fn bytes_received(&self) -> zbus::Result<u64>;
     #[zbus(property)]
-    fn jitter(&self) -> zbus::Result<u32>;
+    fn jitter_ms(&self) -> zbus::Result<u32>;
     #[zbus(property)]
-    fn packets_lost(&self) -> zbus::Result<i32>;
+    fn packets_lost(&self) -> zbus::Result<i64>;
 }

@@ -67,6 +67,8 @@ impl Rig {
                 "2".into(),
                 "--video-source".into(),
                 "test".into(),
+                "--multicast-iface".into(),
+                "lo".into(),
             ],
             &dir.path().join("media.log"),
         )
@@ -326,6 +328,13 @@ async fn two_way_pcmu_audio_dtmf_and_hold() {
     );
     let received = session.packets_received().await.unwrap();
     assert!(received > 0, "media counted no packets from the peer");
+    assert!(session.bytes_received().await.unwrap() >= received * 160);
+    // Loopback loses nothing (RFC 3550 counts a duplicate as -1, and the first
+    // packet after probation may be counted either way), and a live source's
+    // jitter stays far below a packet.
+    let lost = session.packets_lost().await.unwrap();
+    assert!(lost.abs() <= 1, "{lost} packets lost on loopback");
+    assert!(session.jitter_ms().await.unwrap() < 20);
 
     // DTMF from the peer, on its own socket (another SSRC), once per press.
     let mut digits = media.receive_dtmf_received().await.unwrap();
@@ -656,4 +665,76 @@ async fn the_released_interfaces_match_the_code() {
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     }
+}
+
+/// Waits until the speaker has played `seconds` more (its file grows at 32000
+/// bytes a second: 16 kHz, 16-bit, mono).
+async fn speaker_plays(rig: &Rig, seconds: f64) {
+    let size = || {
+        std::fs::metadata(rig.speaker())
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let target = size() + (32000.0 * seconds) as u64;
+    until("the speaker to play on", || size() >= target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_solo_page_takes_the_speaker_from_a_call_and_gives_it_back() {
+    const PAGE_TONE: f64 = 1500.0;
+    let mut rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let peer_port = free_port();
+    let (path, answer) = media
+        .create_answer(&offer(peer_port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let _peer = Peer::start(rig.dir.path(), peer_port, audio_port(&answer), &PCMU);
+    speaker_plays(&rig, 1.0).await;
+
+    let group = "239.255.77.1";
+    let port = free_port();
+    let _pager = Launched(gst_launch(&format!(
+        "audiotestsrc is-live=true wave=sine freq={PAGE_TONE} volume=0.5 ! \
+         audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt=0 ! \
+         udpsink host={group} port={port} multicast-iface=lo ttl-mc=0 auto-multicast=true"
+    )));
+    let options = HashMap::from([("solo", zbus::Variant::from(true))]);
+    let stream = media
+        .play_stream(group, port, "PCMU", options)
+        .await
+        .unwrap();
+    speaker_plays(&rig, 1.5).await;
+    media.stop_stream(&stream.as_ref()).await.unwrap();
+    assert!(media.stop_stream(&stream.as_ref()).await.is_err());
+    speaker_plays(&rig, 1.0).await;
+    media.stop(&path.as_ref()).await.unwrap();
+    rig.media.stop();
+
+    let (rate, speaker) = read_wav(&std::fs::read(rig.speaker()).unwrap()).unwrap();
+    let tones: Vec<Option<f64>> = speaker
+        .chunks(rate as usize / 5)
+        .map(|w| dominant(w, rate, &[MEDIA_TONE, PEER_TONE, PAGE_TONE]))
+        .collect();
+    let first_page = tones
+        .iter()
+        .position(|t| *t == Some(PAGE_TONE))
+        .expect("the page played");
+    let last_page = tones.iter().rposition(|t| *t == Some(PAGE_TONE)).unwrap();
+    assert!(
+        last_page - first_page >= 4,
+        "the page played for under a second: {tones:?}"
+    );
+    assert!(
+        tones[..first_page].contains(&Some(PEER_TONE)),
+        "the call was not heard before the page: {tones:?}"
+    );
+    assert!(
+        !tones[first_page..=last_page].contains(&Some(PEER_TONE)),
+        "the call was heard during a solo page: {tones:?}"
+    );
+    assert!(
+        tones[last_page..].contains(&Some(PEER_TONE)),
+        "the call was not heard again after the page: {tones:?}"
+    );
 }

@@ -15,6 +15,9 @@ pub const SPEAKER_CAPS: &str = "audio/x-raw,format=S16LE,layout=interleaved,rate
 pub enum AudioSource {
     /// A sine tone (`--test-tone HZ`), for development and tests.
     Test,
+    /// A short burst of the test tone each second, in 20 ms blocks at 8 kHz
+    /// (`--test-wave ticks`): a click that times the audio path.
+    TestTicks,
     Alsa(String),
     Pulse,
 }
@@ -73,6 +76,13 @@ pub fn microphone(source: &AudioSource, tone: f64) -> Result<gst::Element, gst::
             .property_from_str("wave", "sine")
             .property("freq", tone)
             .property("volume", 0.5f64)
+            .build(),
+        AudioSource::TestTicks => gst::ElementFactory::make("audiotestsrc")
+            .property("is-live", true)
+            .property_from_str("wave", "ticks")
+            .property("freq", tone)
+            .property("volume", 0.5f64)
+            .property("samplesperbuffer", 160i32)
             .build(),
         AudioSource::Alsa(dev) => gst::ElementFactory::make("alsasrc")
             .property("device", dev)
@@ -145,6 +155,19 @@ impl Speaker {
             pipeline: self.pipeline.clone(),
             mixer: self.mixer.clone(),
         })
+    }
+
+    /// Lets only `solo` be heard (the silence input keeps the clock going), or,
+    /// with `None`, every input again.
+    pub fn solo(&self, solo: Option<&SpeakerInput>) {
+        let silence = self.mixer.sink_pads().into_iter().next();
+        for pad in self.mixer.sink_pads() {
+            let heard = match solo {
+                None => true,
+                Some(input) => pad == input.pad || Some(&pad) == silence.as_ref(),
+            };
+            pad.set_property("mute", !heard);
+        }
     }
 
     /// Finishes the output (a WAV file gets its final header) and stops.

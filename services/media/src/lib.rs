@@ -10,3 +10,4 @@ pub mod ports;
 pub mod sdp;
 pub mod service;
 pub mod session;
+pub mod stream;

@@ -22,6 +22,10 @@ struct Args {
     /// Frequency of the `test` microphone's tone, in Hz.
     #[arg(long, default_value_t = 440.0)]
     test_tone: f64,
+    /// Waveform of the `test` microphone: `sine`, or `ticks` (a burst of the tone
+    /// each second, to time the audio path with).
+    #[arg(long, default_value = "sine", value_parser = ["sine", "ticks"], hide = true)]
+    test_wave: String,
     /// Speaker: `fake`, `file:PATH.wav`, `alsa:DEVICE` or `auto`.
     #[arg(long, default_value = "alsa:default")]
     audio_sink: AudioSink,
@@ -31,6 +35,9 @@ struct Args {
     /// Our address in SDP when the caller gives none.
     #[arg(long, default_value = "127.0.0.1")]
     address: IpAddr,
+    /// The network interface multicast pages are received on (e.g. `eth0`, `lo`).
+    #[arg(long)]
+    multicast_iface: Option<String>,
     /// Seconds without RTP from the peer before a session reports a timeout.
     #[arg(long, default_value_t = 30)]
     rtp_timeout: u64,
@@ -81,11 +88,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let service = MediaService::new(
         Options {
-            audio_source: args.audio_source,
+            audio_source: match (args.audio_source, args.test_wave.as_str()) {
+                (AudioSource::Test, "ticks") => AudioSource::TestTicks,
+                (source, _) => source,
+            },
             camera,
             test_tone: args.test_tone,
             address: args.address,
             rtp_timeout: Duration::from_secs(args.rtp_timeout.max(1)),
+            multicast_iface: args.multicast_iface,
         },
         media.clone(),
         speaker.clone(),

@@ -24,6 +24,8 @@ pub struct Options {
     pub test_tone: f64,
     pub address: IpAddr,
     pub rtp_timeout: Duration,
+    /// The interface multicast pages are received on.
+    pub multicast_iface: Option<String>,
 }
 
 /// A session's events, tagged with its id, on their way to the bus.
@@ -51,6 +53,13 @@ fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
 }
 
 impl SessionObject {
+    fn reception(&self) -> (u32, i64) {
+        lock(&self.session)
+            .pipeline
+            .as_ref()
+            .map_or((0, 0), |p| p.reception())
+    }
+
     fn counter(&self, pick: impl Fn(&session::Counters) -> u64) -> u64 {
         lock(&self.session)
             .pipeline
@@ -127,6 +136,18 @@ impl SessionObject {
     async fn bytes_received(&self) -> u64 {
         self.counter(|c| c.bytes_received.load(Ordering::Relaxed))
     }
+
+    /// The peer's interarrival jitter, in milliseconds (RTCP statistics).
+    #[zbus(property)]
+    async fn jitter_ms(&self) -> u32 {
+        self.reception().0
+    }
+
+    /// Packets from the peer that never arrived (RTCP statistics).
+    #[zbus(property)]
+    async fn packets_lost(&self) -> i64 {
+        self.reception().1
+    }
 }
 
 pub struct MediaService {
@@ -136,12 +157,20 @@ pub struct MediaService {
     ports: (PortRange, [u32; 2]),
     speaker: Arc<Speaker>,
     sessions: HashMap<u32, Arc<Mutex<Session>>>,
+    streams: HashMap<u32, crate::stream::PageStream>,
+    /// The stream that has the speaker to itself, if any.
+    solo: Option<u32>,
     next_id: u32,
     events: EventSender,
 }
 
 fn session_path(id: u32) -> OwnedObjectPath {
     OwnedObjectPath::try_from(format!("/org/doorphone/Media1/session/{id}"))
+        .expect("a valid object path")
+}
+
+fn stream_path(id: u32) -> OwnedObjectPath {
+    OwnedObjectPath::try_from(format!("/org/doorphone/Media1/stream/{id}"))
         .expect("a valid object path")
 }
 
@@ -173,6 +202,8 @@ impl MediaService {
             media,
             speaker,
             sessions: HashMap::new(),
+            streams: HashMap::new(),
+            solo: None,
             next_id: 1,
             events,
         }
@@ -467,6 +498,66 @@ impl MediaService {
         }
         let _ = Self::session_state_changed(&emitter, session, state::STOPPED, "stopped").await;
         Ok(())
+    }
+
+    /// Plays an RTP stream (a page) arriving at `address`:`port` (a multicast group
+    /// is joined on the configured interface) in `codec` (`PCMU`, `PCMA`, `G722`).
+    /// Options: `solo` (b): only this stream is heard until it stops.
+    #[zbus(out_args("stream"))]
+    async fn play_stream(
+        &mut self,
+        address: &str,
+        port: u16,
+        codec: &str,
+        options: HashMap<String, OwnedVariant>,
+    ) -> Result<OwnedObjectPath, Error> {
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| Error::Failed(format!("{address:?} is not an IP address")))?;
+        if port == 0 {
+            return Err(Error::Failed("port 0 is not a port".into()));
+        }
+        let stream = crate::stream::PageStream::start(
+            ip,
+            port,
+            codec,
+            self.options.multicast_iface.as_deref(),
+            &self.speaker,
+        )
+        .map_err(Error::Failed)?;
+        let solo = options
+            .get("solo")
+            .and_then(|v| bool::try_from(v).ok())
+            .unwrap_or(false);
+        let id = self.next_id;
+        self.next_id += 1;
+        if solo {
+            stream.with_input(|input| self.speaker.solo(Some(input)));
+            self.solo = Some(id);
+        }
+        self.streams.insert(id, stream);
+        tracing::info!(stream = id, %address, port, codec, solo, "playing a stream");
+        Ok(stream_path(id))
+    }
+
+    /// Stops a stream that `PlayStream` started.
+    async fn stop_stream(&mut self, stream: ObjectPath<'_>) -> Result<(), Error> {
+        let id = stream
+            .as_str()
+            .strip_prefix("/org/doorphone/Media1/stream/")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::NotFound(format!("{stream}: not a stream")))?;
+        let playing = self
+            .streams
+            .remove(&id)
+            .ok_or_else(|| Error::NotFound(format!("{stream}: no such stream")))?;
+        if self.solo == Some(id) {
+            self.solo = None;
+            self.speaker.solo(None);
+        }
+        tokio::task::spawn_blocking(move || drop(playing))
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))
     }
 
     /// The camera's current frame as a JPEG.

@@ -127,6 +127,8 @@ fn rtp_caps(stream: &Stream, pt: u8) -> gst::Caps {
 
 pub struct CallPipeline {
     pipeline: gst::Pipeline,
+    rtpbin: gst::Element,
+    clock_rate: u32,
     valve: gst::Element,
     dtmf_src: Option<gst::Element>,
     pub counters: Arc<Counters>,
@@ -402,6 +404,8 @@ impl CallPipeline {
             .map_err(|e| format!("the call pipeline does not start: {e}"))?;
         Ok(CallPipeline {
             pipeline,
+            rtpbin,
+            clock_rate: stream.codec.clock_rate,
             valve,
             dtmf_src,
             counters,
@@ -409,6 +413,34 @@ impl CallPipeline {
             _ports: ports,
             _video: video,
         })
+    }
+
+    /// The peer's interarrival jitter in milliseconds and its packets lost, as the
+    /// audio session's RTP statistics (RFC 3550 §6.4) count them.
+    pub fn reception(&self) -> (u32, i64) {
+        let session: Option<gst::glib::Object> =
+            self.rtpbin.emit_by_name("get-internal-session", &[&0u32]);
+        let Some(stats) = session.map(|s| s.property::<gst::Structure>("stats")) else {
+            return (0, 0);
+        };
+        let Ok(sources) = stats.get::<gst::glib::ValueArray>("source-stats") else {
+            return (0, 0);
+        };
+        let peer = sources
+            .iter()
+            .filter_map(|v| v.get::<gst::Structure>().ok())
+            .find(|s| {
+                s.get::<bool>("internal") == Ok(false) && s.get::<bool>("is-sender") == Ok(true)
+            });
+        match peer {
+            Some(s) => {
+                let jitter = s.get::<u32>("jitter").unwrap_or(0);
+                let lost = s.get::<i32>("packets-lost").unwrap_or(0);
+                let ms = u64::from(jitter) * 1000 / u64::from(self.clock_rate.max(1));
+                (ms as u32, i64::from(lost))
+            }
+            None => (0, 0),
+        }
     }
 
     /// Stops or restarts sending (hold and resume).

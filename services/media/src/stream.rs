@@ -1,0 +1,136 @@
+//! Page playback: an RTP stream received from a multicast group (or a unicast
+//! port) and played on the speaker, for the multicast pager.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::devices::{SPEAKER_CAPS, Speaker, SpeakerInput};
+
+/// A page's codec and the elements that decode it.
+fn decoder(codec: &str) -> Result<(&'static str, &'static str, &'static str, i32), String> {
+    Ok(match codec {
+        "PCMU" => ("PCMU", "rtppcmudepay", "mulawdec", 8000),
+        "PCMA" => ("PCMA", "rtppcmadepay", "alawdec", 8000),
+        "G722" => ("G722", "rtpg722depay", crate::g722::DECODER_NAME, 8000),
+        other => return Err(format!("{other:?}: pages are PCMU, PCMA or G722")),
+    })
+}
+
+pub struct PageStream {
+    pipeline: gst::Pipeline,
+    input: Arc<Mutex<Option<SpeakerInput>>>,
+}
+
+impl PageStream {
+    /// Joins `address` (multicast groups on `iface`) at `port` and plays what
+    /// arrives in `codec`.
+    pub fn start(
+        address: std::net::IpAddr,
+        port: u16,
+        codec: &str,
+        iface: Option<&str>,
+        speaker: &Speaker,
+    ) -> Result<PageStream, String> {
+        let (name, depay, dec, clock_rate) = decoder(codec)?;
+        let mut src = gst::ElementFactory::make("udpsrc")
+            .property("address", address.to_string())
+            .property("port", i32::from(port))
+            .property("auto-multicast", address.is_multicast())
+            // The pager listens on the same group and port to notice pages.
+            .property("reuse", true)
+            .property(
+                "caps",
+                gst::Caps::builder("application/x-rtp")
+                    .field("media", "audio")
+                    .field("clock-rate", clock_rate)
+                    .field("encoding-name", name)
+                    .build(),
+            );
+        if let Some(iface) = iface {
+            src = src.property("multicast-iface", iface);
+        }
+        let src = src.build().map_err(|e| format!("udpsrc: {e}"))?;
+        let make = |f: &str| {
+            gst::ElementFactory::make(f)
+                .build()
+                .map_err(|e| format!("{f}: {e}"))
+        };
+        let jitter = gst::ElementFactory::make("rtpjitterbuffer")
+            .property("latency", 60u32)
+            .build()
+            .map_err(|e| format!("rtpjitterbuffer: {e}"))?;
+        let depay = make(depay)?;
+        let dec = make(dec)?;
+        let convert = make("audioconvert")?;
+        let resample = make("audioresample")?;
+        let caps = gst::ElementFactory::make("capsfilter")
+            .property(
+                "caps",
+                gst::Caps::from_str(SPEAKER_CAPS).expect("valid caps"),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+        let sink = gst_app::AppSink::builder().sync(false).build();
+        sink.set_property("async", false);
+        let input = Arc::new(Mutex::new(Some(
+            speaker.attach().map_err(|e| format!("speaker: {e}"))?,
+        )));
+        let target = input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|i| i.src.clone())
+            .expect("attached");
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(mut buffer) = sample.buffer_owned() {
+                        let b = buffer.make_mut();
+                        b.set_pts(gst::ClockTime::NONE);
+                        b.set_dts(gst::ClockTime::NONE);
+                        let _ = target.push_buffer(buffer);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        let pipeline = gst::Pipeline::with_name("page");
+        let chain = [
+            &src,
+            &jitter,
+            &depay,
+            &dec,
+            &convert,
+            &resample,
+            &caps,
+            sink.upcast_ref(),
+        ];
+        pipeline.add_many(chain).map_err(|e| e.to_string())?;
+        gst::Element::link_many(chain).map_err(|e| format!("page chain: {e}"))?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("the page does not start: {e}"))?;
+        Ok(PageStream { pipeline, input })
+    }
+
+    /// The speaker input this page plays through.
+    pub fn with_input<T>(&self, f: impl FnOnce(&SpeakerInput) -> T) -> Option<T> {
+        self.input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(f)
+    }
+}
+
+impl Drop for PageStream {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        self.input.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
