@@ -738,3 +738,36 @@ async fn a_solo_page_takes_the_speaker_from_a_call_and_gives_it_back() {
         "the call was not heard again after the page: {tones:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_dtmf_reaches_the_peer_as_rfc4733_events() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(PATIENCE)).unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let (path, _) = media
+        .create_answer(&offer(port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    media.send_dtmf(&path.as_ref(), "12#").await.unwrap();
+    assert!(media.send_dtmf(&path.as_ref(), "x").await.is_err());
+    // One press is one RTP timestamp; its packets repeat until the end bit.
+    let mut presses: Vec<(u32, u8, bool)> = Vec::new();
+    let mut buf = [0u8; 2048];
+    while presses.iter().filter(|p| p.2).count() < 3 {
+        let n = peer.recv(&mut buf).expect("RTP from the door");
+        let packet = &buf[..n];
+        if n < 16 || packet[1] & 0x7f != 101 {
+            continue;
+        }
+        let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let (event, end) = (packet[12], packet[13] & 0x80 != 0);
+        match presses.iter_mut().find(|p| p.0 == timestamp) {
+            Some(press) => press.2 |= end,
+            None => presses.push((timestamp, event, end)),
+        }
+    }
+    let events: Vec<u8> = presses.iter().map(|p| p.1).collect();
+    assert_eq!(events, [1, 2, 11]);
+}

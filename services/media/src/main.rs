@@ -81,6 +81,7 @@ async fn media_config(conn: &zbus::Connection) -> doorphone_interfaces::config::
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     gstreamer::init()?;
     doorphone_media::g722::register()?;
+    doorphone_media::session::preload();
     let speaker = Arc::new(Speaker::new(&args.audio_sink)?);
     let camera = Camera::new(&args.video_source, 640, 480, 15)?.map(Arc::new);
     let conn = zbus::connection::Builder::system().build().await?;

@@ -41,6 +41,8 @@ struct Session {
     video_ports: Option<crate::ports::PortPair>,
     state: &'static str,
     held: bool,
+    /// Signalled when the pipeline is up (or will never be).
+    started: Arc<std::sync::Condvar>,
 }
 
 /// The session object at `/org/doorphone/Media1/session/N`.
@@ -267,54 +269,77 @@ impl MediaService {
             .ok_or_else(|| Error::NotFound(format!("{path}: no such session")))
     }
 
-    fn start_pipeline(&self, id: u32, session: &mut Session) -> Result<(), Error> {
-        let stream = session
-            .negotiated
-            .as_ref()
-            .and_then(|n| n.audio.clone())
-            .ok_or_else(|| Error::InvalidSdp("no audio stream was negotiated".into()))?;
-        let ports = session
-            .ports
-            .take()
-            .ok_or_else(|| Error::Failed("the session has no ports".into()))?;
-        let video = match (
-            session.negotiated.as_ref().and_then(|n| n.video.clone()),
-            session.video_ports.take(),
-            &self.options.camera,
-        ) {
-            (Some(stream), Some(ports), Some(camera)) if stream.direction.sends() => {
-                let feed = camera.h264_feed(stream.codec.pt).map_err(Error::Failed)?;
-                Some(session::VideoLeg {
-                    stream,
-                    ports,
-                    feed,
-                })
-            }
-            _ => None,
+    /// Builds and starts the session's pipeline off the caller's path: the SDP
+    /// goes back at once, and the media starts a moment later. A pipeline that
+    /// will not start is reported as a failed session.
+    fn launch(&self, id: u32, handle: &Arc<Mutex<Session>>) -> Result<(), Error> {
+        let (stream, ports, video_parts) = {
+            let mut s = lock(handle);
+            let stream = s
+                .negotiated
+                .as_ref()
+                .and_then(|n| n.audio.clone())
+                .ok_or_else(|| Error::InvalidSdp("no audio stream was negotiated".into()))?;
+            let ports = s
+                .ports
+                .take()
+                .ok_or_else(|| Error::Failed("the session has no ports".into()))?;
+            let video = s.negotiated.as_ref().and_then(|n| n.video.clone());
+            (stream, ports, video.zip(s.video_ports.take()))
         };
+        let handle = handle.clone();
+        let camera = self.options.camera.clone();
+        let mic = self.options.audio_source.clone();
+        let tone = self.options.test_tone;
+        let rtp_timeout = self.options.rtp_timeout;
+        let speaker = self.speaker.clone();
         let events = self.events.clone();
-        let pipeline = CallPipeline::start(
-            &stream,
-            ports,
-            session::CallIo {
-                mic: &self.options.audio_source,
-                tone: self.options.test_tone,
-                speaker: &self.speaker,
-                rtp_timeout: self.options.rtp_timeout,
-            },
-            video,
-            move |event| {
-                let _ = events.send((id, event));
-            },
-        )
-        .map_err(Error::Failed)?;
-        pipeline.set_sending(stream.direction.sends() && !session.held);
-        session.pipeline = Some(Arc::new(pipeline));
-        session.state = if session.held {
-            state::HELD
-        } else {
-            state::ACTIVE
-        };
+        tokio::task::spawn_blocking(move || {
+            let report = events.clone();
+            let result = (|| {
+                let video = match (video_parts, camera) {
+                    (Some((stream, ports)), Some(camera)) if stream.direction.sends() => {
+                        let feed = camera.h264_feed(stream.codec.pt)?;
+                        Some(session::VideoLeg {
+                            stream,
+                            ports,
+                            feed,
+                        })
+                    }
+                    _ => None,
+                };
+                CallPipeline::start(
+                    &stream,
+                    ports,
+                    session::CallIo {
+                        mic: &mic,
+                        tone,
+                        speaker: &speaker,
+                        rtp_timeout,
+                    },
+                    video,
+                    move |event| {
+                        let _ = events.send((id, event));
+                    },
+                )
+            })();
+            let mut s = lock(&handle);
+            match result {
+                // Stopped while starting: the pipeline goes with this scope.
+                Ok(_) if s.state == state::STOPPED => {}
+                Ok(pipeline) => {
+                    pipeline.set_sending(stream.direction.sends() && !s.held);
+                    s.pipeline = Some(Arc::new(pipeline));
+                    if s.state == state::PREPARED {
+                        s.state = state::ACTIVE;
+                    }
+                }
+                Err(e) => {
+                    let _ = report.send((id, Event::Failed(e)));
+                }
+            }
+            s.started.notify_all();
+        });
         Ok(())
     }
 
@@ -322,7 +347,7 @@ impl MediaService {
         &mut self,
         server: &zbus::ObjectServer,
         session: Session,
-    ) -> Result<(u32, OwnedObjectPath), Error> {
+    ) -> Result<(u32, OwnedObjectPath, Arc<Mutex<Session>>), Error> {
         let id = self.next_id;
         self.next_id += 1;
         let session = Arc::new(Mutex::new(session));
@@ -336,8 +361,8 @@ impl MediaService {
             )
             .await
             .map_err(|e| Error::Failed(e.to_string()))?;
-        self.sessions.insert(id, session);
-        Ok((id, path))
+        self.sessions.insert(id, session.clone());
+        Ok((id, path, session))
     }
 
     /// Ends a session: pipeline stopped, ports freed, object removed.
@@ -348,6 +373,7 @@ impl MediaService {
         let pipeline = {
             let mut s = lock(&session);
             s.state = state::STOPPED;
+            s.started.notify_all();
             s.ports = None;
             s.video_ports = None;
             s.pipeline.take()
@@ -379,7 +405,7 @@ impl MediaService {
         };
         let transport = self.transport(&options, ports.port, video_ports.as_ref().map(|p| p.port));
         let (local, text) = sdp::Local::offer(&caps, &transport);
-        let (_, path) = self
+        let (_, path, _) = self
             .add_session(
                 server,
                 Session {
@@ -390,6 +416,7 @@ impl MediaService {
                     video_ports,
                     state: state::PREPARED,
                     held: false,
+                    started: Arc::default(),
                 },
             )
             .await?;
@@ -415,7 +442,7 @@ impl MediaService {
         let transport = self.transport(&options, ports.port, video_ports.as_ref().map(|p| p.port));
         let (local, negotiated, text) =
             sdp::Local::answer(&caps, &transport, &remote).map_err(sdp_error)?;
-        let mut session = Session {
+        let session = Session {
             local,
             negotiated: Some(negotiated),
             pipeline: None,
@@ -423,10 +450,13 @@ impl MediaService {
             video_ports,
             state: state::PREPARED,
             held: false,
+            started: Arc::default(),
         };
-        let id = self.next_id;
-        self.start_pipeline(id, &mut session)?;
-        let (_, path) = self.add_session(server, session).await?;
+        let (id, path, handle) = self.add_session(server, session).await?;
+        if let Err(e) = self.launch(id, &handle) {
+            self.end(server, id).await;
+            return Err(e);
+        }
         Ok((path, text))
     }
 
@@ -441,8 +471,9 @@ impl MediaService {
             let negotiated = s.local.accept_answer(&remote).map_err(sdp_error)?;
             let first = s.negotiated.is_none();
             s.negotiated = Some(negotiated);
+            drop(s);
             if first {
-                self.start_pipeline(id, &mut s)?;
+                self.launch(id, &handle)?;
             }
             return Ok(String::new());
         }
@@ -580,10 +611,19 @@ impl MediaService {
         if let Some(bad) = digits.chars().find(|d| crate::dtmf::event(*d).is_none()) {
             return Err(Error::Failed(format!("{bad:?} is not a DTMF digit")));
         }
-        let pipeline = lock(&handle)
-            .pipeline
-            .clone()
-            .ok_or_else(|| Error::Failed("the session has no media yet".into()))?;
+        let pipeline = tokio::task::spawn_blocking(move || {
+            // A session answered a moment ago may still be starting its media.
+            let started = lock(&handle).started.clone();
+            let (s, _) = started
+                .wait_timeout_while(lock(&handle), Duration::from_secs(2), |s| {
+                    s.pipeline.is_none() && s.state == state::PREPARED
+                })
+                .unwrap_or_else(|e| e.into_inner());
+            s.pipeline.clone()
+        })
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Failed("the session has no media".into()))?;
         let digits = digits.to_owned();
         tokio::task::spawn_blocking(move || {
             for d in digits.chars() {

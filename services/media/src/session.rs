@@ -45,6 +45,41 @@ pub fn supported(encoding: Encoding) -> bool {
     encoding == Encoding::H264 || elements(encoding).is_some()
 }
 
+/// Loads the plugins a call uses, so the first call does not pay for it.
+/// Plugins that no call uses stay unloaded.
+pub fn preload() {
+    let mut factories = vec![
+        "rtpbin",
+        "udpsrc",
+        "udpsink",
+        "valve",
+        "rtpdtmfmux",
+        "rtpdtmfsrc",
+        "audioconvert",
+        "audioresample",
+        "capsfilter",
+        "appsink",
+    ];
+    for encoding in [
+        Encoding::Pcmu,
+        Encoding::Pcma,
+        Encoding::G722,
+        Encoding::Opus,
+    ] {
+        if let Some(els) = elements(encoding) {
+            factories.extend([els.encoder, els.payloader, els.depayloader, els.decoder]);
+        }
+    }
+    for name in factories {
+        if gst::ElementFactory::find(name)
+            .and_then(|f| f.load().ok())
+            .is_none()
+        {
+            tracing::warn!("the GStreamer element {name} is not installed");
+        }
+    }
+}
+
 /// The video half of a call: the camera's H.264 sent to the peer.
 pub struct VideoLeg {
     pub stream: Stream,
