@@ -35,6 +35,11 @@ impl Rig {
     /// Starts the config service, sets each of `settings` (dotted key to value),
     /// then starts media, which reads them.
     async fn start_with(settings: serde_json::Value) -> Rig {
+        Rig::start_full(settings, "test").await
+    }
+
+    /// As `start_with`, with the microphone named by `audio_source`.
+    async fn start_full(settings: serde_json::Value, audio_source: &str) -> Rig {
         let bus = Bus::start().unwrap();
         let db = ConfigDb::new().unwrap();
         let config = start_config(&bus, &db).await.unwrap();
@@ -58,7 +63,7 @@ impl Rig {
             media::BUS_NAME,
             &[
                 "--audio-source".into(),
-                "test".into(),
+                audio_source.into(),
                 "--test-tone".into(),
                 MEDIA_TONE.to_string(),
                 "--audio-sink".into(),
@@ -770,4 +775,34 @@ async fn send_dtmf_reaches_the_peer_as_rfc4733_events() {
     }
     let events: Vec<u8> = presses.iter().map(|p| p.1).collect();
     assert_eq!(events, [1, 2, 11]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_pipeline_breaks_is_stopped_and_reported() {
+    // A microphone that is not there: the call's pipeline cannot start.
+    let rig = Rig::start_full(serde_json::json!({}), "alsa:no-such-card").await;
+    let media = rig.proxy().await;
+    let mut states = media.receive_session_state_changed().await.unwrap();
+    let (path, _) = media
+        .create_answer(&offer(free_port(), &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let failed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let signal = states.next().await.unwrap();
+            let args = signal.args().unwrap();
+            if args.session.as_str() == path.as_str() && args.state == media::state::FAILED {
+                return args.reason.to_owned();
+            }
+        }
+    })
+    .await
+    .expect("the session is reported failed");
+    assert!(!failed.is_empty());
+    // Gone, and the service still serves.
+    assert!(matches!(
+        media.stop(&path.as_ref()).await,
+        Err(media::Error::NotFound(_))
+    ));
+    media.create_offer(HashMap::new()).await.unwrap();
 }

@@ -420,6 +420,10 @@ impl CallPipeline {
                         err.error()
                     )));
                 }
+                // Live sources do not end: an end of stream means a device went away.
+                gst::MessageView::Eos(_) => {
+                    on_bus(Event::Failed("the media ended (a device went away)".into()));
+                }
                 // Reported once per silence; a packet clears `quiet` again.
                 gst::MessageView::Element(el)
                     if el
