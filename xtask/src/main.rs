@@ -173,6 +173,18 @@ fn bench() -> Result<()> {
         ]),
     )?;
     run_step(
+        "media service over the bus",
+        cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "doorphone-system-tests",
+            "--bin",
+            "media-bench",
+        ]),
+    )?;
+    run_step(
         "Resolve in process (criterion)",
         cargo().args(["bench", "-p", "doorphone-config", "--bench", "resolve"]),
     )

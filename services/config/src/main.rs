@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use doorphone_config::ConfigService;
 use doorphone_interfaces::config::{BUS_NAME, OBJECT_PATH};
-use tokio::signal::unix::{SignalKind, signal};
 
 /// The door phone's configuration service (org.doorphone.Config1 on the system bus).
 #[derive(Parser)]
@@ -17,21 +16,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    doorphone_daemon::run(run(Args::parse())).await
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -44,30 +29,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot own {BUS_NAME} on the system bus: {e}"))?;
     tracing::info!(db = %args.db.display(), revision, "serving {BUS_NAME}");
-    notify_ready();
+    doorphone_daemon::notify_ready();
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("stopping");
+    doorphone_daemon::stop_requested().await?;
     Ok(())
-}
-
-/// Tells systemd the service is up, and pings its watchdog at half the interval.
-fn notify_ready() {
-    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-        tracing::debug!("sd_notify: {e}");
-    }
-    if let Some(interval) = sd_notify::watchdog_enabled() {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval / 2);
-            loop {
-                tick.tick().await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        });
-    }
 }

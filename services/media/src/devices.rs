@@ -120,6 +120,19 @@ impl Speaker {
         let mixer = pipeline
             .by_name("mix")
             .ok_or_else(|| gst::glib::bool_error!("no mixer"))?;
+        // Nobody reads this bus while the service runs: every message is dropped
+        // (errors logged) but the end of stream and errors that `shutdown` waits for,
+        // so none pile up and hold on to the inputs of finished calls.
+        if let Some(bus) = pipeline.bus() {
+            bus.set_sync_handler(|_, message| match message.view() {
+                gst::MessageView::Eos(_) => gst::BusSyncReply::Pass,
+                gst::MessageView::Error(err) => {
+                    tracing::error!("speaker: {}", err.error());
+                    gst::BusSyncReply::Pass
+                }
+                _ => gst::BusSyncReply::Drop,
+            });
+        }
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| gst::glib::bool_error!("the speaker does not start: {e}"))?;
@@ -201,4 +214,52 @@ impl Drop for SpeakerInput {
             .remove_many([self.src.upcast_ref(), &self.queue]);
         self.mixer.release_request_pad(&self.pad);
     }
+}
+
+/// RTP of one stream decoded into `target`, a speaker input: depayloader,
+/// decoder, conversion to [`SPEAKER_CAPS`], and an `appsink` handing each buffer
+/// over without its timestamps (the speaker stamps it with its own clock). The
+/// elements come in link order, not yet in a pipeline.
+pub fn decode_to_speaker(
+    depayloader: &str,
+    decoder: &str,
+    target: &gst_app::AppSrc,
+) -> Result<Vec<gst::Element>, String> {
+    let make = |f: &str| {
+        gst::ElementFactory::make(f)
+            .build()
+            .map_err(|e| format!("{f}: {e}"))
+    };
+    let caps = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::from_str(SPEAKER_CAPS).expect("valid caps"),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    sink.set_property("async", false);
+    let target = target.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(mut buffer) = sample.buffer_owned() {
+                    let b = buffer.make_mut();
+                    b.set_pts(gst::ClockTime::NONE);
+                    b.set_dts(gst::ClockTime::NONE);
+                    let _ = target.push_buffer(buffer);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(vec![
+        make(depayloader)?,
+        make(decoder)?,
+        make("audioconvert")?,
+        make("audioresample")?,
+        caps,
+        sink.upcast(),
+    ])
 }

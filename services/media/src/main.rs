@@ -10,7 +10,6 @@ use doorphone_media::camera::{Camera, VideoSource};
 use doorphone_media::devices::{AudioSink, AudioSource, Speaker};
 use doorphone_media::service::{MediaService, Options, forward_events};
 use futures_util::StreamExt;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// The door phone's media service (org.doorphone.Media1 on the system bus).
 #[derive(Parser)]
@@ -45,21 +44,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    doorphone_daemon::run(run(Args::parse())).await
 }
 
 /// The `media` section from the config service, or the defaults when it is absent.
@@ -108,24 +93,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(forward_events(conn.clone(), rx));
     tokio::spawn(follow_config(conn.clone(), media));
     tracing::info!("serving {BUS_NAME}");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    if let Some(interval) = sd_notify::watchdog_enabled() {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval / 2);
-            loop {
-                tick.tick().await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        });
-    }
+    doorphone_daemon::notify_ready();
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("stopping");
+    doorphone_daemon::stop_requested().await?;
     tokio::task::spawn_blocking(move || speaker.shutdown()).await?;
     Ok(())
 }

@@ -6,7 +6,6 @@
 //! (symmetric RTP, which NATs and SBCs expect).
 
 use std::os::fd::OwnedFd;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +14,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use crate::devices::{self, AudioSource, SPEAKER_CAPS, Speaker, SpeakerInput};
+use crate::devices::{self, AudioSource, Speaker, SpeakerInput};
 use crate::dtmf;
 use crate::ports::PortPair;
 use crate::sdp::{Encoding, Stream};
@@ -228,6 +227,11 @@ impl CallPipeline {
             .property("pt", u32::from(stream.codec.pt))
             .build()
             .map_err(|e| format!("{}: {e}", els.payloader))?;
+        // The 20 ms packets the SDP promises (a=ptime:20), whatever block size
+        // the microphone delivers.
+        let ptime = 20_000_000i64;
+        payloader.set_property("min-ptime", ptime);
+        payloader.set_property("max-ptime", ptime);
         let valve = make("valve")?;
         let mux = make("rtpdtmfmux")?;
         pipeline
@@ -261,24 +265,8 @@ impl CallPipeline {
 
         let rtp_socket = gio_socket(&ports.rtp)?;
         let rtcp_socket = gio_socket(&ports.rtcp)?;
-        let rtp_out = gst::ElementFactory::make("udpsink")
-            .property("socket", &rtp_socket)
-            .property("close-socket", false)
-            .property("host", stream.remote_rtp.ip().to_string())
-            .property("port", i32::from(stream.remote_rtp.port()))
-            .property("sync", false)
-            .property("async", false)
-            .build()
-            .map_err(|e| format!("udpsink: {e}"))?;
-        let rtcp_out = gst::ElementFactory::make("udpsink")
-            .property("socket", &rtcp_socket)
-            .property("close-socket", false)
-            .property("host", stream.remote_rtcp.ip().to_string())
-            .property("port", i32::from(stream.remote_rtcp.port()))
-            .property("sync", false)
-            .property("async", false)
-            .build()
-            .map_err(|e| format!("udpsink: {e}"))?;
+        let rtp_out = udp_sink(&rtp_socket, stream.remote_rtp)?;
+        let rtcp_out = udp_sink(&rtcp_socket, stream.remote_rtcp)?;
         pipeline
             .add_many([&rtp_out, &rtcp_out])
             .map_err(|e| e.to_string())?;
@@ -620,41 +608,13 @@ fn link_playback(
     decoder: &str,
     appsrc: &gst_app::AppSrc,
 ) -> Result<(), String> {
-    let depay = make(depayloader)?;
-    let dec = make(decoder)?;
-    let convert = make("audioconvert")?;
-    let resample = make("audioresample")?;
-    let caps = gst::ElementFactory::make("capsfilter")
-        .property(
-            "caps",
-            gst::Caps::from_str(SPEAKER_CAPS).expect("valid caps"),
-        )
-        .build()
-        .map_err(|e| e.to_string())?;
-    let sink = gst_app::AppSink::builder().sync(false).build();
-    sink.set_property("async", false);
-    let target = appsrc.clone();
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(mut buffer) = sample.buffer_owned() {
-                    // The speaker stamps it with its own clock.
-                    let b = buffer.make_mut();
-                    b.set_pts(gst::ClockTime::NONE);
-                    b.set_dts(gst::ClockTime::NONE);
-                    let _ = target.push_buffer(buffer);
-                }
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    let chain = [&depay, &dec, &convert, &resample, &caps, sink.upcast_ref()];
-    pipeline.add_many(chain).map_err(|e| e.to_string())?;
-    gst::Element::link_many(chain).map_err(|e| format!("playback chain: {e}"))?;
-    for el in chain {
+    let chain = devices::decode_to_speaker(depayloader, decoder, appsrc)?;
+    pipeline.add_many(&chain).map_err(|e| e.to_string())?;
+    gst::Element::link_many(&chain).map_err(|e| format!("playback chain: {e}"))?;
+    for el in &chain {
         el.sync_state_with_parent().map_err(|e| e.to_string())?;
     }
+    let depay = &chain[0];
     pad.link(
         &depay
             .static_pad("sink")

@@ -1,14 +1,12 @@
 //! Page playback: an RTP stream received from a multicast group (or a unicast
 //! port) and played on the speaker, for the multicast pager.
 
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
-use crate::devices::{SPEAKER_CAPS, Speaker, SpeakerInput};
+use crate::devices::{Speaker, SpeakerInput};
 
 /// A page's codec and the elements that decode it.
 fn decoder(codec: &str) -> Result<(&'static str, &'static str, &'static str, i32), String> {
@@ -54,28 +52,10 @@ impl PageStream {
             src = src.property("multicast-iface", iface);
         }
         let src = src.build().map_err(|e| format!("udpsrc: {e}"))?;
-        let make = |f: &str| {
-            gst::ElementFactory::make(f)
-                .build()
-                .map_err(|e| format!("{f}: {e}"))
-        };
         let jitter = gst::ElementFactory::make("rtpjitterbuffer")
             .property("latency", 60u32)
             .build()
             .map_err(|e| format!("rtpjitterbuffer: {e}"))?;
-        let depay = make(depay)?;
-        let dec = make(dec)?;
-        let convert = make("audioconvert")?;
-        let resample = make("audioresample")?;
-        let caps = gst::ElementFactory::make("capsfilter")
-            .property(
-                "caps",
-                gst::Caps::from_str(SPEAKER_CAPS).expect("valid caps"),
-            )
-            .build()
-            .map_err(|e| e.to_string())?;
-        let sink = gst_app::AppSink::builder().sync(false).build();
-        sink.set_property("async", false);
         let input = Arc::new(Mutex::new(Some(
             speaker.attach().map_err(|e| format!("speaker: {e}"))?,
         )));
@@ -85,33 +65,21 @@ impl PageStream {
             .as_ref()
             .map(|i| i.src.clone())
             .expect("attached");
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(mut buffer) = sample.buffer_owned() {
-                        let b = buffer.make_mut();
-                        b.set_pts(gst::ClockTime::NONE);
-                        b.set_dts(gst::ClockTime::NONE);
-                        let _ = target.push_buffer(buffer);
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        let decode = crate::devices::decode_to_speaker(depay, dec, &target)?;
         let pipeline = gst::Pipeline::with_name("page");
-        let chain = [
-            &src,
-            &jitter,
-            &depay,
-            &dec,
-            &convert,
-            &resample,
-            &caps,
-            sink.upcast_ref(),
-        ];
-        pipeline.add_many(chain).map_err(|e| e.to_string())?;
-        gst::Element::link_many(chain).map_err(|e| format!("page chain: {e}"))?;
+        let mut chain = vec![src, jitter];
+        chain.extend(decode);
+        pipeline.add_many(&chain).map_err(|e| e.to_string())?;
+        gst::Element::link_many(&chain).map_err(|e| format!("page chain: {e}"))?;
+        // Nothing reads the bus: messages are dropped so they do not pile up.
+        if let Some(bus) = pipeline.bus() {
+            bus.set_sync_handler(|_, message| {
+                if let gst::MessageView::Error(err) = message.view() {
+                    tracing::warn!("page: {}", err.error());
+                }
+                gst::BusSyncReply::Drop
+            });
+        }
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("the page does not start: {e}"))?;

@@ -36,9 +36,12 @@ const CLICKS: u64 = 25;
 const PEER_SENDER: &str = "audiotestsrc is-live=true samplesperbuffer=160 wave=sine freq=1000 \
      volume=0.5 ! audio/x-raw,format=S16LE,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt=0";
 /// The peer's receiving side: jitter buffer as media's own (60 ms), decoder, and a
-/// sink that releases each buffer when the clock says it is played.
+/// sink that releases each buffer when the clock says it is played (without the
+/// 20 ms processing deadline GStreamer sinks add by default: the figure is the
+/// jitter buffer's, not a sound card's).
 const PEER_RECEIVER: &str = "rtpjitterbuffer latency=60 ! rtppcmudepay ! mulawdec ! \
-     audio/x-raw,format=S16LE,rate=8000,channels=1 ! fdsink fd=1 sync=true";
+     audio/x-raw,format=S16LE,rate=8000,channels=1 ! \
+     fdsink fd=1 sync=true processing-deadline=0";
 const PCMU_CAPS: &str =
     "application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0";
 
@@ -392,15 +395,13 @@ fn read_output(mut out: impl Read + Send + 'static) -> JoinHandle<Heard> {
     })
 }
 
-/// One click's way from media's microphone to the peer's output, in seconds on the
-/// bench's clock.
+/// One click's way from media's microphone to the peer's output, in seconds.
 struct Click {
-    /// Due at media's microphone.
-    due: f64,
-    /// Its packet at the peer's socket.
-    arrived: f64,
-    /// Out of the peer's sink.
-    played: f64,
+    /// From due at media's microphone to out of the peer's sink.
+    total: f64,
+    /// How much later its packet reached the peer's socket than the fastest packet
+    /// of the stream (media's send path and loopback, beyond their best).
+    sent_late: f64,
 }
 
 /// Matches the clicks in media's RTP with those the peer played.
@@ -418,16 +419,20 @@ fn clicks(epoch: Instant, sent: &[Packet], heard: &Heard) -> Result<Vec<Click>> 
         .max()
         .unwrap_or(0);
     let mut stream = vec![0i16; total];
-    let mut arrival = vec![0.0f64; total];
-    let mut anchor = f64::INFINITY;
+    // Per sample: its packet's arrival less the packet's place in the stream.
+    let mut lag = vec![0.0f64; total];
     for p in sent {
         let start = offset(p);
+        let late = secs(p.at) - start as f64 / RATE;
         for (i, &b) in p.payload.iter().enumerate() {
             stream[start + i] = ulaw(b);
-            arrival[start + i] = secs(p.at);
+            lag[start + i] = late;
         }
-        anchor = anchor.min(secs(p.at) - start as f64 / RATE);
     }
+    let anchor = sent
+        .iter()
+        .map(|p| secs(p.at) - offset(p) as f64 / RATE)
+        .fold(f64::INFINITY, f64::min);
     let lost = sent
         .windows(2)
         .filter(|w| w[1].seq != w[0].seq.wrapping_add(1))
@@ -459,9 +464,8 @@ fn clicks(epoch: Instant, sent: &[Packet], heard: &Heard) -> Result<Vec<Click>> 
         let due = anchor + index as f64 / RATE;
         if let Some(&out) = played.iter().find(|&&t| t >= due && t < due + 0.5) {
             found.push(Click {
-                due,
-                arrived: arrival[index],
-                played: out,
+                total: out - due,
+                sent_late: lag[index] - anchor,
             });
         }
     }
@@ -520,10 +524,11 @@ impl Call {
 
 /// CPU figures of one media process, in % of one core.
 struct Cpu {
-    idle: f64,
-    audio: f64,
-    audio_video: f64,
-    /// Media's packets per second in the audio call, and their length.
+    /// Idle just before the audio call, and the call.
+    audio: (f64, f64),
+    /// Idle just before the audio+video call, and the call.
+    audio_video: (f64, f64),
+    /// Media's audio packets per second in the audio call.
     audio_packets: f64,
     video_kbit: f64,
 }
@@ -531,20 +536,23 @@ struct Cpu {
 impl Cpu {
     fn line(&self, what: &str) -> String {
         format!(
-            "    {what}: audio (PCMU) {:.1} %, audio+video (H.264 640x480@15) {:.1} % \
-             (idle {:.1} %; media sent {:.0} audio packets/s = {:.0} ms each, video {:.0} kbit/s)",
-            self.audio - self.idle,
-            self.audio_video - self.idle,
-            self.idle,
+            "    {what}: audio (PCMU, media sending {:.0} packets/s of {:.0} ms) {:.1} %, \
+             audio+video (H.264 640x480@15, {:.0} kbit/s) {:.1} %; idle {:.1} and {:.1} %",
             self.audio_packets,
             1e3 / self.audio_packets.max(f64::MIN_POSITIVE),
+            self.audio.1 - self.audio.0,
             self.video_kbit,
+            self.audio_video.1 - self.audio_video.0,
+            self.audio.0,
+            self.audio_video.0,
         )
     }
 }
 
-/// An audio+video call held for a CPU window; returns its CPU and video rate.
-async fn audio_video_cpu(proxy: &Media1Proxy<'_>, pid: u32) -> Result<(f64, f64)> {
+/// An audio+video call held for a CPU window, after an idle one; returns the idle
+/// and call CPU and the video rate.
+async fn audio_video_cpu(proxy: &Media1Proxy<'_>, pid: u32) -> Result<((f64, f64), f64)> {
+    let idle = cpu_percent(pid).await?;
     let call = Call::start(proxy, true).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu = cpu_percent(pid).await?;
@@ -553,7 +561,7 @@ async fn audio_video_cpu(proxy: &Media1Proxy<'_>, pid: u32) -> Result<(f64, f64)
     if video.count == 0 {
         bail!("media sent no video");
     }
-    Ok((cpu, video.kbit_per_second()))
+    Ok(((idle, cpu), video.kbit_per_second()))
 }
 
 #[tokio::main]
@@ -619,8 +627,7 @@ async fn main() -> Result<()> {
     let after_sessions_rss = rss_kib(pid);
     let (audio_video, video_kbit) = audio_video_cpu(&proxy, pid).await?;
     let sine = Cpu {
-        idle,
-        audio,
+        audio: (idle, audio),
         audio_video,
         audio_packets: sine_packets,
         video_kbit,
@@ -665,20 +672,15 @@ async fn main() -> Result<()> {
     }
     let (audio_video, video_kbit) = audio_video_cpu(&proxy, pid).await?;
     let ticks = Cpu {
-        idle,
-        audio,
+        audio: (idle, audio),
         audio_video,
         audio_packets: sent.per_second(),
         video_kbit,
     };
     media.stop()?;
 
-    let total: Vec<f64> = clicks.iter().map(|c| (c.played - c.due) * 1e3).collect();
-    let media_part: Vec<f64> = clicks.iter().map(|c| (c.arrived - c.due) * 1e3).collect();
-    let peer_part: Vec<f64> = clicks
-        .iter()
-        .map(|c| (c.played - c.arrived) * 1e3)
-        .collect();
+    let total: Vec<f64> = clicks.iter().map(|c| c.total * 1e3).collect();
+    let late: Vec<f64> = clicks.iter().map(|c| c.sent_late * 1e3).collect();
 
     println!(
         "media service, release build, private bus, {} cores; GStreamer registry in a cache \
@@ -690,7 +692,7 @@ async fn main() -> Result<()> {
     );
     println!(
         "  CreateAnswer (PCMU) round trip, {SESSIONS} sequential sessions: p50 {:.2} ms, \
-         p95 {:.2} ms (the process's first session, loading plugins: {:.2} ms)",
+         p95 {:.2} ms (the process's first session: {:.2} ms)",
         percentile(&answers, 0.5),
         percentile(&answers, 0.95),
         ms(first_answer)
@@ -703,28 +705,32 @@ async fn main() -> Result<()> {
         percentile(&stops, 0.5)
     );
     println!(
-        "  one-way audio latency media -> peer, PCMU on loopback, {} clicks: p50 {:.1} ms, \
-         max {:.1} ms; media's part p50 {:.2} ms, the peer's jitter buffer, decoder and sink \
-         p50 {:.1} ms",
+        "  one-way audio latency media -> peer, PCMU on loopback, the peer's rtpjitterbuffer \
+         latency=60, {} clicks: p50 {:.1} ms, max {:.1} ms (a click's packet later than \
+         media's fastest: p50 {:.2} ms, max {:.2} ms)",
         clicks.len(),
         percentile(&total, 0.5),
         percentile(&total, 1.0),
-        percentile(&media_part, 0.5),
-        percentile(&peer_part, 0.5)
+        percentile(&late, 0.5),
+        percentile(&late, 1.0)
     );
     println!(
         "    method: media's test microphone clicks once a second (--test-wave ticks); the \
-         bench receives media's RTP and forwards each packet at once to a gst-launch peer \
-         (rtpjitterbuffer latency=60 ! rtppcmudepay ! mulawdec ! fdsink sync=true) and times \
-         each click as the peer's sink releases it; a click is due when media's RTP \
-         timestamp says, on the clock of the packet that arrived earliest for its \
-         timestamp (that packet's send path counts as zero); not included: the test \
-         microphone hands each 20 ms block over when it starts, a microphone when it \
-         ends (+20 ms), nor sound-card buffers"
+         bench receives media's RTP, forwards each packet at once to a gst-launch peer \
+         ({PEER_RECEIVER}) and times each click as the peer's sink releases it (the read \
+         of its output); a click is due when media's RTP timestamp says, on the clock \
+         set by the packet that arrived earliest for its timestamp (that packet's send \
+         path counted as zero)"
     );
     println!(
-        "  CPU per call, % of one core above idle (idle: test camera and the speaker's \
-         silence), over {} s with the peer sending 20 ms PCMU:",
+        "    not included: a microphone's block fill (the test microphone hands each 20 ms \
+         block over as it starts, a microphone as it ends: +20 ms at 20 ms blocks) and \
+         sound-card buffers at either end"
+    );
+    println!(
+        "  CPU per call (utime+stime), % of one core above the idle window just before \
+         (idle: test camera and the speaker's silence), over {} s with the peer sending \
+         20 ms PCMU:",
         CPU_WINDOW.as_secs()
     );
     println!("{}", sine.line("sine test microphone (1024-sample blocks)"));
