@@ -806,3 +806,53 @@ async fn a_session_whose_pipeline_breaks_is_stopped_and_reported() {
     ));
     media.create_offer(HashMap::new()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_hold_re_offer_is_answered_and_stops_sending() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let peer_port = free_port();
+    let (path, answer) = media
+        .create_answer(&offer(peer_port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let session = rig.session(&path).await;
+    let _peer = Peer::start(rig.dir.path(), peer_port, audio_port(&answer), &PCMU);
+    counter_reaches(&session, 10, Counter::Sent).await;
+
+    // The peer holds: same session, version 2, sendonly.
+    let hold = offer(peer_port, &PCMU)
+        .replace("o=peer 1 1", "o=peer 1 2")
+        .replace("a=sendrecv", "a=sendonly");
+    let reply = media.set_remote(&path.as_ref(), &hold).await.unwrap();
+    assert!(reply.contains("a=recvonly"), "{reply}");
+    let sent_at_hold = session.packets_sent().await.unwrap();
+    let received_at_hold = session.packets_received().await.unwrap();
+    counter_reaches(&session, received_at_hold + 25, Counter::Received).await;
+    assert!(session.packets_sent().await.unwrap() <= sent_at_hold + 2);
+
+    // And resumes from another port: the door's audio follows it there.
+    let moved = free_port();
+    let resume = offer(moved, &PCMU).replace("o=peer 1 1", "o=peer 1 3");
+    let reply = media.set_remote(&path.as_ref(), &resume).await.unwrap();
+    assert!(reply.contains("a=sendrecv"), "{reply}");
+    let moved_peer = Peer::start(rig.dir.path(), moved, audio_port(&answer), &PCMU);
+    until("the door's audio at the new port", || {
+        moved_peer.heard().len() >= 8000
+    })
+    .await;
+
+    // Our own re-offer is answered through SetRemote too.
+    let reoffer = media.hold(&path.as_ref()).await.unwrap();
+    assert!(reoffer.contains("a=sendonly"), "{reoffer}");
+    let their_answer = offer(moved, &PCMU)
+        .replace("o=peer 1 1", "o=peer 1 4")
+        .replace("a=sendrecv", "a=recvonly");
+    assert_eq!(
+        media
+            .set_remote(&path.as_ref(), &their_answer)
+            .await
+            .unwrap(),
+        ""
+    );
+}

@@ -483,8 +483,12 @@ impl MediaService {
             .audio
             .as_ref()
             .is_some_and(|a| a.direction.sends());
-        if let Some(p) = &s.pipeline {
+        if let (Some(p), Some(audio)) = (&s.pipeline, &negotiated.audio) {
             p.set_sending(sends && !held);
+            // An old-style hold (c=0.0.0.0) keeps the address media already has.
+            if !audio.remote_rtp.ip().is_unspecified() {
+                p.set_remote(audio.remote_rtp, audio.remote_rtcp);
+            }
         }
         s.negotiated = Some(negotiated);
         Ok(text)

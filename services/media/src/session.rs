@@ -162,6 +162,8 @@ fn rtp_caps(stream: &Stream, pt: u8) -> gst::Caps {
 pub struct CallPipeline {
     pipeline: gst::Pipeline,
     rtpbin: gst::Element,
+    /// Where audio RTP and RTCP go; a re-offer may move them.
+    audio_out: (gst::Element, gst::Element),
     clock_rate: u32,
     valve: gst::Element,
     dtmf_src: Option<gst::Element>,
@@ -432,6 +434,7 @@ impl CallPipeline {
         Ok(CallPipeline {
             pipeline,
             rtpbin,
+            audio_out: (rtp_out, rtcp_out),
             clock_rate: stream.codec.clock_rate,
             valve,
             dtmf_src,
@@ -467,6 +470,14 @@ impl CallPipeline {
                 (ms as u32, i64::from(lost))
             }
             None => (0, 0),
+        }
+    }
+
+    /// Sends audio RTP and RTCP to a new address (a re-offer that moved them).
+    pub fn set_remote(&self, rtp: std::net::SocketAddr, rtcp: std::net::SocketAddr) {
+        for (sink, to) in [(&self.audio_out.0, rtp), (&self.audio_out.1, rtcp)] {
+            sink.set_property("host", to.ip().to_string());
+            sink.set_property("port", i32::from(to.port()));
         }
     }
 
