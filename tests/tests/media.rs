@@ -318,6 +318,14 @@ async fn two_way_pcmu_audio_dtmf_and_hold() {
     assert_eq!(media_port % 2, 0);
     let session = rig.session(&path).await;
     assert_eq!(session.audio_codec().await.unwrap(), "PCMU");
+    assert_eq!(
+        session.local_rtp().await.unwrap(),
+        format!("127.0.0.1:{media_port}")
+    );
+    assert_eq!(
+        session.remote_rtp().await.unwrap(),
+        format!("127.0.0.1:{peer_port}")
+    );
 
     let mut peer = Peer::start(rig.dir.path(), peer_port, media_port, &PCMU);
     // One second of audio at the peer: the door's tone.

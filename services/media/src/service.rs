@@ -41,6 +41,8 @@ struct Session {
     video_ports: Option<crate::ports::PortPair>,
     state: &'static str,
     held: bool,
+    /// Our address and ports, as the SDP gives them.
+    local_rtp: LocalTransport,
     /// Signalled when the pipeline is up (or will never be).
     started: Arc<std::sync::Condvar>,
 }
@@ -100,13 +102,7 @@ impl SessionObject {
     #[zbus(property)]
     async fn local_rtp(&self) -> String {
         let s = lock(&self.session);
-        s.negotiated
-            .as_ref()
-            .and_then(|n| n.audio.as_ref())
-            .map(|a| a.local_port)
-            .or(s.ports.as_ref().map(|p| p.port))
-            .map(|p| p.to_string())
-            .unwrap_or_default()
+        std::net::SocketAddr::new(s.local_rtp.address, s.local_rtp.audio_port).to_string()
     }
 
     #[zbus(property)]
@@ -417,6 +413,7 @@ impl MediaService {
                     state: state::PREPARED,
                     held: false,
                     started: Arc::default(),
+                    local_rtp: transport,
                 },
             )
             .await?;
@@ -451,6 +448,7 @@ impl MediaService {
             state: state::PREPARED,
             held: false,
             started: Arc::default(),
+            local_rtp: transport,
         };
         let (id, path, handle) = self.add_session(server, session).await?;
         if let Err(e) = self.launch(id, &handle) {
