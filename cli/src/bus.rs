@@ -1,6 +1,7 @@
 //! The connection to the system bus and the proxies of the door phone's services.
 
 use doorphone_interfaces::config::Config1Proxy;
+use doorphone_interfaces::relay::Relay1Proxy;
 use zbus::Connection;
 use zbus::proxy::CacheProperties;
 
@@ -19,4 +20,13 @@ pub async fn config(conn: &Connection) -> Result<Config1Proxy<'_>, Failure> {
         .build()
         .await
         .map_err(doorphone_interfaces::config::Error::from)?)
+}
+
+/// The relay service, without a property cache for the same reason.
+pub async fn relay(conn: &Connection) -> Result<Relay1Proxy<'_>, Failure> {
+    Ok(Relay1Proxy::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(doorphone_interfaces::relay::Error::from)?)
 }

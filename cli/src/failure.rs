@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::process::ExitCode;
 
-use doorphone_interfaces::config;
+use doorphone_interfaces::{config, relay};
 use zbus::fdo;
 
 /// A service of the door phone, as a failure names it.
@@ -18,6 +18,11 @@ pub struct Service {
 pub const CONFIG: Service = Service {
     what: "the configuration service",
     bus_name: config::BUS_NAME,
+};
+
+pub const RELAY: Service = Service {
+    what: "the relay service",
+    bus_name: relay::BUS_NAME,
 };
 
 #[derive(Debug)]
@@ -79,6 +84,17 @@ impl From<config::Error> for Failure {
             | config::Error::NotFound(message)
             | config::Error::Storage(message) => Failure::Message(message),
             config::Error::ZBus(e) => Failure::from_bus(e, CONFIG),
+        }
+    }
+}
+
+impl From<relay::Error> for Failure {
+    fn from(e: relay::Error) -> Self {
+        match e {
+            relay::Error::NotFound(message)
+            | relay::Error::Invalid(message)
+            | relay::Error::Failed(message) => Failure::Message(message),
+            relay::Error::ZBus(e) => Failure::from_bus(e, RELAY),
         }
     }
 }

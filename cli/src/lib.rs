@@ -11,6 +11,7 @@ mod button;
 mod config;
 mod contact;
 mod dialplan;
+mod door;
 mod failure;
 mod output;
 mod status;
@@ -52,6 +53,9 @@ enum Command {
     /// Manage the call buttons.
     #[command(subcommand)]
     Button(button::Command),
+    /// Open the doors and show their relays.
+    #[command(subcommand)]
+    Door(door::Command),
 }
 
 /// The command-line grammar, for shell completions and the manual page.
@@ -75,6 +79,7 @@ async fn execute(command: Command) -> Result<(), Failure> {
         Command::Contact(command) => contact::run(&bus::config(&conn).await?, command).await,
         Command::Dialplan(command) => dialplan::run(&bus::config(&conn).await?, command).await,
         Command::Button(command) => button::run(&bus::config(&conn).await?, command).await,
+        Command::Door(command) => door::run(&bus::relay(&conn).await?, command).await,
     }
 }
 

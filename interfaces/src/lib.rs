@@ -7,6 +7,7 @@
 pub mod config;
 pub mod json;
 pub mod media;
+pub mod relay;
 
 /// Prefix of every bus name the door phone owns.
 pub const BUS_NAME_PREFIX: &str = "org.doorphone.";

@@ -442,6 +442,13 @@ pub const SERVICES: &[Packaged] = &[
         policy: "dbus/system.d/org.doorphone.Media1.conf",
         unit: "packaging/systemd/doorphone-media.service",
     },
+    Packaged {
+        binary: "doorphone-relay",
+        user: "doorphone-relay",
+        bus_name: doorphone_interfaces::relay::BUS_NAME,
+        policy: "dbus/system.d/org.doorphone.Relay1.conf",
+        unit: "packaging/systemd/doorphone-relay.service",
+    },
 ];
 
 /// Starts `binary` on `bus` as `user` with `args`, logging to `log`, and waits

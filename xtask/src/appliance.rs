@@ -43,6 +43,21 @@ const SERVICES: &[ServiceSpec] = &[
             ]
         },
     },
+    ServiceSpec {
+        binary: "doorphone-relay",
+        user: "doorphone-relay",
+        bus_name: "org.doorphone.Relay1",
+        args: |dir| {
+            vec![
+                "--gpio".into(),
+                "sim".into(),
+                "--sim-log".into(),
+                dir.join("relays.log").display().to_string(),
+                "--claims".into(),
+                dir.join("claims").display().to_string(),
+            ]
+        },
+    },
 ];
 
 struct Running {
@@ -181,6 +196,8 @@ fn print_usage(env_file: &Path, address: &str, bins: &Path) {
          {doorctl} status\n  \
          {doorctl} config get calls.max_call_time\n  \
          {doorctl} config set calls.max_call_time 120\n  \
+         {doorctl} door open\n  \
+         tail -f {state}/doorphone-relay/relays.log\n  \
          busctl --address={address} introspect org.doorphone.Config1 /org/doorphone/Config1\n  \
          busctl --address={address} monitor org.doorphone.Config1\n\n\
          Logs and state: {state}\n",

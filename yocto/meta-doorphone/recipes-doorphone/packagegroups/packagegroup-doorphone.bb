@@ -12,4 +12,5 @@ RDEPENDS:${PN} = "\
     doorctl \
     doorphone-config \
     doorphone-media \
+    doorphone-relay \
 "

@@ -1,0 +1,166 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use doorphone_interfaces::config::{ChangedStream, Config1Proxy, Document};
+use doorphone_interfaces::relay::{BUS_NAME, OBJECT_PATH};
+use doorphone_relay::controller::{self, Handle, RelayConfig};
+use doorphone_relay::gpio::{Backend, Cdev, Claims, Sim, Sysfs};
+use doorphone_relay::service::{RelayService, forward_events};
+use futures_util::StreamExt;
+use zbus::proxy::{CacheProperties, OwnerChangedStream};
+
+/// The door phone's relay service (org.doorphone.Relay1 on the system bus).
+///
+/// A door must never stay open because the service failed. At start it drives
+/// every configured line inactive, and every line a previous run left claimed
+/// (the claims file); on SIGTERM it drives them inactive and releases them. For a
+/// crash, the unit runs `doorphone-relay --release-all` after every stop: it
+/// drives every line of the claims file inactive.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// How relay lines are driven.
+    #[arg(long, value_enum, default_value = "cdev")]
+    gpio: Gpio,
+    /// The GPIO chip of `--gpio cdev`; a relay's `gpio` is a line offset on it.
+    /// With `--gpio sysfs` it is the kernel's global GPIO number.
+    #[arg(long, default_value = "/dev/gpiochip0")]
+    gpio_chip: PathBuf,
+    /// The file `--gpio sim` appends each transition to, with a timestamp.
+    #[arg(long)]
+    sim_log: Option<PathBuf>,
+    /// Where the lines in use are recorded, for `--release-all`.
+    #[arg(long)]
+    claims: Option<PathBuf>,
+    /// Drive every line recorded in the claims file inactive, release it, and exit.
+    #[arg(long, requires = "claims")]
+    release_all: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Gpio {
+    /// The kernel's sysfs GPIO interface (/sys/class/gpio).
+    Sysfs,
+    /// The GPIO character device (/dev/gpiochipN).
+    Cdev,
+    /// No hardware: states in memory, transitions logged to --sim-log.
+    Sim,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    doorphone_daemon::run(run(Args::parse())).await
+}
+
+fn backend(args: &Args) -> Box<dyn Backend> {
+    match args.gpio {
+        Gpio::Sysfs => Box::new(Sysfs::new()),
+        Gpio::Cdev => Box::new(Cdev::new(args.gpio_chip.clone())),
+        Gpio::Sim => Box::new(Sim::new(args.sim_log.clone())),
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let claims = Claims::load(args.claims.clone())?;
+    if args.release_all {
+        return release_all(backend(&args), claims);
+    }
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = controller::spawn(backend(&args), claims, tx);
+    let conn = zbus::connection::Builder::system().build().await?;
+    // Subscribed before the first read, so a config service that appears or
+    // changes meanwhile is not missed.
+    let config = Config1Proxy::builder(&conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let changes = config.receive_changed().await?;
+    let owners = config.inner().receive_owner_changed().await?;
+    handle.configure(relays(&config).await).await;
+    // The first relays are what clients read when the name appears: no change
+    // to announce.
+    while rx.try_recv().is_ok() {}
+    conn.object_server()
+        .at(OBJECT_PATH, RelayService::new(handle.clone()))
+        .await?;
+    conn.request_name(BUS_NAME)
+        .await
+        .map_err(|e| format!("cannot own {BUS_NAME} on the system bus: {e}"))?;
+    tokio::spawn(forward_events(conn.clone(), rx));
+    tokio::spawn(follow_config(config, changes, owners, handle.clone()));
+    tracing::info!(relays = ?handle.states().iter().map(|(id, _)| id).collect::<Vec<_>>(), "serving {BUS_NAME}");
+    doorphone_daemon::notify_ready();
+
+    doorphone_daemon::stop_requested().await?;
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// Drives every claimed line inactive and releases it.
+fn release_all(
+    mut backend: Box<dyn Backend>,
+    mut claims: Claims,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut failed = 0;
+    for line in claims.lines() {
+        match backend.release(&line) {
+            Ok(()) => {
+                tracing::info!(relay = %line.relay, gpio = line.gpio, "released");
+                claims.remove(&line)?;
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} lines could not be released").into());
+    }
+    Ok(())
+}
+
+/// The relays of the configuration, or none when the config service is absent.
+async fn relays(config: &Config1Proxy<'_>) -> Vec<RelayConfig> {
+    let read = async {
+        let doc: Document = serde_json::from_str(&config.export().await.ok()?).ok()?;
+        Some(doc.relays)
+    };
+    match read.await {
+        Some(relays) => RelayConfig::from_document(&relays),
+        None => {
+            tracing::warn!("the config service is not reachable: no relays until it is");
+            Vec::new()
+        }
+    }
+}
+
+/// Reloads the relays whenever the config service says they changed, or
+/// appears on the bus.
+async fn follow_config(
+    config: Config1Proxy<'static>,
+    mut changes: ChangedStream,
+    mut owners: OwnerChangedStream<'static>,
+    handle: Handle,
+) {
+    loop {
+        let reload = tokio::select! {
+            change = changes.next() => match change {
+                Some(change) => change
+                    .args()
+                    .is_ok_and(|a| a.sections.iter().any(|s| s == "relays")),
+                None => return,
+            },
+            owner = owners.next() => match owner {
+                Some(owner) => owner.is_some(),
+                None => return,
+            },
+        };
+        if reload {
+            handle.configure(relays(&config).await).await;
+            tracing::info!("relays reloaded");
+        }
+    }
+}
