@@ -6,6 +6,7 @@
 //! an owner, a process exiting), never for a fixed time.
 
 pub mod audio;
+pub mod bench;
 pub mod compat;
 
 use std::io::{BufRead, BufReader};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use doorphone_interfaces::config::document::Media;
 use doorphone_interfaces::media::{Error, state};
-use zbus::object_server::SignalEmitter;
+use zbus::object_server::{ResponseDispatchNotifier, SignalEmitter};
 use zbus::{ObjectPath, OwnedObjectPath, OwnedVariant, interface};
 
 use crate::devices::{AudioSource, Speaker};
@@ -265,10 +265,16 @@ impl MediaService {
             .ok_or_else(|| Error::NotFound(format!("{path}: no such session")))
     }
 
-    /// Builds and starts the session's pipeline off the caller's path: the SDP
-    /// goes back at once, and the media starts a moment later. A pipeline that
-    /// will not start is reported as a failed session.
-    fn launch(&self, id: u32, handle: &Arc<Mutex<Session>>) -> Result<(), Error> {
+    /// Builds and starts the session's pipeline off the caller's path, once
+    /// `replied` resolves (the reply carrying the SDP has gone out), so building
+    /// never competes with the answer. A pipeline that will not start is
+    /// reported as a failed session.
+    fn launch(
+        &self,
+        id: u32,
+        handle: &Arc<Mutex<Session>>,
+        replied: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
         let (stream, ports, video_parts) = {
             let mut s = lock(handle);
             let stream = s
@@ -290,7 +296,7 @@ impl MediaService {
         let rtp_timeout = self.options.rtp_timeout;
         let speaker = self.speaker.clone();
         let events = self.events.clone();
-        tokio::task::spawn_blocking(move || {
+        let build = move || {
             let report = events.clone();
             let result = (|| {
                 let video = match (video_parts, camera) {
@@ -335,6 +341,10 @@ impl MediaService {
                 }
             }
             s.started.notify_all();
+        };
+        tokio::spawn(async move {
+            replied.await;
+            let _ = tokio::task::spawn_blocking(build).await;
         });
         Ok(())
     }
@@ -451,7 +461,9 @@ impl MediaService {
             local_rtp: transport,
         };
         let (id, path, handle) = self.add_session(server, session).await?;
-        if let Err(e) = self.launch(id, &handle) {
+        // The reply would be a struct if it went through a dispatch notifier, so
+        // the media starts at once, in parallel with the reply.
+        if let Err(e) = self.launch(id, &handle, std::future::ready(())) {
             self.end(server, id).await;
             return Err(e);
         }
@@ -461,7 +473,11 @@ impl MediaService {
     /// Gives a session the remote description: the answer to our offer (returns an
     /// empty string) or a re-offer (returns our answer).
     #[zbus(out_args("answer"))]
-    async fn set_remote(&mut self, session: ObjectPath<'_>, sdp: &str) -> Result<String, Error> {
+    async fn set_remote(
+        &mut self,
+        session: ObjectPath<'_>,
+        sdp: &str,
+    ) -> Result<ResponseDispatchNotifier<String>, Error> {
         let (id, handle) = self.session(&session)?;
         let remote = sdp::parse(sdp).map_err(sdp_error)?;
         let mut s = lock(&handle);
@@ -470,10 +486,11 @@ impl MediaService {
             let first = s.negotiated.is_none();
             s.negotiated = Some(negotiated);
             drop(s);
+            let (reply, replied) = ResponseDispatchNotifier::new(String::new());
             if first {
-                self.launch(id, &handle)?;
+                self.launch(id, &handle, replied)?;
             }
-            return Ok(String::new());
+            return Ok(reply);
         }
         let held = s.held;
         let (negotiated, text) = s.local.reanswer(&remote, held).map_err(sdp_error)?;
@@ -489,7 +506,7 @@ impl MediaService {
             }
         }
         s.negotiated = Some(negotiated);
-        Ok(text)
+        Ok(ResponseDispatchNotifier::new(text).0)
     }
 
     /// Holds the session; returns the re-offer to send.

@@ -283,19 +283,12 @@ impl CallPipeline {
             .map_err(|e| format!("rtcp out: {e:?}"))?;
 
         // Receiving: sockets -> rtpbin -> depayloader -> decoder -> speaker.
-        let rtp_in = gst::ElementFactory::make("udpsrc")
-            .property("socket", &rtp_socket)
-            .property("close-socket", false)
-            .property("caps", rtp_caps(stream, stream.codec.pt))
-            .property("timeout", rtp_timeout.as_nanos() as u64)
-            .build()
-            .map_err(|e| format!("udpsrc: {e}"))?;
-        let rtcp_in = gst::ElementFactory::make("udpsrc")
-            .property("socket", &rtcp_socket)
-            .property("close-socket", false)
-            .property("caps", gst::Caps::new_empty_simple("application/x-rtcp"))
-            .build()
-            .map_err(|e| format!("udpsrc: {e}"))?;
+        let rtp_in = udp_src(&rtp_socket, &rtp_caps(stream, stream.codec.pt))?;
+        rtp_in.set_property("timeout", rtp_timeout.as_nanos() as u64);
+        let rtcp_in = udp_src(
+            &rtcp_socket,
+            &gst::Caps::new_empty_simple("application/x-rtcp"),
+        )?;
         pipeline
             .add_many([&rtp_in, &rtcp_in])
             .map_err(|e| e.to_string())?;
@@ -523,6 +516,16 @@ impl Drop for CallPipeline {
     }
 }
 
+/// Receives on a socket that the session owns (and its `udpsink` shares).
+fn udp_src(socket: &gio::Socket, caps: &gst::Caps) -> Result<gst::Element, String> {
+    gst::ElementFactory::make("udpsrc")
+        .property("socket", socket)
+        .property("close-socket", false)
+        .property("caps", caps)
+        .build()
+        .map_err(|e| format!("udpsrc: {e}"))
+}
+
 fn udp_sink(socket: &gio::Socket, to: std::net::SocketAddr) -> Result<gst::Element, String> {
     gst::ElementFactory::make("udpsink")
         .property("socket", socket)
@@ -553,25 +556,18 @@ fn add_video(
         .map_err(|e| format!("rtpbin video: {e}"))?;
     let rtp_out = udp_sink(&rtp_socket, leg.stream.remote_rtp)?;
     let rtcp_out = udp_sink(&rtcp_socket, leg.stream.remote_rtcp)?;
-    let rtp_in = gst::ElementFactory::make("udpsrc")
-        .property("socket", &rtp_socket)
-        .property("close-socket", false)
-        .property(
-            "caps",
-            gst::Caps::builder("application/x-rtp")
-                .field("media", "video")
-                .field("clock-rate", 90000i32)
-                .field("encoding-name", "H264")
-                .build(),
-        )
-        .build()
-        .map_err(|e| format!("udpsrc: {e}"))?;
-    let rtcp_in = gst::ElementFactory::make("udpsrc")
-        .property("socket", &rtcp_socket)
-        .property("close-socket", false)
-        .property("caps", gst::Caps::new_empty_simple("application/x-rtcp"))
-        .build()
-        .map_err(|e| format!("udpsrc: {e}"))?;
+    let rtp_in = udp_src(
+        &rtp_socket,
+        &gst::Caps::builder("application/x-rtp")
+            .field("media", "video")
+            .field("clock-rate", 90000i32)
+            .field("encoding-name", "H264")
+            .build(),
+    )?;
+    let rtcp_in = udp_src(
+        &rtcp_socket,
+        &gst::Caps::new_empty_simple("application/x-rtcp"),
+    )?;
     pipeline
         .add_many([&rtp_out, &rtcp_out, &rtp_in, &rtcp_in])
         .map_err(|e| e.to_string())?;

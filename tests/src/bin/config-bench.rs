@@ -8,24 +8,9 @@
 use std::time::{Duration, Instant};
 
 use doorphone_interfaces::config::Config1Proxy;
+use doorphone_system_tests::bench::{percentile, rss_kib};
 use doorphone_system_tests::{Bus, ConfigDb, start_config};
 use serde_json::{Value, json};
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn big_document(base: &Value, tag: u32) -> String {
     let mut doc = base.clone();
@@ -41,6 +26,11 @@ fn big_document(base: &Value, tag: u32) -> String {
             .collect(),
     );
     doc.to_string()
+}
+
+/// Durations in milliseconds.
+fn ms(samples: &[Duration]) -> Vec<f64> {
+    samples.iter().map(|d| d.as_secs_f64() * 1e3).collect()
 }
 
 #[tokio::main]
@@ -88,17 +78,17 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "  Set round trip (1000 sequential, each a durable commit): p50 {:.3} ms, p99 {:.3} ms",
-        percentile(&mut set, 0.5).as_secs_f64() * 1e3,
-        percentile(&mut set, 0.99).as_secs_f64() * 1e3
+        percentile(&ms(&set), 0.5),
+        percentile(&ms(&set), 0.99)
     );
     println!(
         "  Import 500 dial-plan rules + 1000 contacts (6 runs): p50 {:.1} ms, max {:.1} ms",
-        percentile(&mut import, 0.5).as_secs_f64() * 1e3,
-        percentile(&mut import, 1.0).as_secs_f64() * 1e3
+        percentile(&ms(&import), 0.5),
+        percentile(&ms(&import), 1.0)
     );
     println!(
         "  Resolve round trip over the bus, 500 rules: p50 {:.3} ms",
-        percentile(&mut resolve, 0.5).as_secs_f64() * 1e3
+        percentile(&ms(&resolve), 0.5)
     );
     println!(
         "  resident memory: idle {:.1} MiB, after the runs above {:.1} MiB",

@@ -22,7 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use doorphone_interfaces::media::{self, Media1Proxy};
+use doorphone_interfaces::media::{self, Media1Proxy, SessionProxy};
+use doorphone_system_tests::bench::{percentile, rss_kib};
 use doorphone_system_tests::{Bus, ConfigDb, PATIENCE, bin, chown_to, start_config};
 
 /// PCMU's sample rate and RTP clock.
@@ -45,24 +46,8 @@ const PEER_RECEIVER: &str = "rtpjitterbuffer latency=60 ! rtppcmudepay ! mulawde
 const PCMU_CAPS: &str =
     "application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0";
 
-fn percentile(samples: &[f64], p: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -549,12 +534,41 @@ impl Cpu {
     }
 }
 
+/// Waits until the session at `path` has sent `packets` RTP packets (50 a
+/// second of 20 ms audio): the call has settled, or has run for that long.
+async fn sent_at_least(
+    conn: &zbus::Connection,
+    path: &zbus::OwnedObjectPath,
+    packets: u64,
+) -> Result<()> {
+    let session = SessionProxy::builder(conn)
+        .path(path.clone())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?;
+    let deadline = Instant::now() + PATIENCE + Duration::from_secs(packets / 50);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    while session.packets_sent().await? < packets {
+        if Instant::now() > deadline {
+            bail!("media sent fewer than {packets} packets");
+        }
+        tick.tick().await;
+    }
+    Ok(())
+}
+
+/// Waits until the service's camera has delivered a frame: start-up is over.
+async fn started(proxy: &Media1Proxy<'_>) -> Result<()> {
+    proxy.snapshot().await?;
+    Ok(())
+}
+
 /// An audio+video call held for a CPU window, after an idle one; returns the idle
 /// and call CPU and the video rate.
 async fn audio_video_cpu(proxy: &Media1Proxy<'_>, pid: u32) -> Result<((f64, f64), f64)> {
     let idle = cpu_percent(pid).await?;
     let call = Call::start(proxy, true).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    sent_at_least(proxy.inner().connection(), &call.path, 100).await?;
     let cpu = cpu_percent(pid).await?;
     let (_, video) = call.stop(proxy).await?;
     let video = video.context("a video tap")?;
@@ -583,13 +597,13 @@ async fn main() -> Result<()> {
     let (media, cached_start) = MediaProcess::start(&bus, dir.path(), &[]).await?;
     let pid = media.pid;
     let proxy = Media1Proxy::new(&conn).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    started(&proxy).await?;
     let idle = cpu_percent(pid).await?;
     let idle_rss = rss_kib(pid);
 
     let call = Call::start(&proxy, false).await?;
     let first_answer = call.answered;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    sent_at_least(&conn, &call.path, 100).await?;
     let audio = cpu_percent(pid).await?;
     let call_rss = rss_kib(pid);
     let (sent, _) = call.stop(&proxy).await?;
@@ -638,7 +652,7 @@ async fn main() -> Result<()> {
     let (media, _) = MediaProcess::start(&bus, dir.path(), &["--test-wave", "ticks"]).await?;
     let pid = media.pid;
     let proxy = Media1Proxy::new(&conn).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    started(&proxy).await?;
     let idle = cpu_percent(pid).await?;
 
     let pair = port_pair()?;
@@ -654,10 +668,10 @@ async fn main() -> Result<()> {
         .create_answer(&offer(pair.port, None), HashMap::new())
         .await?;
     let sender = Launched::sender(answer_port(&answer, "audio")?)?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    sent_at_least(&conn, &path, 100).await?;
     let audio = cpu_percent(pid).await?;
-    let remaining = Duration::from_secs(CLICKS + 1).saturating_sub(epoch.elapsed());
-    tokio::time::sleep(remaining).await;
+    // One click a second: the call runs until media has sent CLICKS + 1 seconds.
+    sent_at_least(&conn, &path, (CLICKS + 1) * 50).await?;
     let sent = tap.finish();
     proxy.stop(&path.as_ref()).await?;
     drop(sender);
