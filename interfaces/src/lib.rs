@@ -8,6 +8,7 @@ pub mod config;
 pub mod json;
 pub mod media;
 pub mod relay;
+pub mod sip;
 
 /// Prefix of every bus name the door phone owns.
 pub const BUS_NAME_PREFIX: &str = "org.doorphone.";

@@ -75,6 +75,9 @@ pub struct ButtonEntry {
 pub trait Config1 {
     /// The whole configuration as a JSON document, passwords masked.
     async fn export(&self) -> Result<String, Error>;
+    /// The whole configuration with its passwords; only root and the SIP agent
+    /// may call it.
+    async fn export_secrets(&self) -> Result<String, Error>;
     /// Replaces the whole configuration, all or nothing.
     async fn import(&self, document: &str) -> Result<(), Error>;
     /// One value by dotted path (`calls.max_call_time`, `accounts.1.dnd.return_code`).

@@ -205,6 +205,14 @@ impl ConfigService {
         serde_json::to_string_pretty(&self.doc.masked()).expect("the document serialises")
     }
 
+    /// The whole configuration with its passwords, for the services that sign in
+    /// with them (the SIP agent's accounts and actions). The bus policy lets only
+    /// root and the SIP agent's user call it.
+    #[zbus(out_args("document"))]
+    async fn export_secrets(&self) -> String {
+        serde_json::to_string(&self.doc).expect("the document serialises")
+    }
+
     /// Replaces the whole configuration with `document`, all or nothing. A masked
     /// password (`********`) keeps the stored one.
     async fn import(

@@ -1,0 +1,991 @@
+//! The agent: incoming calls through the policy, outgoing calls through the dial
+//! plan, and every call's life from the first INVITE to the history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use doorphone_interfaces::config::Document;
+use doorphone_interfaces::config::document::{AccountChoice, DialPlan, MediaMode, Transport};
+use doorphone_interfaces::media::{self, Media1Proxy};
+use doorphone_interfaces::sip::{
+    AccountStatus, CALL_PATH_PREFIX, HistoryEntry, account_state, call_state, end_reason,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use zbus::{OwnedObjectPath, Variant as Value};
+
+use crate::history::History;
+use crate::policy::{self, Caller, Decision, ServerAddrs, Via};
+use crate::service;
+use crate::stack::{
+    CallEvent, CallEvents, ClientCall, Credential, Ended, Incoming, Invite, ServerCall, Stack,
+};
+
+/// The configuration as the agent uses it: the document and what is derived
+/// from it once per change, so no call waits on a lookup.
+pub struct Settings {
+    pub doc: Document,
+    pub plan: DialPlan,
+    /// Where each account's server is.
+    pub servers: HashMap<u32, SocketAddr>,
+    /// The addresses each account's server resolves to.
+    pub server_ips: ServerAddrs,
+}
+
+impl Settings {
+    pub async fn new(doc: Document) -> Settings {
+        let mut servers = HashMap::new();
+        let mut server_ips = ServerAddrs::new();
+        for a in doc
+            .accounts
+            .iter()
+            .filter(|a| a.enabled && !a.server.is_empty())
+        {
+            let target = if a.server.contains(':') {
+                a.server.clone()
+            } else {
+                format!("{}:5060", a.server)
+            };
+            match tokio::net::lookup_host(&target).await {
+                Ok(addrs) => {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    if let Some(first) = addrs.first() {
+                        servers.insert(a.id, *first);
+                    }
+                    server_ips.insert(a.id, addrs.iter().map(SocketAddr::ip).collect());
+                }
+                Err(e) => tracing::warn!(account = a.id, "server {}: {e}", a.server),
+            }
+        }
+        Settings {
+            plan: DialPlan::new(&doc.dial_plan),
+            doc,
+            servers,
+            server_ips,
+        }
+    }
+}
+
+/// What a call's task is asked to do.
+pub enum Command {
+    Answer(oneshot::Sender<Result<(), String>>),
+    Hangup(oneshot::Sender<Result<(), String>>),
+    Hold(oneshot::Sender<Result<(), String>>),
+    Resume(oneshot::Sender<Result<(), String>>),
+    /// Refuse a ringing call with this code (another call was answered).
+    Refuse(u16),
+    /// Media saw no RTP from the peer for its timeout.
+    MediaTimeout,
+    /// Media's pipeline failed.
+    MediaFailed,
+}
+
+/// A call's properties, as its D-Bus object shows them.
+#[derive(Debug, Clone, Default)]
+pub struct CallProps {
+    pub state: String,
+    pub direction: String,
+    pub remote: String,
+    pub account: String,
+    pub media_mode: String,
+    pub start_time: u64,
+    pub answer_time: u64,
+    pub end_reason: String,
+    pub media_session: Option<String>,
+    pub code: u16,
+    /// The ACK to our answer arrived (or our INVITE was answered).
+    pub confirmed: bool,
+}
+
+pub struct CallShared {
+    pub id: u32,
+    pub path: OwnedObjectPath,
+    pub props: Mutex<CallProps>,
+    pub commands: mpsc::UnboundedSender<Command>,
+}
+
+impl CallShared {
+    pub fn props(&self) -> CallProps {
+        self.props.lock().expect("call lock").clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut CallProps)) {
+        f(&mut self.props.lock().expect("call lock"));
+    }
+
+    /// Sends a command and waits for its outcome.
+    pub async fn ask(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Command,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .map_err(|_| "the call has ended".to_owned())?;
+        rx.await.map_err(|_| "the call has ended".to_owned())?
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One side of an answered call.
+#[derive(Clone)]
+enum Leg {
+    Server(ServerCall),
+    Client(ClientCall),
+}
+
+impl Leg {
+    async fn bye(&self) {
+        let r = match self {
+            Leg::Server(s) => s.bye().await,
+            Leg::Client(c) => c.hangup().await,
+        };
+        if let Err(e) = r {
+            tracing::debug!("BYE: {e}");
+        }
+    }
+
+    async fn reinvite(&self, sdp: &str) -> crate::stack::Result<Option<String>> {
+        match self {
+            Leg::Server(s) => s.reinvite(sdp).await,
+            Leg::Client(c) => c.reinvite(sdp).await,
+        }
+    }
+}
+
+/// Where an outgoing branch goes.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub to: String,
+    pub from: String,
+    pub display_name: String,
+    pub destination: Option<SocketAddr>,
+    pub tcp: bool,
+    pub credential: Option<Credential>,
+    pub via: Via,
+}
+
+pub struct Agent {
+    pub stack: Stack,
+    pub conn: zbus::Connection,
+    media: Media1Proxy<'static>,
+    config: watch::Receiver<Arc<Settings>>,
+    calls: Mutex<BTreeMap<u32, Arc<CallShared>>>,
+    next_id: AtomicU32,
+    /// Media session path → the call that owns it.
+    sessions: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
+    pub accounts: Mutex<Vec<AccountStatus>>,
+    pub history: History,
+}
+
+impl Agent {
+    pub fn new(
+        stack: Stack,
+        conn: zbus::Connection,
+        media: Media1Proxy<'static>,
+        config: watch::Receiver<Arc<Settings>>,
+        history: History,
+    ) -> Agent {
+        let accounts = (1..=2)
+            .map(|id| AccountStatus {
+                id,
+                state: account_state::DISABLED.to_owned(),
+                code: 0,
+                reason: String::new(),
+                aor: String::new(),
+            })
+            .collect();
+        Agent {
+            stack,
+            conn,
+            media,
+            config,
+            calls: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU32::new(1),
+            sessions: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(accounts),
+            history,
+        }
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.config.borrow().clone()
+    }
+
+    pub fn calls(&self) -> Vec<Arc<CallShared>> {
+        self.calls
+            .lock()
+            .expect("calls lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The answered call, if any.
+    pub fn active_call(&self) -> Option<Arc<CallShared>> {
+        self.calls().into_iter().find(|c| {
+            let p = c.props();
+            p.state == call_state::ANSWERED || p.state == call_state::HELD
+        })
+    }
+
+    fn registered(&self, id: u32) -> bool {
+        self.accounts
+            .lock()
+            .expect("accounts lock")
+            .iter()
+            .any(|a| a.id == id && a.state == account_state::REGISTERED)
+    }
+
+    /// A call that holds the door phone: answered, and confirmed by the peer.
+    /// An answer the caller never acknowledges does not lock out the next one.
+    fn busy(&self) -> bool {
+        self.calls().iter().any(|c| {
+            let p = c.props();
+            (p.state == call_state::ANSWERED || p.state == call_state::HELD) && p.confirmed
+        })
+    }
+
+    /// Handles a request that came in outside the agent's own transactions.
+    pub async fn on_request(self: &Arc<Self>, req: Incoming) {
+        if let Err(why) = req.check() {
+            tracing::debug!(source = ?req.source(), method = %req.method(), "malformed request: {why}");
+            req.reply(400).await;
+            return;
+        }
+        if req.in_dialog() {
+            self.stack.dispatch(req);
+            return;
+        }
+        let caller = Caller {
+            uri: req.from_uri(),
+            user: req.from_user(),
+            source: req.source(),
+            called_user: req.request_user(),
+        };
+        let settings = self.settings();
+        let via = policy::classify(&settings.doc, &settings.server_ips, &caller);
+        match req.method().as_str() {
+            "INVITE" => {}
+            "OPTIONS" => {
+                // Scanners probe with OPTIONS: a guarded door phone tells a
+                // stranger no more than it tells a stranger's INVITE.
+                let code = match policy::decide(&settings.doc, via, &caller, false) {
+                    Decision::Refuse { code: 403, .. } => 403,
+                    _ => 200,
+                };
+                req.reply(code).await;
+                return;
+            }
+            "ACK" => return,
+            "BYE" | "CANCEL" => {
+                req.reply(481).await;
+                return;
+            }
+            _ => {
+                req.reply(405).await;
+                return;
+            }
+        }
+        match policy::decide(&settings.doc, via, &caller, self.busy()) {
+            Decision::Refuse { code, reason } => {
+                tracing::info!(caller = %caller.uri, source = ?caller.source, account = %via.label(), code, "call refused: {reason}");
+                req.reply(code).await;
+                service::call_refused(&self.conn, &caller.uri, code, reason).await;
+                let now = now_ms();
+                self.history.add(HistoryEntry {
+                    direction: "in".into(),
+                    remote: caller.uri,
+                    account: via.label(),
+                    start: now,
+                    answered: 0,
+                    end: now,
+                    end_reason: end_reason::POLICY.into(),
+                    code,
+                });
+            }
+            Decision::Ring { auto_answer, video } => {
+                let offer = String::from_utf8_lossy(req.body()).into_owned();
+                let (server, events) = match self.stack.take_invite(req) {
+                    Ok(taken) => taken,
+                    Err(e) => {
+                        tracing::warn!(caller = %caller.uri, "cannot take the call: {e}");
+                        return;
+                    }
+                };
+                let (call, commands) = self.new_call("in", &caller.uri, via, video);
+                tracing::info!(call = call.id, caller = %caller.uri, account = %via.label(), "incoming call");
+                let agent = self.clone();
+                tokio::spawn(async move {
+                    agent
+                        .run_incoming(call, server, events, commands, offer, auto_answer, video)
+                        .await
+                });
+            }
+        }
+    }
+
+    fn new_call(
+        &self,
+        direction: &str,
+        remote: &str,
+        via: Via,
+        video: bool,
+    ) -> (Arc<CallShared>, mpsc::UnboundedReceiver<Command>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let call = Arc::new(CallShared {
+            id,
+            path: OwnedObjectPath::try_from(format!("{CALL_PATH_PREFIX}{id}"))
+                .expect("a call path is valid"),
+            props: Mutex::new(CallProps {
+                state: match direction {
+                    "in" => call_state::RINGING,
+                    _ => call_state::DIALING,
+                }
+                .to_owned(),
+                direction: direction.to_owned(),
+                remote: remote.to_owned(),
+                account: via.label(),
+                media_mode: if video { "video" } else { "audio" }.to_owned(),
+                start_time: now_ms(),
+                ..CallProps::default()
+            }),
+            commands: tx,
+        });
+        self.calls
+            .lock()
+            .expect("calls lock")
+            .insert(id, call.clone());
+        (call, rx)
+    }
+
+    async fn set_state(&self, call: &CallShared, state: &str, reason: &str) {
+        call.update(|p| p.state = state.to_owned());
+        service::call_state_changed(&self.conn, call, state, reason).await;
+    }
+
+    /// Media's answer to `offer`, and 200 OK with it.
+    async fn answer_incoming(
+        &self,
+        call: &CallShared,
+        server: &ServerCall,
+        offer: &str,
+        video: bool,
+        commands: &mpsc::UnboundedSender<Command>,
+    ) -> Result<String, u16> {
+        let options = self.media_options(video);
+        let (session, sdp) = match self.media.create_answer(offer, options).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                let code = match e {
+                    media::Error::NoCommonCodec(_) | media::Error::InvalidSdp(_) => 488,
+                    _ => 503,
+                };
+                tracing::warn!(call = call.id, code, "media cannot answer: {e}");
+                server.reject(code).ok();
+                return Err(code);
+            }
+        };
+        let session = session.to_string();
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(session.clone(), commands.clone());
+        if let Err(e) = server.answer(&sdp) {
+            tracing::warn!(call = call.id, "answer: {e}");
+            self.stop_media(&session).await;
+            return Err(500);
+        }
+        call.update(|p| {
+            p.answer_time = now_ms();
+            p.media_session = Some(session.clone());
+        });
+        Ok(session)
+    }
+
+    fn media_options(&self, video: bool) -> HashMap<&'static str, Value<'static>> {
+        HashMap::from([
+            ("video", Value::from(video)),
+            ("address", Value::from(self.stack.contact_ip().to_string())),
+        ])
+    }
+
+    /// A media session with our offer: (session path, SDP).
+    pub async fn create_offer(&self, video: bool) -> Option<(String, String)> {
+        match self.media.create_offer(self.media_options(video)).await {
+            Ok((session, sdp)) => Some((session.to_string(), sdp)),
+            Err(e) => {
+                tracing::warn!("media offer: {e}");
+                None
+            }
+        }
+    }
+
+    pub async fn stop_media(&self, session: &str) {
+        self.sessions.lock().expect("sessions lock").remove(session);
+        if let Ok(path) = zbus::ObjectPath::try_from(session)
+            && let Err(e) = self.media.stop(&path).await
+        {
+            tracing::debug!("media stop {session}: {e}");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_incoming(
+        self: Arc<Self>,
+        call: Arc<CallShared>,
+        server: ServerCall,
+        mut events: CallEvents,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        offer: String,
+        auto_answer: Option<Duration>,
+        video: bool,
+    ) {
+        if let Err(e) = server.ringing() {
+            tracing::debug!(call = call.id, "180: {e}");
+        }
+        let settings = self.settings();
+        let dial_in = Instant::now() + secs(settings.doc.calls.max_dial_in_time);
+        let mut session = None;
+        // No timer for an immediate answer: even a zero sleep waits for the
+        // next timer tick.
+        if auto_answer == Some(Duration::ZERO) {
+            match self
+                .answer_incoming(&call, &server, &offer, video, &call.commands)
+                .await
+            {
+                Ok(s) => session = Some(s),
+                Err(code) => {
+                    service::publish(&self, &call).await;
+                    return self.end(&call, end_reason::FAILED, code).await;
+                }
+            }
+        }
+        service::publish(&self, &call).await;
+        if session.is_none() {
+            let auto_at = auto_answer.map(|d| Instant::now() + d);
+            let mut answer_reply = None;
+            loop {
+                tokio::select! {
+                    _ = until(auto_at) => {}
+                    _ = tokio::time::sleep_until(dial_in) => {
+                        server.reject(480).ok();
+                        return self.end(&call, end_reason::NO_ANSWER, 480).await;
+                    }
+                    command = commands.recv() => match command {
+                        Some(Command::Answer(reply)) => answer_reply = Some(reply),
+                        Some(Command::Hangup(reply)) => {
+                            server.reject(603).ok();
+                            reply.send(Ok(())).ok();
+                            return self.end(&call, end_reason::LOCAL_HANGUP, 603).await;
+                        }
+                        Some(Command::Refuse(code)) => {
+                            server.reject(code).ok();
+                            return self.end(&call, end_reason::POLICY, code).await;
+                        }
+                        Some(Command::Hold(reply) | Command::Resume(reply)) => {
+                            reply.send(Err("the call is not answered".into())).ok();
+                            continue;
+                        }
+                        Some(_) => continue,
+                        None => return,
+                    },
+                    event = events.next() => match event {
+                        Some(CallEvent::Ended(how)) => {
+                            let reason = match how {
+                                Ended::RemoteCancel | Ended::RemoteBye => end_reason::REMOTE_HANGUP,
+                                _ => end_reason::FAILED,
+                            };
+                            return self.end(&call, reason, 0).await;
+                        }
+                        Some(_) => continue,
+                        None => return self.end(&call, end_reason::FAILED, 0).await,
+                    },
+                }
+                match self
+                    .answer_incoming(&call, &server, &offer, video, &call.commands)
+                    .await
+                {
+                    Ok(s) => {
+                        if let Some(reply) = answer_reply.take() {
+                            reply.send(Ok(())).ok();
+                        }
+                        session = Some(s);
+                        break;
+                    }
+                    Err(code) => {
+                        if let Some(reply) = answer_reply.take() {
+                            reply
+                                .send(Err(format!("media could not answer ({code})")))
+                                .ok();
+                        }
+                        return self.end(&call, end_reason::FAILED, code).await;
+                    }
+                }
+            }
+        }
+        let session = session.expect("answered");
+        self.answered(&call).await;
+        self.in_call(call, Leg::Server(server), events, commands, session)
+            .await;
+    }
+
+    /// The call is answered: it is the active call; other ringing calls are
+    /// refused as busy.
+    async fn answered(&self, call: &Arc<CallShared>) {
+        if call.props().answer_time == 0 {
+            call.update(|p| p.answer_time = now_ms());
+        }
+        self.set_state(call, call_state::ANSWERED, "answered").await;
+        for other in self.calls() {
+            if other.id != call.id && other.props().state == call_state::RINGING {
+                other.commands.send(Command::Refuse(486)).ok();
+            }
+        }
+        service::active_call_changed(&self.conn).await;
+    }
+
+    async fn in_call(
+        self: Arc<Self>,
+        call: Arc<CallShared>,
+        leg: Leg,
+        mut events: CallEvents,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        session: String,
+    ) {
+        let max = self.settings().doc.calls.max_call_time;
+        let deadline = (max > 0).then(|| Instant::now() + secs(max));
+        let session_path = zbus::ObjectPath::try_from(session.clone())
+            .expect("media gives valid paths")
+            .into_owned();
+        let reason = loop {
+            tokio::select! {
+                _ = until(deadline) => {
+                    leg.bye().await;
+                    break end_reason::MAX_CALL_TIME;
+                }
+                command = commands.recv() => match command {
+                    Some(Command::Hangup(reply)) => {
+                        leg.bye().await;
+                        reply.send(Ok(())).ok();
+                        break end_reason::LOCAL_HANGUP;
+                    }
+                    Some(Command::Hold(reply)) => {
+                        let r = self.rehold(&leg, &session_path, true).await;
+                        if r.is_ok() {
+                            self.set_state(&call, call_state::HELD, "held").await;
+                        }
+                        reply.send(r).ok();
+                    }
+                    Some(Command::Resume(reply)) => {
+                        let r = self.rehold(&leg, &session_path, false).await;
+                        if r.is_ok() {
+                            self.set_state(&call, call_state::ANSWERED, "resumed").await;
+                        }
+                        reply.send(r).ok();
+                    }
+                    Some(Command::Answer(reply)) => {
+                        reply.send(Err("the call is already answered".into())).ok();
+                    }
+                    Some(Command::MediaTimeout) => {
+                        tracing::info!(call = call.id, "no RTP from the peer: hanging up");
+                        leg.bye().await;
+                        break end_reason::RTP_TIMEOUT;
+                    }
+                    Some(Command::MediaFailed) => {
+                        leg.bye().await;
+                        break end_reason::FAILED;
+                    }
+                    Some(Command::Refuse(_)) => {}
+                    None => break end_reason::SHUTDOWN,
+                },
+                event = events.next() => match event {
+                    Some(CallEvent::Confirmed) => call.update(|p| p.confirmed = true),
+                    Some(CallEvent::Reoffer(sdp, reply)) => {
+                        match self.media.set_remote(&session_path, &sdp).await {
+                            Ok(answer) => reply.ok(Some(&answer)).await,
+                            Err(e) => {
+                                tracing::info!(call = call.id, "re-offer refused: {e}");
+                                reply.refuse(488).await;
+                            }
+                        }
+                    }
+                    Some(CallEvent::Ended(Ended::RemoteBye | Ended::RemoteCancel)) => {
+                        break end_reason::REMOTE_HANGUP;
+                    }
+                    Some(CallEvent::Ended(_)) | None => break end_reason::FAILED,
+                    Some(_) => {}
+                },
+            }
+        };
+        self.stop_media(&session).await;
+        self.end(&call, reason, 0).await;
+    }
+
+    /// Holds or resumes: media's re-offer to the peer, the peer's answer to media.
+    async fn rehold(
+        &self,
+        leg: &Leg,
+        session: &zbus::ObjectPath<'_>,
+        hold: bool,
+    ) -> Result<(), String> {
+        let offer = if hold {
+            self.media.hold(session).await
+        } else {
+            self.media.resume(session).await
+        }
+        .map_err(|e| e.to_string())?;
+        match leg.reinvite(&offer).await {
+            Ok(Some(answer)) => self
+                .media
+                .set_remote(session, &answer)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Ok(None) => Err("the peer answered the re-INVITE without SDP".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Ends a call: state, signal, history, and the object goes away.
+    async fn end(&self, call: &Arc<CallShared>, reason: &str, code: u16) {
+        let was_active = {
+            let p = call.props();
+            p.state == call_state::ANSWERED || p.state == call_state::HELD
+        };
+        call.update(|p| {
+            p.end_reason = reason.to_owned();
+            p.code = code;
+        });
+        tracing::info!(call = call.id, reason, code, "call ended");
+        self.set_state(call, call_state::ENDED, reason).await;
+        self.calls.lock().expect("calls lock").remove(&call.id);
+        let p = call.props();
+        self.history.add(HistoryEntry {
+            direction: p.direction,
+            remote: p.remote,
+            account: p.account,
+            start: p.start_time,
+            answered: p.answer_time,
+            end: now_ms(),
+            end_reason: p.end_reason,
+            code: p.code,
+        });
+        service::unpublish(&self.conn, call).await;
+        if was_active {
+            service::active_call_changed(&self.conn).await;
+        }
+    }
+
+    /// Media said a session changed state.
+    pub fn on_media_state(&self, session: &str, state: &str) {
+        let command = match state {
+            media::state::TIMEOUT => Command::MediaTimeout,
+            media::state::FAILED => Command::MediaFailed,
+            _ => return,
+        };
+        if let Some(call) = self.sessions.lock().expect("sessions lock").get(session) {
+            call.send(command).ok();
+        }
+    }
+
+    /// Where a dialled target goes, through which account.
+    pub fn route(
+        &self,
+        settings: &Settings,
+        target: &str,
+        choice: Option<Via>,
+    ) -> Result<Route, String> {
+        let doc = &settings.doc;
+        let display_name = doc.device.name.clone();
+        let direct = |addr: SocketAddr| Route {
+            to: format!("sip:{addr}"),
+            from: format!("sip:door@{}", self.stack.contact_ip()),
+            display_name: display_name.clone(),
+            destination: Some(addr),
+            tcp: false,
+            credential: None,
+            via: Via::Ip,
+        };
+        if let Ok(ip) = target.parse::<IpAddr>() {
+            return Ok(direct(SocketAddr::new(ip, 5060)));
+        }
+        if let Ok(addr) = target.parse::<SocketAddr>() {
+            return Ok(direct(addr));
+        }
+        let account = match choice {
+            Some(Via::Account(id)) => {
+                if !doc.accounts.iter().any(|a| a.id == id && a.enabled) {
+                    return Err(format!("account {id} is not enabled"));
+                }
+                Some(id)
+            }
+            Some(Via::Ip) => None,
+            None => [1, 2].into_iter().find(|id| self.registered(*id)),
+        };
+        let is_uri = target.len() > 4 && target[..4].eq_ignore_ascii_case("sip:");
+        let Some(id) = account else {
+            if is_uri {
+                return Ok(Route {
+                    to: target.to_owned(),
+                    from: format!("sip:door@{}", self.stack.contact_ip()),
+                    display_name,
+                    destination: None,
+                    tcp: false,
+                    credential: None,
+                    via: Via::Ip,
+                });
+            }
+            return Err(format!(
+                "{target}: a number needs a registered account, and none is registered"
+            ));
+        };
+        let a = doc
+            .accounts
+            .iter()
+            .find(|a| a.id == id)
+            .expect("the account was checked");
+        if a.transport == Transport::Tls {
+            return Err(format!(
+                "account {id}: the tls transport is not available in this build"
+            ));
+        }
+        let host = a.server.clone();
+        if !is_uri
+            && !target
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "*#+-_.".contains(c))
+        {
+            return Err(format!("{target:?} is not a number, SIP URI or IP address"));
+        }
+        Ok(Route {
+            to: if is_uri {
+                target.to_owned()
+            } else {
+                format!("sip:{target}@{host}")
+            },
+            from: format!("sip:{}@{host}", a.user),
+            display_name: if a.display_name.is_empty() {
+                display_name
+            } else {
+                a.display_name.clone()
+            },
+            destination: if is_uri {
+                None
+            } else {
+                settings.servers.get(&id).copied()
+            },
+            tcp: a.transport == Transport::Tcp,
+            credential: Some(Credential {
+                user: a.user.clone(),
+                auth_user: a.auth_user.clone(),
+                password: a.password.clone(),
+            }),
+            via: Via::Account(id),
+        })
+    }
+
+    /// Places a call to `number` through the dial plan; every target rings at
+    /// once and the first answer wins.
+    pub async fn dial(
+        self: &Arc<Self>,
+        number: &str,
+        account: Option<Via>,
+        video: Option<bool>,
+    ) -> Result<Arc<CallShared>, String> {
+        let settings = self.settings();
+        let (choice, targets) = settings.plan.resolve(number.trim());
+        if number.trim().is_empty() {
+            return Err("number: empty".into());
+        }
+        let choice = account.or(match choice {
+            AccountChoice::Auto => None,
+            AccountChoice::Account(id) => Some(Via::Account(id)),
+        });
+        let routes = targets
+            .iter()
+            .map(|t| self.route(&settings, t, choice))
+            .collect::<Result<Vec<_>, _>>()?;
+        let video = video.unwrap_or(settings.doc.calls.auto_answer.mode == MediaMode::Video);
+        let (session, offer) = self
+            .media
+            .create_offer(self.media_options(video))
+            .await
+            .map_err(|e| format!("media: {e}"))?;
+        let session = session.to_string();
+        let (call, commands) = self.new_call("out", &routes[0].to, routes[0].via, video);
+        call.update(|p| p.media_session = Some(session.clone()));
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(session.clone(), call.commands.clone());
+        service::publish(self, &call).await;
+        tracing::info!(call = call.id, number, targets = ?routes.iter().map(|r| &r.to).collect::<Vec<_>>(), "dialling");
+        let agent = self.clone();
+        let out = call.clone();
+        tokio::spawn(async move {
+            agent
+                .run_outgoing(out, routes, commands, session, offer)
+                .await
+        });
+        Ok(call)
+    }
+
+    async fn run_outgoing(
+        self: Arc<Self>,
+        call: Arc<CallShared>,
+        routes: Vec<Route>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        session: String,
+        offer: String,
+    ) {
+        let (branch_tx, mut branches) = mpsc::unbounded_channel::<(usize, CallEvent)>();
+        let mut legs: Vec<Option<ClientCall>> = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let invite = Invite {
+                from: route.from.clone(),
+                display_name: route.display_name.clone(),
+                to: route.to.clone(),
+                destination: route.destination,
+                tcp: route.tcp,
+                credential: route.credential.clone(),
+                offer: Some(offer.clone()),
+            };
+            match self.stack.invite(invite) {
+                Ok((leg, mut events)) => {
+                    legs.push(Some(leg));
+                    let tx = branch_tx.clone();
+                    tokio::spawn(async move {
+                        while let Some(e) = events.next().await {
+                            if tx.send((i, e)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(call = call.id, to = %route.to, "INVITE: {e}");
+                    legs.push(None);
+                }
+            }
+        }
+        drop(branch_tx);
+        let session_path = zbus::ObjectPath::try_from(session.clone())
+            .expect("media gives valid paths")
+            .into_owned();
+        let deadline = Instant::now() + secs(self.settings().doc.calls.max_dial_out_time);
+        let mut last_refusal = 0;
+        let cancel_all = |legs: &mut Vec<Option<ClientCall>>, keep: Option<usize>| {
+            for (i, leg) in legs.iter_mut().enumerate() {
+                if Some(i) != keep
+                    && let Some(leg) = leg.take()
+                {
+                    tokio::spawn(async move { leg.hangup().await.ok() });
+                }
+            }
+        };
+        let winner = loop {
+            if legs.iter().all(Option::is_none) {
+                let (reason, code) = match last_refusal {
+                    0 => (end_reason::FAILED, 0),
+                    code => (end_reason::REFUSED, code),
+                };
+                self.stop_media(&session).await;
+                return self.end(&call, reason, code).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    cancel_all(&mut legs, None);
+                    self.stop_media(&session).await;
+                    return self.end(&call, end_reason::NO_ANSWER, 0).await;
+                }
+                command = commands.recv() => match command {
+                    Some(Command::Hangup(reply)) => {
+                        cancel_all(&mut legs, None);
+                        reply.send(Ok(())).ok();
+                        self.stop_media(&session).await;
+                        return self.end(&call, end_reason::LOCAL_HANGUP, 0).await;
+                    }
+                    Some(Command::Answer(reply) | Command::Hold(reply) | Command::Resume(reply)) => {
+                        reply.send(Err("the call is not answered".into())).ok();
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+                branch = branches.recv() => match branch {
+                    Some((i, CallEvent::Answered(sdp))) if legs[i].is_some() => {
+                        cancel_all(&mut legs, Some(i));
+                        call.update(|p| {
+                            p.remote = routes[i].to.clone();
+                            p.account = routes[i].via.label();
+                            p.confirmed = true;
+                        });
+                        if let Err(e) = self.media.set_remote(&session_path, &sdp).await {
+                            tracing::warn!(call = call.id, "media refused the answer: {e}");
+                            if let Some(leg) = &legs[i] {
+                                leg.hangup().await.ok();
+                            }
+                            self.stop_media(&session).await;
+                            return self.end(&call, end_reason::FAILED, 0).await;
+                        }
+                        break i;
+                    }
+                    Some((i, CallEvent::Ended(how))) => {
+                        if let Ended::Refused(code) = how {
+                            tracing::info!(call = call.id, to = %routes[i].to, code, "branch refused");
+                            last_refusal = code;
+                        }
+                        legs[i] = None;
+                    }
+                    Some(_) => {}
+                    None => {
+                        for leg in legs.iter_mut() {
+                            *leg = None;
+                        }
+                    }
+                },
+            }
+        };
+        let leg = legs[winner].take().expect("the winner's leg");
+        // The winner's later events (BYE, re-INVITEs) feed the call.
+        let (tx, events) = CallEvents::channel();
+        tokio::spawn(async move {
+            while let Some((i, e)) = branches.recv().await {
+                if i == winner && tx.send(e).is_err() {
+                    break;
+                }
+            }
+        });
+        self.answered(&call).await;
+        self.in_call(call, Leg::Client(leg), events, commands, session)
+            .await;
+    }
+
+    /// Ends every call (the agent stops).
+    pub async fn hang_up_all(&self) {
+        for call in self.calls() {
+            call.ask(Command::Hangup).await.ok();
+        }
+    }
+}
