@@ -140,6 +140,9 @@ pub trait Sip1 {
     /// Accounts 1 and 2.
     #[zbus(property)]
     fn accounts(&self) -> zbus::Result<Vec<AccountStatus>>;
+    /// The `Config1` revision the agent works with (changes apply live).
+    #[zbus(property)]
+    fn config_revision(&self) -> zbus::Result<u64>;
 
     /// An incoming call was refused by the call policy.
     #[zbus(signal)]

@@ -8,6 +8,7 @@
 pub mod audio;
 pub mod bench;
 pub mod compat;
+pub mod sip;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -442,6 +443,13 @@ pub const SERVICES: &[Packaged] = &[
         bus_name: doorphone_interfaces::media::BUS_NAME,
         policy: "dbus/system.d/org.doorphone.Media1.conf",
         unit: "packaging/systemd/doorphone-media.service",
+    },
+    Packaged {
+        binary: "doorphone-sip",
+        user: "doorphone-sip",
+        bus_name: doorphone_interfaces::sip::BUS_NAME,
+        policy: "dbus/system.d/org.doorphone.Sip1.conf",
+        unit: "packaging/systemd/doorphone-sip.service",
     },
     Packaged {
         binary: "doorphone-relay",

@@ -27,6 +27,8 @@ use crate::stack::{
 /// The configuration as the agent uses it: the document and what is derived
 /// from it once per change, so no call waits on a lookup.
 pub struct Settings {
+    /// The `Config1` revision `doc` is at (or after).
+    pub revision: u64,
     pub doc: Document,
     pub plan: DialPlan,
     /// Where each account's server is.
@@ -36,7 +38,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub async fn new(doc: Document) -> Settings {
+    pub async fn new(doc: Document, revision: u64) -> Settings {
         let mut servers = HashMap::new();
         let mut server_ips = ServerAddrs::new();
         for a in doc
@@ -61,6 +63,7 @@ impl Settings {
             }
         }
         Settings {
+            revision,
             plan: DialPlan::new(&doc.dial_plan),
             doc,
             servers,
@@ -679,8 +682,6 @@ impl Agent {
             p.code = code;
         });
         tracing::info!(call = call.id, reason, code, "call ended");
-        self.set_state(call, call_state::ENDED, reason).await;
-        self.calls.lock().expect("calls lock").remove(&call.id);
         let p = call.props();
         self.history.add(HistoryEntry {
             direction: p.direction,
@@ -692,6 +693,8 @@ impl Agent {
             end_reason: p.end_reason,
             code: p.code,
         });
+        self.calls.lock().expect("calls lock").remove(&call.id);
+        self.set_state(call, call_state::ENDED, reason).await;
         service::unpublish(&self.conn, call).await;
         if was_active {
             service::active_call_changed(&self.conn).await;

@@ -57,16 +57,18 @@ fn default_route_address() -> IpAddr {
 
 /// The configuration with its passwords, or the defaults while the config
 /// service is absent.
-async fn load(config: &Config1Proxy<'_>) -> Document {
+async fn load(config: &Config1Proxy<'_>) -> (Document, u64) {
+    // The revision first: the document read after it is at least that new.
+    let revision = config.revision().await.unwrap_or(0);
     let read = async {
         let text = config.export_secrets().await.map_err(|e| e.to_string())?;
         serde_json::from_str::<Document>(&text).map_err(|e| e.to_string())
     };
     match read.await {
-        Ok(doc) => doc,
+        Ok(doc) => (doc, revision),
         Err(e) => {
             tracing::warn!("the configuration is not readable ({e}): defaults until it is");
-            Document::default()
+            (Document::default(), 0)
         }
     }
 }
@@ -81,7 +83,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Subscribed before the first read, so no change is missed.
     let mut changes = config.receive_changed().await?;
     let mut owners = config.inner().receive_owner_changed().await?;
-    let doc = load(&config).await;
+    let (doc, revision) = load(&config).await;
     let port = args
         .port
         .unwrap_or_else(|| u16::try_from(doc.device.ip_call.port).unwrap_or(5060));
@@ -100,7 +102,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map(|a| a.user_agent.clone())
         .find(|u| !u.is_empty());
     stack.set_user_agent(&user_agent.unwrap_or_default());
-    let (settings_tx, settings_rx) = watch::channel(Arc::new(Settings::new(doc).await));
+    let (settings_tx, settings_rx) = watch::channel(Arc::new(Settings::new(doc, revision).await));
 
     let media = Media1Proxy::builder(&conn)
         .cache_properties(CacheProperties::No)
@@ -162,15 +164,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             if !reload {
                 continue;
             }
-            let doc = load(&config).await;
+            let (doc, revision) = load(&config).await;
             let ua = doc
                 .accounts
                 .iter()
                 .map(|a| a.user_agent.clone())
                 .find(|u| !u.is_empty());
             follower.stack.set_user_agent(&ua.unwrap_or_default());
-            settings_tx.send_replace(Arc::new(Settings::new(doc).await));
-            tracing::info!("configuration reloaded");
+            settings_tx.send_replace(Arc::new(Settings::new(doc, revision).await));
+            doorphone_sip::service::config_revision_changed(&follower.conn).await;
+            tracing::info!(revision, "configuration reloaded");
         }
     });
     tracing::info!(sip = %agent.stack.local_addr(), contact = %contact_ip, "serving {BUS_NAME}");

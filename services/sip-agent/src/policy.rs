@@ -173,31 +173,32 @@ mod tests {
     use doorphone_interfaces::config::document::AccountChoice;
 
     fn doc() -> Document {
-        let mut doc = Document::default();
-        doc.accounts = vec![
-            Account {
-                id: 1,
-                enabled: true,
-                user: "1001".into(),
-                server: "127.0.0.1:5070".into(),
-                ..Account::default()
-            },
-            Account {
-                id: 2,
-                enabled: true,
-                user: "2002".into(),
-                server: "127.0.0.1:5080".into(),
-                ..Account::default()
-            },
-        ];
-        doc.contacts = vec![
-            contact("200", true),
-            contact("sip:300@PBX.example.com", true),
-            contact("192.0.2.7", true),
-            contact("192.0.2.8:5062", true),
-            contact("400", false),
-        ];
-        doc
+        Document {
+            accounts: vec![
+                Account {
+                    id: 1,
+                    enabled: true,
+                    user: "1001".into(),
+                    server: "127.0.0.1:5070".into(),
+                    ..Account::default()
+                },
+                Account {
+                    id: 2,
+                    enabled: true,
+                    user: "2002".into(),
+                    server: "127.0.0.1:5080".into(),
+                    ..Account::default()
+                },
+            ],
+            contacts: vec![
+                contact("200", true),
+                contact("sip:300@PBX.example.com", true),
+                contact("192.0.2.7", true),
+                contact("192.0.2.8:5062", true),
+                contact("400", false),
+            ],
+            ..Document::default()
+        }
     }
 
     fn contact(number: &str, whitelist: bool) -> Contact {

@@ -87,6 +87,12 @@ impl SipService {
         self.agent.accounts.lock().expect("accounts lock").clone()
     }
 
+    /// The `Config1` revision the agent works with.
+    #[zbus(property)]
+    fn config_revision(&self) -> u64 {
+        self.agent.settings().revision
+    }
+
     /// An incoming call was refused by the call policy.
     #[zbus(signal)]
     async fn call_refused(
@@ -298,5 +304,15 @@ pub async fn account_changed(conn: &zbus::Connection, status: &AccountStatus) {
         )
         .await);
         log(iface.get().await.accounts_changed(emitter).await);
+    }
+}
+
+pub async fn config_revision_changed(conn: &zbus::Connection) {
+    if let Some(iface) = sip_iface(conn).await {
+        log(iface
+            .get()
+            .await
+            .config_revision_changed(iface.signal_emitter())
+            .await);
     }
 }

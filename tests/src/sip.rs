@@ -1,0 +1,495 @@
+//! SIPp (Debian's `sip-tester`) as the far end of SIP calls: callers, callees and
+//! registrars, each a scenario built here, run as a child process on loopback.
+//! Each run keeps SIPp's message trace, with timestamps, so tests can say what was
+//! sent and received, and when.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// A UDP and TCP port free on loopback (the SIP agent binds both).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("a free UDP port");
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// An SDP offer as SIPp sends it: audio PCMU, and H.264 video when `video`.
+fn sdp(video: bool) -> String {
+    let mut s = String::from(
+        "v=0\n\
+         o=sipp 1 1 IN IP4 [local_ip]\n\
+         s=-\n\
+         c=IN IP4 [local_ip]\n\
+         t=0 0\n\
+         m=audio [auto_media_port] RTP/AVP 0 101\n\
+         a=rtpmap:0 PCMU/8000\n\
+         a=rtpmap:101 telephone-event/8000\n\
+         a=sendrecv\n",
+    );
+    if video {
+        s.push_str(
+            "m=video [auto_media_port+2] RTP/AVP 96\n\
+             a=rtpmap:96 H264/90000\n\
+             a=fmtp:96 packetization-mode=1\n\
+             a=sendrecv\n",
+        );
+    }
+    s
+}
+
+const HEAD: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="door phone test">
+"#;
+
+fn invite(user: &str, from_user: &str, video: bool) -> String {
+    format!(
+        r#"  <send retrans="500" start_rtd="1">
+    <![CDATA[
+      INVITE sip:{user}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{user}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{from_user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{sdp}
+    ]]>
+  </send>
+"#,
+        sdp = sdp(video)
+    )
+}
+
+fn in_dialog(method: &str, user: &str, from_user: &str, cseq: u32) -> String {
+    let retrans = if method == "ACK" {
+        ""
+    } else {
+        r#" retrans="500""#
+    };
+    format!(
+        r#"  <send{retrans}>
+    <![CDATA[
+      {method} sip:{user}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{user}@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:{from_user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"#
+    )
+}
+
+fn respond(code: &str, sdp_body: bool) -> String {
+    let body = if sdp_body {
+        format!(
+            "Content-Type: application/sdp\n      Content-Length: [len]\n\n{}",
+            sdp(false)
+        )
+    } else {
+        "Content-Length: 0".to_owned()
+    };
+    format!(
+        r#"  <send>
+    <![CDATA[
+      SIP/2.0 {code}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      {body}
+    ]]>
+  </send>
+"#
+    )
+}
+
+/// What a caller scenario expects of the door phone.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A final refusal with exactly this code (acknowledged).
+    Refused(u16),
+    /// 200 OK; the caller hangs up after this long.
+    Answered { hang_up_after: Duration },
+    /// 200 OK; the caller waits for the door phone's BYE and answers it.
+    AnsweredUntilBye,
+}
+
+/// A caller's scenario: INVITE `user` at the door phone as `from_user`.
+pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> String {
+    let mut s = String::from(HEAD);
+    s += &invite(user, from_user, video);
+    s += r#"  <recv response="100" optional="true"/>
+"#;
+    match expect {
+        Caller::Refused(code) => {
+            s += r#"  <recv response="180" optional="true"/>
+"#;
+            s += &format!("  <recv response=\"{code}\" rtd=\"1\"/>\n");
+            s += &in_dialog("ACK", user, from_user, 1);
+        }
+        Caller::Answered { hang_up_after } => {
+            s += r#"  <recv response="180" optional="true"/>
+  <recv response="200" rtd="1"/>
+"#;
+            s += &in_dialog("ACK", user, from_user, 1);
+            s += &format!(
+                "  <pause milliseconds=\"{}\"/>\n",
+                hang_up_after.as_millis()
+            );
+            s += &in_dialog("BYE", user, from_user, 2);
+            s += r#"  <recv response="200"/>
+"#;
+        }
+        Caller::AnsweredUntilBye => {
+            s += r#"  <recv response="180" optional="true"/>
+  <recv response="200" rtd="1"/>
+"#;
+            s += &in_dialog("ACK", user, from_user, 1);
+            s += r#"  <recv request="BYE"/>
+"#;
+            s += &respond("200 OK", false).replace(";tag=[pid]SIPpTag01[call_number]", "");
+        }
+    }
+    s += "</scenario>\n";
+    s
+}
+
+/// What a callee scenario does with the door phone's INVITE.
+#[derive(Debug, Clone)]
+pub enum Callee {
+    /// Rings, answers after this long, then waits for the BYE.
+    Answer { after: Duration },
+    /// Rings until the door phone cancels.
+    RingUntilCancel,
+    /// Refuses at once with this status line (`486 Busy Here`).
+    Refuse(&'static str),
+}
+
+/// A callee's scenario.
+pub fn callee(behaviour: &Callee) -> String {
+    let mut s = String::from(HEAD);
+    s += r#"  <recv request="INVITE" crlf="true"/>
+"#;
+    match behaviour {
+        Callee::Answer { after } => {
+            s += &respond("180 Ringing", false);
+            s += &format!("  <pause milliseconds=\"{}\"/>\n", after.as_millis());
+            s += &respond("200 OK", true).replace("<send>", "<send retrans=\"500\">");
+            s += r#"  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+"#;
+            s += &respond("200 OK", false);
+        }
+        Callee::RingUntilCancel => {
+            s += &respond("180 Ringing", false);
+            s += r#"  <recv request="CANCEL"/>
+"#;
+            s += &respond("200 OK", false);
+            s += r#"  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [last_cseq_number] INVITE
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK"/>
+"#;
+        }
+        Callee::Refuse(status) => {
+            s += &respond(status, false);
+            s += r#"  <recv request="ACK"/>
+"#;
+        }
+    }
+    s += "</scenario>\n";
+    s
+}
+
+/// A registrar that challenges every REGISTER with 401 and accepts a correct
+/// digest for `user`/`password`, granting `expires` seconds; `rounds`
+/// registrations (the first and its refreshes) end the scenario. A wrong digest
+/// gets 403.
+pub fn registrar(user: &str, password: &str, expires: u32, rounds: u32) -> String {
+    let mut s = String::from(HEAD);
+    for round in 0..rounds {
+        s += r#"  <recv request="REGISTER"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 401 Unauthorized
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      WWW-Authenticate: Digest realm="door.test", nonce="[pid][call_number]n"#;
+        s += &round.to_string();
+        s += &format!(
+            r#"", algorithm=MD5
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="REGISTER">
+    <action>
+      <verifyauth assign_to="authvalid{round}" username="{user}" password="{password}"/>
+    </action>
+  </recv>
+  <nop hide="true" test="authvalid{round}" next="good{round}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 403 Forbidden
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="REGISTER" next="bad"/>
+  <label id="good{round}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Contact:];expires={expires}
+      Expires: {expires}
+      Content-Length: 0
+    ]]>
+  </send>
+"#
+        );
+    }
+    s += r#"  <label id="bad"/>
+</scenario>
+"#;
+    s
+}
+
+/// One SIP message in SIPp's trace.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    /// Sent by SIPp (else received).
+    pub sent: bool,
+    pub text: String,
+}
+
+impl Traced {
+    /// The start line: `INVITE sip:...` or `SIP/2.0 200 OK`.
+    pub fn first_line(&self) -> &str {
+        self.text.lines().next().unwrap_or("")
+    }
+
+    pub fn is_request(&self, method: &str) -> bool {
+        self.first_line().starts_with(&format!("{method} "))
+    }
+
+    pub fn is_response(&self, code: u16) -> bool {
+        self.first_line().starts_with(&format!("SIP/2.0 {code}"))
+    }
+}
+
+/// A SIPp instance.
+pub struct Sipp {
+    child: Option<Child>,
+    trace: PathBuf,
+    pub port: u16,
+}
+
+impl Sipp {
+    /// Runs `scenario` from `port` on loopback; a caller when `target` is given,
+    /// else it waits for requests. `name` names its files in `dir`.
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        scenario: &str,
+        port: u16,
+        target: Option<SocketAddr>,
+        extra: &[&str],
+    ) -> Result<Sipp> {
+        let file = dir.join(format!("{name}.xml"));
+        std::fs::write(&file, scenario)?;
+        let trace = dir.join(format!("{name}.msg"));
+        let mut cmd = Command::new("sipp");
+        cmd.arg("-sf")
+            .arg(&file)
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .args(["-m", "1", "-nostdin", "-trace_msg", "-message_file"])
+            .arg(&trace)
+            .args(["-timeout", "60", "-timeout_error", "-max_recv_loops", "100"])
+            .args(extra)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.err")))?);
+        if let Some(target) = target {
+            cmd.arg(target.to_string());
+        }
+        let child = cmd.spawn().context("sipp (Debian package sip-tester)")?;
+        Ok(Sipp {
+            child: Some(child),
+            trace,
+            port,
+        })
+    }
+
+    /// Waits for the scenario to end (at most `patience`) and returns its exit
+    /// status: success when every step happened as scripted.
+    pub async fn finish(&mut self, patience: Duration) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("already finished")?;
+        let waited = tokio::time::timeout(
+            patience,
+            tokio::task::spawn_blocking(move || {
+                let status = child.wait();
+                (child, status)
+            }),
+        )
+        .await;
+        match waited {
+            Ok(joined) => {
+                let (_, status) = joined?;
+                Ok(status?)
+            }
+            Err(_) => bail!(
+                "sipp did not finish in {patience:?}; trace:\n{}",
+                self.trace_text()
+            ),
+        }
+    }
+
+    /// Waits for success, failing with the trace otherwise.
+    pub async fn succeeds(&mut self, patience: Duration) -> Result<()> {
+        let status = self.finish(patience).await?;
+        if !status.success() {
+            bail!("sipp failed ({status}); trace:\n{}", self.trace_text());
+        }
+        Ok(())
+    }
+
+    pub fn trace_text(&self) -> String {
+        std::fs::read_to_string(&self.trace).unwrap_or_default()
+    }
+
+    /// The messages of the trace, in order.
+    pub fn messages(&self) -> Vec<Traced> {
+        parse_trace(&self.trace_text())
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// SIPp's `-trace_msg` file: each message after a line of dashes ending in a
+/// timestamp and a line saying whether it was sent or received.
+fn parse_trace(text: &str) -> Vec<Traced> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !line.starts_with("----------") {
+            continue;
+        }
+        let stamp = line.trim_start_matches('-').trim();
+        let Some(at) = parse_stamp(stamp) else {
+            continue;
+        };
+        let Some(kind) = lines.next() else { break };
+        let sent = kind.contains("sent");
+        if !sent && !kind.contains("received") {
+            continue;
+        }
+        let mut body = Vec::new();
+        while let Some(l) = lines.peek() {
+            if l.starts_with("----------") {
+                break;
+            }
+            body.push(*l);
+            lines.next();
+        }
+        let text = body
+            .iter()
+            .skip_while(|l| l.trim().is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        out.push(Traced { at, sent, text });
+    }
+    out
+}
+
+/// `2026-11-26 23:59:59.123456` (local time, as SIPp prints it) to seconds;
+/// only differences between stamps matter, so the zone is ignored.
+fn parse_stamp(stamp: &str) -> Option<f64> {
+    let (date, time) = stamp.split_once(' ')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec = t.next()?.parse::<f64>().ok()?;
+    // Days since the epoch (civil calendar).
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some((days * 86400 + h * 3600 + min * 60) as f64 + sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_sipp_traces() {
+        let text = "----------------------------------------------- 2026-11-26 10:00:00.250000\n\
+                    UDP message sent (10 bytes):\n\n\
+                    INVITE sip:1@x SIP/2.0\nVia: x\n\n\
+                    ----------------------------------------------- 2026-11-26 10:00:03.750000\n\
+                    UDP message received [300] bytes :\n\n\
+                    SIP/2.0 200 OK\nVia: x\n";
+        let m = parse_trace(text);
+        assert_eq!(m.len(), 2);
+        assert!(m[0].sent && m[0].is_request("INVITE"));
+        assert!(!m[1].sent && m[1].is_response(200));
+        assert!((m[1].at - m[0].at - 3.5).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,724 @@
+//! System tests of `doorphone-sip`: the real agent, config and media services as
+//! their own users on a private bus, and SIPp as callers, callees and registrars
+//! on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use doorphone_interfaces::config::Config1Proxy;
+use doorphone_interfaces::media;
+use doorphone_interfaces::sip::{self, Sip1Proxy, account_state};
+use doorphone_system_tests::sip::{
+    Callee, Caller, Sipp, Traced, callee, caller, free_port, registrar,
+};
+use doorphone_system_tests::{
+    Bus, ConfigDb, PATIENCE, Service, chown_to, start_config, start_service,
+};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+struct Rig {
+    _bus: Bus,
+    _db: ConfigDb,
+    _config: Service,
+    _media: Service,
+    sip: Option<Service>,
+    dir: tempfile::TempDir,
+    conn: zbus::Connection,
+    port: u16,
+}
+
+impl Rig {
+    /// Config (with `change` applied to its document), media with test sources
+    /// and an RTP timeout of `rtp_timeout` seconds, and the SIP agent.
+    async fn start(rtp_timeout: u32, change: impl FnOnce(&mut Value)) -> Rig {
+        let bus = Bus::start().unwrap();
+        let db = ConfigDb::new().unwrap();
+        let config = start_config(&bus, &db).await.unwrap();
+        let conn = bus.connect().await.unwrap();
+        let proxy = Config1Proxy::new(&conn).await.unwrap();
+        let mut doc: Value = serde_json::from_str(&proxy.export().await.unwrap()).unwrap();
+        doc["calls"]["auto_answer"] =
+            json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
+        change(&mut doc);
+        proxy.import(&doc.to_string()).await.unwrap();
+
+        let dir = tempfile::Builder::new()
+            .prefix("doorphone-sip")
+            .tempdir()
+            .unwrap();
+        chown_to(dir.path(), "doorphone-media").unwrap();
+        let media = start_service(
+            &bus,
+            "doorphone-media",
+            "doorphone-media",
+            media::BUS_NAME,
+            &[
+                "--audio-source".into(),
+                "test".into(),
+                "--audio-sink".into(),
+                "fake".into(),
+                "--video-source".into(),
+                "test".into(),
+                "--rtp-timeout".into(),
+                rtp_timeout.to_string(),
+                "--address".into(),
+                "127.0.0.1".into(),
+            ],
+            &dir.path().join("media.log"),
+        )
+        .await
+        .unwrap();
+        let sip_dir = dir.path().join("sip");
+        std::fs::create_dir(&sip_dir).unwrap();
+        chown_to(&sip_dir, "doorphone-sip").unwrap();
+        let port = free_port();
+        let sip = start_service(
+            &bus,
+            "doorphone-sip",
+            "doorphone-sip",
+            sip::BUS_NAME,
+            &[
+                "--address".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+                "--history".into(),
+                sip_dir.join("history.db").display().to_string(),
+            ],
+            &dir.path().join("sip.log"),
+        )
+        .await
+        .unwrap();
+        Rig {
+            _bus: bus,
+            _db: db,
+            _config: config,
+            _media: media,
+            sip: Some(sip),
+            dir,
+            conn,
+            port,
+        }
+    }
+
+    fn agent(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    async fn proxy(&self) -> Sip1Proxy<'static> {
+        Sip1Proxy::builder(&self.conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    async fn config(&self) -> Config1Proxy<'static> {
+        Config1Proxy::new(&self.conn).await.unwrap()
+    }
+
+    /// Changes the configuration while everything runs.
+    async fn reconfigure(&self, change: impl FnOnce(&mut Value)) {
+        let proxy = self.config().await;
+        let mut doc: Value = serde_json::from_str(&proxy.export().await.unwrap()).unwrap();
+        change(&mut doc);
+        proxy.import(&doc.to_string()).await.unwrap();
+        let revision = proxy.revision().await.unwrap();
+        self.applied(revision).await;
+    }
+
+    /// Waits until the agent works with config revision `revision`.
+    async fn applied(&self, revision: u64) {
+        let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
+            .destination(sip::BUS_NAME)
+            .path(sip::OBJECT_PATH)
+            .build()
+            .await
+            .unwrap();
+        let mut changes = props.receive_properties_changed().await.unwrap();
+        let proxy = self.proxy().await;
+        tokio::time::timeout(PATIENCE, async {
+            while proxy.config_revision().await.unwrap() < revision {
+                changes.next().await;
+            }
+        })
+        .await
+        .expect("the agent applies the new configuration");
+    }
+
+    /// A SIPp caller calling `user` as `from_user`.
+    fn call(&self, name: &str, user: &str, from_user: &str, video: bool, expect: Caller) -> Sipp {
+        Sipp::start(
+            self.dir.path(),
+            name,
+            &caller(user, from_user, video, &expect),
+            free_port(),
+            Some(self.agent()),
+            &[],
+        )
+        .unwrap()
+    }
+
+    /// A SIPp callee on its own port.
+    fn callee(&self, name: &str, behaviour: Callee) -> Sipp {
+        Sipp::start(
+            self.dir.path(),
+            name,
+            &callee(&behaviour),
+            free_port(),
+            None,
+            &[],
+        )
+        .unwrap()
+    }
+
+    /// Media sessions alive now.
+    async fn media_sessions(&self) -> usize {
+        let xml = zbus::fdo::IntrospectableProxy::builder(&self.conn)
+            .destination(media::BUS_NAME)
+            .path("/org/doorphone/Media1/session")
+            .build()
+            .await
+            .unwrap()
+            .introspect()
+            .await
+            .unwrap_or_default();
+        xml.matches("<node name=").count()
+    }
+
+    fn sip_log(&self) -> String {
+        self.sip.as_ref().map(Service::log).unwrap_or_default()
+    }
+}
+
+fn account(id: u32, user: &str, server: &str, password: &str) -> Value {
+    json!({
+        "id": id, "enabled": true, "label": format!("Account {id}"), "display_name": "Door",
+        "user": user, "auth_user": user, "password": password, "server": server,
+        "transport": "udp", "register_expires": 60,
+    })
+}
+
+fn contact(id: u32, number: &str, whitelist: bool) -> Value {
+    json!({"id": id, "name": number, "number": number, "account": "auto", "whitelist": whitelist})
+}
+
+/// Seconds between the first message matching `a` and the first after it
+/// matching `b`.
+fn between(messages: &[Traced], a: impl Fn(&Traced) -> bool, b: impl Fn(&Traced) -> bool) -> f64 {
+    let start = messages
+        .iter()
+        .position(&a)
+        .expect("the first message is in the trace");
+    let end = messages[start..]
+        .iter()
+        .find(|m| b(m))
+        .expect("the second message is in the trace");
+    end.at - messages[start].at
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The reason of the next call that ends.
+async fn next_end(states: &mut doorphone_interfaces::sip::CallStateChangedStream) -> String {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let s = states.next().await.expect("the agent stays on the bus");
+            let a = s.args().unwrap();
+            if a.state == sip::call_state::ENDED {
+                return a.reason.to_owned();
+            }
+        }
+    })
+    .await
+    .expect("a call ends")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whitelist_lets_contacts_ring_and_refuses_strangers_without_media() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |doc| {
+        // Account 1 guards the door phone; its server is not there, which does
+        // not matter to direct calls.
+        let mut a = account(1, "1001", "127.0.0.1:9", "x");
+        a["prevent_sip_hacking"] = json!(true);
+        doc["accounts"] = json!([a]);
+        doc["contacts"] = json!([contact(1, "200", true), contact(2, "300", false)]);
+    })
+    .await;
+    let proxy = rig.proxy().await;
+    let mut refused = proxy.receive_call_refused().await.unwrap();
+
+    let mut stranger = rig.call("stranger", "door", "666", false, Caller::Refused(403));
+    stranger.succeeds(WAIT).await.unwrap();
+    let signal = refused.next().await.unwrap();
+    let args = signal.args().unwrap();
+    assert_eq!(args.code, 403);
+    assert!(args.caller.contains("666"), "{}", args.caller);
+    // Known but not whitelisted: the same answer.
+    rig.call("known", "door", "300", false, Caller::Refused(403))
+        .succeeds(WAIT)
+        .await
+        .unwrap();
+    assert!(
+        stranger.messages().iter().all(|m| !m.is_response(180)),
+        "a stranger must not hear ringing"
+    );
+    assert_eq!(rig.media_sessions().await, 0, "no media for strangers");
+
+    let mut friend = rig.call(
+        "friend",
+        "door",
+        "200",
+        false,
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(300),
+        },
+    );
+    friend.succeeds(WAIT).await.unwrap();
+    assert!(friend.messages().iter().any(|m| m.is_response(180)));
+
+    // Off: both ring.
+    rig.reconfigure(|doc| doc["accounts"][0]["prevent_sip_hacking"] = json!(false))
+        .await;
+    rig.call(
+        "stranger-off",
+        "door",
+        "666",
+        false,
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(300),
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dnd_refuses_with_its_return_code_on_its_own_account_only() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |doc| {
+        let mut a1 = account(1, "1001", "127.0.0.1:9", "x");
+        a1["dnd"] = json!({"enabled": true, "return_code": 404, "on_code": "", "off_code": ""});
+        doc["accounts"] = json!([a1, account(2, "2002", "127.0.0.1:9", "x")]);
+        doc["calls"]["auto_answer"]["sip"] = json!(true);
+    })
+    .await;
+    for code in [404u16, 480, 486, 603] {
+        rig.reconfigure(|doc| doc["accounts"][0]["dnd"]["return_code"] = json!(code))
+            .await;
+        rig.call(
+            &format!("dnd-{code}"),
+            "1001",
+            "200",
+            false,
+            Caller::Refused(code),
+        )
+        .succeeds(WAIT)
+        .await
+        .unwrap();
+    }
+    // Account 2 has no DND: its call is answered.
+    let mut states = rig
+        .proxy()
+        .await
+        .receive_call_state_changed()
+        .await
+        .unwrap();
+    rig.call(
+        "account-2",
+        "2002",
+        "200",
+        false,
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(300),
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap();
+    assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
+    let history = rig.proxy().await.history().await.unwrap();
+    let refusals: Vec<u16> = history
+        .iter()
+        .filter(|h| h.end_reason == "policy")
+        .map(|h| h.code)
+        .collect();
+    assert_eq!(refusals, [404, 480, 486, 603]);
+    assert!(history.iter().any(|h| h.account == "2" && h.answered > 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_answer_waits_its_delay_and_leaves_sip_calls_ringing_when_ip_only() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |doc| {
+        doc["accounts"] = json!([account(1, "1001", "127.0.0.1:9", "x")]);
+        doc["calls"]["auto_answer"] =
+            json!({"ip": true, "sip": false, "delay": 3, "mode": "audio"});
+        doc["calls"]["max_dial_in_time"] = json!(5);
+    })
+    .await;
+    // A direct call: 200 OK 3 s after the INVITE; audio mode answers a video
+    // offer with audio only.
+    let mut ip = rig.call(
+        "delayed",
+        "door",
+        "200",
+        true,
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(200),
+        },
+    );
+    ip.succeeds(WAIT).await.unwrap();
+    let m = ip.messages();
+    let waited = between(
+        &m,
+        |m| m.sent && m.is_request("INVITE"),
+        |m| !m.sent && m.is_response(200),
+    );
+    assert!((waited - 3.0).abs() <= 0.5, "answered after {waited:.3} s");
+    let ok = m.iter().find(|m| !m.sent && m.is_response(200)).unwrap();
+    assert!(ok.text.contains("m=audio"), "{}", ok.text);
+    assert!(
+        ok.text.contains("m=video 0") || !ok.text.contains("m=video"),
+        "video refused in audio mode: {}",
+        ok.text
+    );
+
+    // A call through account 1 rings until max dial-in time ends it with 480.
+    let mut sip_call = rig.call("ringing", "1001", "200", false, Caller::Refused(480));
+    sip_call.succeeds(WAIT).await.unwrap();
+    let m = sip_call.messages();
+    assert!(m.iter().any(|m| m.is_response(180)));
+    let rang = between(
+        &m,
+        |m| m.sent && m.is_request("INVITE"),
+        |m| !m.sent && m.is_response(480),
+    );
+    assert!((rang - 5.0).abs() <= 0.5, "ended after {rang:.3} s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answered_call_ends_with_bye_at_max_call_time() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |doc| doc["calls"]["max_call_time"] = json!(5)).await;
+    let proxy = rig.proxy().await;
+    let mut states = proxy.receive_call_state_changed().await.unwrap();
+    let mut call = rig.call("limited", "door", "200", false, Caller::AnsweredUntilBye);
+    call.succeeds(WAIT).await.unwrap();
+    let m = call.messages();
+    let lasted = between(
+        &m,
+        |m| !m.sent && m.is_response(200),
+        |m| !m.sent && m.is_request("BYE"),
+    );
+    assert!((lasted - 5.0).abs() <= 0.5, "BYE after {lasted:.3} s");
+    assert_eq!(next_end(&mut states).await, sip::end_reason::MAX_CALL_TIME);
+    // BYE freed the media session.
+    assert_eq!(rig.media_sessions().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_caller_is_hung_up_after_the_rtp_timeout() {
+    doorphone_system_tests::require_root();
+    // SIPp sends no RTP at all.
+    let rig = Rig::start(2, |_| {}).await;
+    let mut states = rig
+        .proxy()
+        .await
+        .receive_call_state_changed()
+        .await
+        .unwrap();
+    let mut call = rig.call("silent", "door", "200", false, Caller::AnsweredUntilBye);
+    call.succeeds(WAIT).await.unwrap();
+    let m = call.messages();
+    let lasted = between(
+        &m,
+        |m| !m.sent && m.is_response(200),
+        |m| !m.sent && m.is_request("BYE"),
+    );
+    assert!(lasted < 5.0, "hung up after {lasted:.3} s");
+    assert_eq!(next_end(&mut states).await, sip::end_reason::RTP_TIMEOUT);
+    assert_eq!(rig.media_sessions().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dial_plan_prefix_rings_every_target_and_the_first_answer_cancels_the_rest() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let start =
+        |name: &str, b| Sipp::start(dir.path(), name, &callee(&b), free_port(), None, &[]).unwrap();
+    let mut first = start("callee-1", Callee::RingUntilCancel);
+    let mut second = start(
+        "callee-2",
+        Callee::Answer {
+            after: Duration::from_secs(1),
+        },
+    );
+    let mut third = start("callee-3", Callee::RingUntilCancel);
+    let targets: Vec<String> = [&first, &second, &third]
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let dir_rig = Rig::start(30, |doc| {
+        doc["dial_plan"] = json!([{"id": 1, "name": "Flats", "prefix": "9", "account": "auto", "replace": targets}]);
+    })
+    .await;
+    let proxy = dir_rig.proxy().await;
+    let call = proxy.dial("9", Default::default()).await.unwrap();
+    first.succeeds(WAIT).await.unwrap();
+    third.succeeds(WAIT).await.unwrap();
+    let cp = doorphone_interfaces::sip::CallProxy::builder(&dir_rig.conn)
+        .path(call.clone())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(cp.state().await.unwrap(), sip::call_state::ANSWERED);
+    assert!(
+        cp.remote()
+            .await
+            .unwrap()
+            .contains(&second.port.to_string())
+    );
+    cp.hangup().await.unwrap();
+    second.succeeds(WAIT).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_outgoing_call_is_cancelled_at_max_dial_out_time() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |doc| doc["calls"]["max_dial_out_time"] = json!(5)).await;
+    let mut callee = rig.callee("never", Callee::RingUntilCancel);
+    let proxy = rig.proxy().await;
+    let mut states = proxy.receive_call_state_changed().await.unwrap();
+    proxy
+        .dial(&format!("127.0.0.1:{}", callee.port), Default::default())
+        .await
+        .unwrap();
+    callee.succeeds(WAIT).await.unwrap();
+    let m = callee.messages();
+    let rang = between(
+        &m,
+        |m| !m.sent && m.is_request("INVITE"),
+        |m| !m.sent && m.is_request("CANCEL"),
+    );
+    assert!((rang - 5.0).abs() <= 0.5, "cancelled after {rang:.3} s");
+    assert_eq!(next_end(&mut states).await, sip::end_reason::NO_ANSWER);
+    let history = proxy.history().await.unwrap();
+    assert_eq!(
+        history.last().unwrap().end_reason,
+        sip::end_reason::NO_ANSWER
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_register_with_digest_refresh_before_expiry_and_show_failures() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    // Registrar 1 grants 4 s: the refresh must come before they run out.
+    let mut reg1 = Sipp::start(
+        dir.path(),
+        "registrar-1",
+        &registrar("1001", "secret1", 4, 2),
+        p1,
+        None,
+        &[],
+    )
+    .unwrap();
+    let mut reg2 = Sipp::start(
+        dir.path(),
+        "registrar-2",
+        &registrar("2002", "secret2", 60, 1),
+        p2,
+        None,
+        &[],
+    )
+    .unwrap();
+    let rig = Rig::start(30, |doc| {
+        doc["accounts"] = json!([
+            account(1, "1001", &format!("127.0.0.1:{p1}"), "secret1"),
+            account(2, "2002", &format!("127.0.0.1:{p2}"), "secret2"),
+        ]);
+    })
+    .await;
+    reg1.succeeds(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
+    reg2.succeeds(WAIT).await.unwrap();
+    let m = reg1.messages();
+    let oks: Vec<f64> = m
+        .iter()
+        .filter(|m| m.sent && m.is_response(200))
+        .map(|m| m.at)
+        .collect();
+    let registers: Vec<f64> = m
+        .iter()
+        .filter(|m| !m.sent && m.is_request("REGISTER"))
+        .map(|m| m.at)
+        .collect();
+    assert_eq!(oks.len(), 2);
+    let refresh = registers.iter().find(|&&t| t > oks[0]).unwrap() - oks[0];
+    assert!(refresh < 4.0, "refreshed {refresh:.3} s after a 4 s grant");
+    let accounts = rig.proxy().await.accounts().await.unwrap();
+    assert!(
+        accounts
+            .iter()
+            .all(|a| a.state == account_state::REGISTERED),
+        "{accounts:?}"
+    );
+
+    // A wrong password shows as failed, with the server's answer.
+    let p3 = free_port();
+    let _reg3 = Sipp::start(
+        dir.path(),
+        "registrar-3",
+        &registrar("2002", "right", 60, 1),
+        p3,
+        None,
+        &[],
+    )
+    .unwrap();
+    let proxy = rig.proxy().await;
+    let mut changes = proxy.receive_account_state_changed().await.unwrap();
+    rig.reconfigure(|doc| {
+        doc["accounts"][1]["server"] = json!(format!("127.0.0.1:{p3}"));
+        doc["accounts"][1]["password"] = json!("wrong");
+    })
+    .await;
+    let failed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let s = changes.next().await.unwrap();
+            let a = s.args().unwrap();
+            if a.account == 2 && a.state == account_state::FAILED {
+                break a.code;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switching_dnd_dials_the_on_and_off_codes_to_the_server() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut reg = Sipp::start(
+        dir.path(),
+        "registrar",
+        &registrar("1001", "pw", 600, 1),
+        port,
+        None,
+        &[],
+    )
+    .unwrap();
+    let rig = Rig::start(30, |doc| {
+        doc["accounts"] = json!([account(1, "1001", &format!("127.0.0.1:{port}"), "pw")]);
+    })
+    .await;
+    reg.succeeds(WAIT).await.unwrap();
+    let proxy = rig.proxy().await;
+    tokio::time::timeout(PATIENCE, async {
+        while proxy.accounts().await.unwrap()[0].state != account_state::REGISTERED {
+            proxy
+                .receive_account_state_changed()
+                .await
+                .unwrap()
+                .next()
+                .await;
+        }
+    })
+    .await
+    .unwrap();
+    // The server side of the codes: a callee on the registrar's port.
+    for (on, code) in [(true, "78"), (false, "79")] {
+        let mut server = Sipp::start(
+            dir.path(),
+            &format!("code-{code}"),
+            &callee(&Callee::Answer {
+                after: Duration::ZERO,
+            }),
+            port,
+            None,
+            &[],
+        )
+        .unwrap();
+        rig.reconfigure(|doc| doc["accounts"][0]["dnd"]["enabled"] = json!(on))
+            .await;
+        server.succeeds(WAIT).await.unwrap();
+        let invite = server
+            .messages()
+            .into_iter()
+            .find(|m| m.is_request("INVITE"))
+            .unwrap();
+        assert!(
+            invite
+                .first_line()
+                .starts_with(&format!("INVITE sip:{code}@127.0.0.1")),
+            "{}",
+            invite.first_line()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_datagrams_do_not_stop_the_agent() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |_| {}).await;
+    let mut states = rig
+        .proxy()
+        .await
+        .receive_call_state_changed()
+        .await
+        .unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let valid = "INVITE sip:door@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:door@127.0.0.1>\r\nCall-ID: junk\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:9>\r\nContent-Length: 4\r\n\r\nv=0\n";
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    for i in 0..1000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let datagram: Vec<u8> = match i % 5 {
+            0 => valid.as_bytes()[..(seed as usize % valid.len())].to_vec(),
+            1 => (0..(seed % 1400) as usize)
+                .map(|n| (seed >> (n % 56)) as u8 ^ n as u8)
+                .collect(),
+            2 => valid
+                .replace(
+                    "Contact: <sip:a@127.0.0.1:9>",
+                    &format!("X-Long: {}", "a".repeat(7000)),
+                )
+                .into_bytes(),
+            3 => valid
+                .replace(
+                    "Content-Length: 4",
+                    &format!("Content-Length: {}", seed % 100_000),
+                )
+                .into_bytes(),
+            _ => valid
+                .replace("CSeq: 1 INVITE", "CSeq: x BYE")
+                .replace("Call-ID: junk", &format!("Call-ID: {seed}"))
+                .into_bytes(),
+        };
+        socket.send_to(&datagram, rig.agent()).unwrap();
+    }
+    rig.call(
+        "after-junk",
+        "door",
+        "200",
+        false,
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(200),
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
+    assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
+    assert_eq!(rig.media_sessions().await, 0);
+}
