@@ -132,6 +132,8 @@ pub enum Caller {
     Answered { hang_up_after: Duration },
     /// 200 OK; the caller waits for the door phone's BYE and answers it.
     AnsweredUntilBye,
+    /// 200 OK, never acknowledged: the caller goes away.
+    AnsweredWithoutAck,
 }
 
 /// A caller's scenario: INVITE `user` at the door phone as `from_user`.
@@ -158,6 +160,11 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
             );
             s += &in_dialog("BYE", user, from_user, 2);
             s += r#"  <recv response="200"/>
+"#;
+        }
+        Caller::AnsweredWithoutAck => {
+            s += r#"  <recv response="180" optional="true"/>
+  <recv response="200" rtd="1"/>
 "#;
         }
         Caller::AnsweredUntilBye => {

@@ -3,11 +3,14 @@
 //! on loopback.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::media;
 use doorphone_interfaces::sip::{self, Sip1Proxy, account_state};
+use doorphone_system_tests::audio::{dominant, read_wav};
 use doorphone_system_tests::sip::{
     Callee, Caller, Sipp, Traced, callee, caller, free_port, registrar,
 };
@@ -32,6 +35,15 @@ impl Rig {
     /// Config (with `change` applied to its document), media with test sources
     /// and an RTP timeout of `rtp_timeout` seconds, and the SIP agent.
     async fn start(rtp_timeout: u32, change: impl FnOnce(&mut Value)) -> Rig {
+        Rig::start_with_sink(rtp_timeout, None, change).await
+    }
+
+    /// As `start`; the speaker writes to `speaker` (a WAV file) when given.
+    async fn start_with_sink(
+        rtp_timeout: u32,
+        speaker: Option<&Path>,
+        change: impl FnOnce(&mut Value),
+    ) -> Rig {
         let bus = Bus::start().unwrap();
         let db = ConfigDb::new().unwrap();
         let config = start_config(&bus, &db).await.unwrap();
@@ -57,7 +69,7 @@ impl Rig {
                 "--audio-source".into(),
                 "test".into(),
                 "--audio-sink".into(),
-                "fake".into(),
+                speaker.map_or("fake".into(), |p| format!("file:{}", p.display())),
                 "--video-source".into(),
                 "test".into(),
                 "--rtp-timeout".into(),
@@ -721,4 +733,241 @@ async fn malformed_datagrams_do_not_stop_the_agent() {
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
     assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
     assert_eq!(rig.media_sessions().await, 0);
+}
+
+/// The door phone's test tone and baresip's.
+const DOOR_TONE: f64 = 440.0;
+const BARESIP_TONE: f64 = 1000.0;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_call_from_baresip_carries_audio_both_ways_and_bye_frees_the_media() {
+    doorphone_system_tests::require_root();
+    let peer = tempfile::Builder::new()
+        .prefix("baresip")
+        .tempdir()
+        .unwrap();
+    let speaker_dir = tempfile::Builder::new()
+        .prefix("speaker")
+        .tempdir()
+        .unwrap();
+    chown_to(speaker_dir.path(), "doorphone-media").unwrap();
+    let speaker = speaker_dir.path().join("speaker.wav");
+    let rig = Rig::start_with_sink(30, Some(&speaker), |_| {}).await;
+    let mut states = rig
+        .proxy()
+        .await
+        .receive_call_state_changed()
+        .await
+        .unwrap();
+    let sip_port = free_port();
+    let records = peer.path().join("records");
+    std::fs::create_dir(&records).unwrap();
+    std::fs::write(
+        peer.path().join("config"),
+        format!(
+            "sip_listen 127.0.0.1:{sip_port}\n\
+             net_interface 127.0.0.1\n\
+             module_path /usr/lib/baresip/modules\n\
+             module g711.so\n\
+             module ausine.so\n\
+             module aubridge.so\n\
+             module sndfile.so\n\
+             module menu.so\n\
+             module account.so\n\
+             audio_source ausine,{BARESIP_TONE}\n\
+             audio_player aubridge,nowhere\n\
+             ausrc_srate 48000\n\
+             ausrc_channels 2\n\
+             snd_path {}\n",
+            records.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        peer.path().join("accounts"),
+        "<sip:resident@127.0.0.1>;regint=0;audio_codecs=PCMU\n",
+    )
+    .unwrap();
+    let log = std::fs::File::create(peer.path().join("baresip.log")).unwrap();
+    // Calls the door phone, talks for four seconds, and quits (hanging up).
+    let baresip = Command::new("baresip")
+        .arg("-f")
+        .arg(peer.path())
+        .args([
+            "-e",
+            &format!("/dial sip:door@127.0.0.1:{}", rig.port),
+            "-t",
+            "5",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("baresip (Debian package baresip-core)");
+    let status = tokio::task::spawn_blocking(move || {
+        let mut baresip = baresip;
+        baresip.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let peer_log = std::fs::read_to_string(peer.path().join("baresip.log")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "baresip: {status}\n{peer_log}\n{}",
+        rig.sip_log()
+    );
+    assert_eq!(
+        next_end(&mut states).await,
+        sip::end_reason::REMOTE_HANGUP,
+        "{peer_log}"
+    );
+    assert_eq!(rig.media_sessions().await, 0, "BYE frees the media session");
+
+    // baresip heard the door phone's tone...
+    let received = std::fs::read_dir(&records)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("baresip recorded nothing\n{peer_log}"));
+    let (rate, heard) = read_wav(&std::fs::read(&received).unwrap()).unwrap();
+    let last_second = &heard[heard.len().saturating_sub(rate as usize)..];
+    assert_eq!(
+        dominant(last_second, rate, &[DOOR_TONE, BARESIP_TONE]),
+        Some(DOOR_TONE)
+    );
+    // ...and the door phone's speaker played baresip's.
+    let (rate, played) = read_wav(&std::fs::read(&speaker).unwrap()).unwrap();
+    let tail = &played[played.len().saturating_sub(rate as usize)..];
+    assert_eq!(
+        dominant(tail, rate, &[DOOR_TONE, BARESIP_TONE]),
+        Some(BARESIP_TONE)
+    );
+}
+
+/// Runs a SIPVicious tool (PyPI `sipvicious`) to its end and returns its output.
+async fn sipvicious(tool: &str, args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking({
+        let tool = tool.to_owned();
+        move || Command::new(tool).args(args).stdin(Stdio::null()).output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{tool} (PyPI sipvicious): {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scanners_find_no_extension_ring_nothing_and_start_no_media() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |doc| {
+        let mut a = account(1, "1001", "127.0.0.1:9", "x");
+        a["prevent_sip_hacking"] = json!(true);
+        doc["accounts"] = json!([a]);
+        doc["contacts"] = json!([contact(1, "200", true)]);
+    })
+    .await;
+    let mut states = rig
+        .proxy()
+        .await
+        .receive_call_state_changed()
+        .await
+        .unwrap();
+    let words = rig.dir.path().join("extensions.txt");
+    std::fs::write(
+        &words,
+        "100\n101\n200\n1001\n1002\ndoor\nadmin\nreception\n",
+    )
+    .unwrap();
+    let port = rig.port.to_string();
+    let map = sipvicious(
+        "sipvicious_svmap",
+        vec!["127.0.0.1".into(), "-p".into(), port.clone()],
+    )
+    .await;
+    let war = sipvicious(
+        "sipvicious_svwar",
+        vec![
+            "-m".into(),
+            "INVITE".into(),
+            "-d".into(),
+            words.display().to_string(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port,
+        ],
+    )
+    .await;
+    assert!(
+        !map.contains("doorphone") && !map.contains("rsip"),
+        "svmap learns no software:\n{map}"
+    );
+    assert!(war.contains("found nothing"), "svwar:\n{war}");
+    for ext in ["100", "200", "1001", "door", "admin"] {
+        assert!(
+            !war.lines().any(|l| l.contains(&format!("| {ext} "))),
+            "svwar found extension {ext}:\n{war}"
+        );
+    }
+    assert_eq!(rig.media_sessions().await, 0, "no media for scanners");
+    // The scans rang nothing: the first state the agent reports is the
+    // whitelisted caller's ringing that follows.
+    rig.call(
+        "friend",
+        "door",
+        "200",
+        false,
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(200),
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap();
+    let first = states.next().await.unwrap();
+    let args = first.args().unwrap();
+    assert_eq!(args.state, sip::call_state::RINGING);
+    assert!(args.reason == "new", "{args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_never_acknowledged_does_not_lock_out_the_next_caller() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |_| {}).await;
+    for n in 0..4 {
+        rig.call(
+            &format!("silent-{n}"),
+            "door",
+            "666",
+            false,
+            Caller::AnsweredWithoutAck,
+        )
+        .succeeds(WAIT)
+        .await
+        .unwrap();
+    }
+    let mut visitor = rig.call(
+        "visitor",
+        "door",
+        "200",
+        false,
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(200),
+        },
+    );
+    visitor.succeeds(WAIT).await.unwrap();
+    // Nothing tells the caller what software answers.
+    for m in visitor.messages().iter().filter(|m| !m.sent) {
+        let headers = m.text.to_ascii_lowercase();
+        assert!(
+            !headers.contains("\nuser-agent:") && !headers.contains("\nserver:"),
+            "{}",
+            m.text
+        );
+    }
 }
