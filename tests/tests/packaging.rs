@@ -369,3 +369,173 @@ fn the_recipes_license_checksum_matches_cargo_toml() {
         "the license line of Cargo.toml changed: update LIC_FILES_CHKSUM in doorphone.inc"
     );
 }
+
+/// No unit's `StateDirectory=` lies inside another's. systemd gives each listed
+/// directory to its unit's user at every start (the whole tree, when the top is
+/// not that user's) and sets its mode, so a nested one would be taken from its
+/// service or locked out of reach by the outer service's mode.
+#[test]
+fn no_state_directory_lies_inside_another_units() {
+    let mut dirs: Vec<(String, PathBuf)> = Vec::new();
+    for unit in files("packaging/systemd", "") {
+        for value in unit_values(&read(&unit), "Service", "StateDirectory") {
+            for dir in value.split_whitespace() {
+                dirs.push((dir.to_owned(), unit.clone()));
+            }
+        }
+    }
+    for (dir, unit) in &dirs {
+        for (other, other_unit) in &dirs {
+            assert!(
+                unit == other_unit || !Path::new(other).starts_with(dir),
+                "StateDirectory={other} of {} lies inside StateDirectory={dir} of {}",
+                other_unit.display(),
+                unit.display()
+            );
+        }
+    }
+}
+
+/// The SIP agent, as its user, serves `org.doorphone.Sip1` and, on each call,
+/// `org.doorphone.Sip1.Call` as released in `dbus/interfaces/`, and its bus
+/// policy lets each user do exactly its part: everyone reads and lists the
+/// history, the pager holds and resumes calls, root places and ends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sip_agent_serves_its_released_interfaces_to_the_callers_its_policy_names() {
+    use doorphone_interfaces::{media, sip};
+    use doorphone_system_tests::{Bus, check_released_interface, chown_to, start_service};
+
+    let bus = Bus::start().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("doorphone-sip")
+        .tempdir()
+        .unwrap();
+    let (media_dir, sip_dir) = (dir.path().join("media"), dir.path().join("sip"));
+    for (folder, user) in [(&media_dir, "doorphone-media"), (&sip_dir, "doorphone-sip")] {
+        std::fs::create_dir(folder).unwrap();
+        chown_to(folder, user).unwrap();
+    }
+    // Dialling asks media for an offer; the configuration may stay absent.
+    let _media = start_service(
+        &bus,
+        "doorphone-media",
+        "doorphone-media",
+        media::BUS_NAME,
+        &[
+            "--audio-source".into(),
+            "test".into(),
+            "--audio-sink".into(),
+            "fake".into(),
+            "--video-source".into(),
+            "none".into(),
+        ],
+        &media_dir.join("media.log"),
+    )
+    .await
+    .unwrap();
+    let _sip = start_service(
+        &bus,
+        "doorphone-sip",
+        "doorphone-sip",
+        sip::BUS_NAME,
+        &[
+            "--address".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+            "--history".into(),
+            sip_dir.join("history.db").display().to_string(),
+        ],
+        &sip_dir.join("sip.log"),
+    )
+    .await
+    .unwrap();
+
+    // A callee that never answers keeps the call dialling while it is looked at.
+    let callee = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let conn = bus.connect().await.unwrap();
+    let agent = sip::Sip1Proxy::new(&conn).await.unwrap();
+    let call = agent
+        .dial(
+            &callee.local_addr().unwrap().to_string(),
+            [("account", zbus::Variant::from("ip"))].into(),
+        )
+        .await
+        .unwrap();
+
+    for (path, interface) in [
+        (sip::OBJECT_PATH, sip::INTERFACE),
+        (call.as_str(), sip::CALL_INTERFACE),
+    ] {
+        check_released_interface(
+            &conn,
+            sip::BUS_NAME,
+            path,
+            interface,
+            &repo_root().join(format!("dbus/interfaces/{interface}.xml")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    let busctl = |user: &str, args: &[&str]| {
+        let mut full = vec![args[0], sip::BUS_NAME];
+        full.extend(&args[1..]);
+        bus.busctl_as(user, &full)
+    };
+    let on_call = |method: &'static str| ["call", call.as_str(), sip::CALL_INTERFACE, method];
+    let dial = [
+        "call",
+        sip::OBJECT_PATH,
+        sip::INTERFACE,
+        "Dial",
+        "sa{sv}",
+        "127.0.0.1:9",
+        "0",
+    ];
+    let allowed: [(&str, Vec<&str>); 6] = [
+        ("nobody", vec!["introspect", call.as_str()]),
+        (
+            "nobody",
+            vec!["call", sip::OBJECT_PATH, sip::INTERFACE, "History"],
+        ),
+        (
+            "nobody",
+            vec!["get-property", sip::OBJECT_PATH, sip::INTERFACE, "Calls"],
+        ),
+        (
+            "nobody",
+            vec!["get-property", call.as_str(), sip::CALL_INTERFACE, "State"],
+        ),
+        // The call is not answered: the agent refuses, the bus lets it ask.
+        ("doorphone-pager", on_call("Hold").to_vec()),
+        ("doorphone-pager", on_call("Resume").to_vec()),
+    ];
+    for (user, args) in allowed {
+        let out = busctl(user, &args);
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("Access denied"),
+            "{user} {args:?}: {out:?}"
+        );
+        if args[0] != "call" || user == "nobody" {
+            assert!(out.status.success(), "{user} {args:?}: {out:?}");
+        }
+    }
+    let denied: [(&str, Vec<&str>); 6] = [
+        ("nobody", dial.to_vec()),
+        ("nobody", on_call("Hold").to_vec()),
+        ("nobody", on_call("Hangup").to_vec()),
+        ("doorphone-pager", dial.to_vec()),
+        ("doorphone-pager", on_call("Hangup").to_vec()),
+        ("doorphone-media", on_call("Answer").to_vec()),
+    ];
+    for (user, args) in denied {
+        let out = busctl(user, &args);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Access denied"),
+            "{user} {args:?}: {out:?}"
+        );
+    }
+    let out = busctl("root", &on_call("Hangup"));
+    assert!(out.status.success(), "{out:?}");
+}

@@ -13,4 +13,5 @@ RDEPENDS:${PN} = "\
     doorphone-config \
     doorphone-media \
     doorphone-relay \
+    doorphone-sip \
 "
