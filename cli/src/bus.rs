@@ -2,7 +2,9 @@
 
 use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::relay::Relay1Proxy;
+use doorphone_interfaces::sip::{CallProxy, Sip1Proxy};
 use zbus::Connection;
+use zbus::ObjectPath;
 use zbus::proxy::CacheProperties;
 
 use crate::failure::Failure;
@@ -29,4 +31,26 @@ pub async fn relay(conn: &Connection) -> Result<Relay1Proxy<'_>, Failure> {
         .build()
         .await
         .map_err(doorphone_interfaces::relay::Error::from)?)
+}
+
+/// The SIP agent, without a property cache for the same reason.
+pub async fn sip(conn: &Connection) -> Result<Sip1Proxy<'_>, Failure> {
+    Ok(Sip1Proxy::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(doorphone_interfaces::sip::Error::from)?)
+}
+
+/// One call of the SIP agent, at `path`.
+pub async fn call<'a>(
+    conn: &'a Connection,
+    path: ObjectPath<'a>,
+) -> Result<CallProxy<'a>, Failure> {
+    Ok(CallProxy::builder(conn)
+        .path(path)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(doorphone_interfaces::sip::Error::from)?)
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::process::ExitCode;
 
-use doorphone_interfaces::{config, relay};
+use doorphone_interfaces::{config, relay, sip};
 use zbus::fdo;
 
 /// A service of the door phone, as a failure names it.
@@ -23,6 +23,11 @@ pub const CONFIG: Service = Service {
 pub const RELAY: Service = Service {
     what: "the relay service",
     bus_name: relay::BUS_NAME,
+};
+
+pub const SIP: Service = Service {
+    what: "the SIP agent",
+    bus_name: sip::BUS_NAME,
 };
 
 #[derive(Debug)]
@@ -95,6 +100,17 @@ impl From<relay::Error> for Failure {
             | relay::Error::Invalid(message)
             | relay::Error::Failed(message) => Failure::Message(message),
             relay::Error::ZBus(e) => Failure::from_bus(e, RELAY),
+        }
+    }
+}
+
+impl From<sip::Error> for Failure {
+    fn from(e: sip::Error) -> Self {
+        match e {
+            sip::Error::Invalid(message)
+            | sip::Error::NotFound(message)
+            | sip::Error::Failed(message) => Failure::Message(message),
+            sip::Error::ZBus(e) => Failure::from_bus(e, SIP),
         }
     }
 }

@@ -5,20 +5,25 @@
 //! Exit codes: 0 done, 1 a service refused or could not be reached (the reason on
 //! stderr), 2 usage.
 
+mod account;
 mod args;
 mod bus;
 mod button;
+mod call;
+mod clock;
 mod config;
 mod contact;
 mod dialplan;
 mod door;
 mod failure;
+mod history;
 mod output;
 mod status;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use zbus::OwnedObjectPath;
 
 use crate::failure::Failure;
 
@@ -39,7 +44,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show which door phone services are on the bus, and the configuration revision.
+    /// Show which door phone services are on the bus, the configuration revision,
+    /// and the SIP registrations.
     Status(args::Format),
     /// Export, import, read and change the configuration document.
     #[command(subcommand)]
@@ -56,6 +62,30 @@ enum Command {
     /// Open the doors and show their relays.
     #[command(subcommand)]
     Door(door::Command),
+    /// Place a call through the dial plan; prints the call's object path.
+    Dial(call::Dial),
+    /// Answer a ringing incoming call.
+    Answer {
+        /// The call: its number N, as `doorctl calls` shows it, or its path
+        /// /org/doorphone/Sip1/call/N. Default: the one incoming call that rings.
+        #[arg(value_name = "CALL", value_parser = call::parse)]
+        call: Option<OwnedObjectPath>,
+    },
+    /// End a call: refuse it while it rings, cancel it while it dials, hang up
+    /// once answered.
+    Hangup {
+        /// The call: its number N, as `doorctl calls` shows it, or its path
+        /// /org/doorphone/Sip1/call/N. Default: the answered call, else the one
+        /// call in progress.
+        #[arg(value_name = "CALL", value_parser = call::parse)]
+        call: Option<OwnedObjectPath>,
+    },
+    /// Show the calls in progress.
+    Calls(args::Format),
+    /// Show the SIP accounts and their registration.
+    Accounts(args::Format),
+    /// Show the calls that ended, oldest first (the last 1000).
+    History(args::Format),
 }
 
 /// The command-line grammar, for shell completions and the manual page.
@@ -80,6 +110,12 @@ async fn execute(command: Command) -> Result<(), Failure> {
         Command::Dialplan(command) => dialplan::run(&bus::config(&conn).await?, command).await,
         Command::Button(command) => button::run(&bus::config(&conn).await?, command).await,
         Command::Door(command) => door::run(&bus::relay(&conn).await?, command).await,
+        Command::Dial(dial) => call::dial(&conn, dial).await,
+        Command::Answer { call } => call::answer(&conn, call).await,
+        Command::Hangup { call } => call::hangup(&conn, call).await,
+        Command::Calls(format) => call::list(&conn, format).await,
+        Command::Accounts(format) => account::list(&conn, format).await,
+        Command::History(format) => history::list(&conn, format).await,
     }
 }
 
@@ -96,5 +132,22 @@ mod tests {
     fn a_missing_verb_is_a_usage_error() {
         let err = Cli::try_parse_from(["doorctl", "contact"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn dial_takes_one_media_mode_and_a_known_account() {
+        assert!(
+            Cli::try_parse_from(["doorctl", "dial", "201", "--account", "ip", "--video"]).is_ok()
+        );
+        for args in [
+            &["doorctl", "dial"][..],
+            &["doorctl", "dial", "201", "--audio", "--video"],
+            &["doorctl", "dial", "201", "--account", "3"],
+            &["doorctl", "answer", "first"],
+            &["doorctl", "hangup", "1", "2"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
     }
 }

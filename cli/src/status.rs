@@ -1,14 +1,17 @@
-//! `doorctl status`: which services are on the bus, and the configuration revision.
+//! `doorctl status`: which services are on the bus, the configuration revision,
+//! and the SIP registrations.
 
 use doorphone_interfaces::BUS_NAME_PREFIX;
 use doorphone_interfaces::config;
+use doorphone_interfaces::sip::{self, AccountStatus};
 use serde::Serialize;
 use zbus::Connection;
 use zbus::fdo::DBusProxy;
 
+use crate::account;
 use crate::args::Format;
 use crate::bus;
-use crate::failure::Failure;
+use crate::failure::{self, Failure};
 use crate::output::{self, Table};
 
 /// The services of the door phone, by the last part of their bus names.
@@ -19,6 +22,8 @@ struct Status {
     services: Vec<ServiceState>,
     /// `None` when the configuration service is not running.
     revision: Option<u64>,
+    /// The SIP accounts' registrations; `None` when the SIP agent is not running.
+    accounts: Option<Vec<AccountStatus>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,7 +49,17 @@ pub async fn run(conn: &Connection, format: Format) -> Result<(), Failure> {
     } else {
         None
     };
-    output::show(&Status { services, revision }, format, text)
+    let accounts = if names.iter().any(|n| n == sip::BUS_NAME) {
+        accounts(conn).await?
+    } else {
+        None
+    };
+    let status = Status {
+        services,
+        revision,
+        accounts,
+    };
+    output::show(&status, format, text)
 }
 
 async fn on_the_bus(conn: &Connection) -> Result<Vec<String>, Failure> {
@@ -63,6 +78,16 @@ async fn revision(conn: &Connection) -> Result<u64, Failure> {
     Ok(config.revision().await.map_err(config::Error::from)?)
 }
 
+/// The registrations; `None` when the agent left the bus since it was listed.
+async fn accounts(conn: &Connection) -> Result<Option<Vec<AccountStatus>>, Failure> {
+    let sip = bus::sip(conn).await?;
+    match sip.accounts().await.map_err(|e| sip::Error::from(e).into()) {
+        Ok(accounts) => Ok(Some(accounts)),
+        Err(Failure::NotRunning(service)) if service == failure::SIP => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn text(status: &Status) -> String {
     let mut table = Table::new(&["SERVICE", "STATE"]);
     for service in &status.services {
@@ -72,5 +97,9 @@ fn text(status: &Status) -> String {
     let revision = status
         .revision
         .map_or_else(|| "-".to_owned(), |r| r.to_string());
-    format!("{table}\n\nconfig revision: {revision}")
+    let mut text = format!("{table}\n\nconfig revision: {revision}");
+    if let Some(accounts) = &status.accounts {
+        text.push_str(&format!("\n\n{}", account::table(accounts)));
+    }
+    text
 }
