@@ -2,10 +2,11 @@
 //! `dbus-daemon` loads the project's policy files; every service runs as its own
 //! user with simulated hardware; state lives under `target/appliance/`.
 
+use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -58,7 +59,39 @@ const SERVICES: &[ServiceSpec] = &[
             ]
         },
     },
+    // Last, so the peers it asks (config, media, relay) are already there.
+    ServiceSpec {
+        binary: "doorphone-sip",
+        user: "doorphone-sip",
+        bus_name: "org.doorphone.Sip1",
+        args: |dir| {
+            vec![
+                "--address".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                sip_port().to_string(),
+                "--history".into(),
+                dir.join("history.db").display().to_string(),
+            ]
+        },
+    },
 ];
+
+/// The SIP agent's port on loopback: 5060 when it is free for UDP and TCP, else
+/// one the system picks. Chosen once, before the agent binds it.
+fn sip_port() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let free = |port: u16| {
+            let udp = UdpSocket::bind(("127.0.0.1", port)).ok()?;
+            let port = udp.local_addr().ok()?.port();
+            TcpListener::bind(("127.0.0.1", port)).ok().map(|_| port)
+        };
+        free(5060)
+            .or_else(|| (0..20).find_map(|_| free(0)))
+            .unwrap_or(5060)
+    })
+}
 
 struct Running {
     name: String,
@@ -200,9 +233,19 @@ fn print_usage(env_file: &Path, address: &str, bins: &Path) {
          tail -f {state}/doorphone-relay/relays.log\n  \
          busctl --address={address} introspect org.doorphone.Config1 /org/doorphone/Config1\n  \
          busctl --address={address} monitor org.doorphone.Config1\n\n\
+         The SIP agent listens at sip:door@127.0.0.1:{sip_port} (UDP and TCP). Call it\n\
+         with SIPp, answered at once:\n  \
+         {doorctl} config set calls.auto_answer.ip true\n  \
+         sipp -sn uac -m 1 127.0.0.1:{sip_port}\n\
+         or have it call a phone (here one at 127.0.0.1:5062), and look at its calls:\n  \
+         {doorctl} dial 127.0.0.1:5062\n  \
+         {doorctl} calls\n  \
+         {doorctl} history\n  \
+         busctl --address={address} monitor org.doorphone.Sip1\n\n\
          Logs and state: {state}\n",
         env = env_file.display(),
         doorctl = bins.join("doorctl").display(),
+        sip_port = sip_port(),
         state = env_file
             .parent()
             .map(Path::display)

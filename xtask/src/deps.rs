@@ -1,4 +1,5 @@
-//! The Debian packages the appliance and its tests need, installed when missing.
+//! The Debian and PyPI packages the appliance and its tests need, installed when
+//! missing.
 
 use std::process::Command;
 
@@ -26,8 +27,18 @@ pub const RUN: &[&str] = &[
 ];
 
 /// What `cargo xtask test` needs besides `RUN`: the far ends of calls (libav's
-/// G.722 is an independent implementation to talk to, never used by the product).
-pub const TEST: &[&str] = &["gstreamer1.0-tools", "gstreamer1.0-libav"];
+/// G.722 is an independent implementation to talk to, never used by the product;
+/// SIPp and baresip as callers, callees and registrars).
+pub const TEST: &[&str] = &[
+    "gstreamer1.0-tools",
+    "gstreamer1.0-libav",
+    "sip-tester",
+    "baresip-core",
+];
+
+/// What `cargo xtask test` needs from PyPI, pinned: SIPVicious scans and floods
+/// the SIP agent as an attacker would.
+pub const TEST_PYPI: &[(&str, &str)] = &[("sipvicious", "0.3.8")];
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
@@ -63,4 +74,34 @@ pub fn ensure(lists: &[&[&str]]) -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Installs the PyPI packages of `packages` (name, version) that `python3` does
+/// not have at that version.
+pub fn ensure_pypi(packages: &[(&str, &str)]) -> Result<()> {
+    for (name, version) in packages {
+        let installed = Command::new("python3")
+            .args([
+                "-c",
+                "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))",
+                name,
+            ])
+            .output()
+            .is_ok_and(|out| {
+                out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == *version
+            });
+        if !installed {
+            run_step(
+                &format!("pip install {name}=={version}"),
+                Command::new("python3").args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    &format!("{name}=={version}"),
+                ]),
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -115,6 +115,7 @@ pub fn ensure_users() -> Result<()> {
 
 fn test(cargo_args: &[String]) -> Result<()> {
     deps::ensure(&[deps::RUN, deps::TEST])?;
+    deps::ensure_pypi(deps::TEST_PYPI)?;
     if !is_root() {
         bail!(
             "the system tests run each service as its own user on a private bus and check \

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{root, run_step};
+use crate::{deps, root, run_step};
 
 /// The generated file, relative to the repository's root.
 const CRATES_INC: &str = "yocto/meta-doorphone/recipes-doorphone/doorphone/doorphone-crates.inc";
@@ -103,26 +103,7 @@ fn crates_inc(lock: &str) -> Result<String> {
 /// Lints every recipe, include file, append and configuration file of the
 /// layer with oelint-adv, installing it from PyPI first when it is missing.
 pub fn lint() -> Result<()> {
-    let installed = Command::new("python3")
-        .args(["-m", "oelint_adv", "--version"])
-        .output()
-        .is_ok_and(|out| {
-            out.status.success()
-                && String::from_utf8_lossy(&out.stdout).trim()
-                    == format!("{OELINT} {OELINT_VERSION}")
-        });
-    if !installed {
-        run_step(
-            &format!("pip install {OELINT}=={OELINT_VERSION}"),
-            Command::new("python3").args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                &format!("{OELINT}=={OELINT_VERSION}"),
-            ]),
-        )?;
-    }
+    deps::ensure_pypi(&[(OELINT, OELINT_VERSION)])?;
     let yocto = root().join("yocto");
     let mut files = Vec::new();
     recipes(&yocto, &mut files)?;
