@@ -34,6 +34,8 @@ pub const TEST: &[&str] = &[
     "gstreamer1.0-libav",
     "sip-tester",
     "baresip-core",
+    "python3-pyftpdlib",
+    "python3-aiosmtpd",
 ];
 
 /// What `cargo xtask test` needs from PyPI, pinned: SIPVicious scans and floods

@@ -3,6 +3,7 @@
 //! D-Bus face in [`service`].
 
 pub mod accounts;
+pub mod actions;
 pub mod agent;
 pub mod history;
 pub mod policy;

@@ -1,0 +1,610 @@
+//! The no-answer actions of a call button: when nobody answers a button's call
+//! plan, the door phone uploads the camera snapshot to an FTP server (`ftp`),
+//! mails it (`email`) and sends a GET to a URL (`http`), as configured in the
+//! `actions` section and in `buttons[].no_answer`.
+//!
+//! [`run`] starts every requested action at once, gives each attempt
+//! [`ATTEMPT_TIMEOUT`] and retries a failed attempt once after [`RETRY_PAUSE`],
+//! so it returns within about 21 s whatever the servers do. It never panics: a
+//! panic inside a client library is caught and reported as that action's error.
+//! A configuration that cannot work (no URL, no snapshot, a bad address) fails
+//! at once, without a retry.
+//!
+//! - `ftp`: plain FTP (no FTPS), passive mode, binary type, logged in with
+//!   `actions.ftp.user` / `password` (`anonymous` when the user is empty). The
+//!   URL's path is entered one directory at a time, relative to the login
+//!   directory as RFC 1738 says (a directory that does not exist is created);
+//!   the file is named by [`file_name`], e.g. `door-20261126-231502-button1.jpg`.
+//! - `email`: SMTP to `actions.email.smtp` (`host:port`; without a port 25,
+//!   587 for STARTTLS, 465 for TLS), with `tls` = `none` (clear text),
+//!   `starttls` (STARTTLS is required: a server that does not offer it is an
+//!   error, never a fallback to clear text) or `tls` (TLS from the first byte).
+//!   Certificates are checked against the Mozilla roots built into the program
+//!   (the image has no CA bundle), so a self-signed server certificate is refused.
+//!   Login only when `user` is set. The JPEG is attached under the same name as
+//!   the FTP upload.
+//! - `http`: an HTTP/1.1 GET written by hand over a TCP stream, for `http://`
+//!   URLs only (the format the spec gives, `http://server/message`; `https://` is
+//!   refused). Characters not allowed in a request line (spaces, non-ASCII) are
+//!   percent-encoded. A 2xx or 3xx status is success; redirects are not followed.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use doorphone_interfaces::config::document::{ActionKind, Actions, Email, EmailTls, Ftp};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+/// How long one attempt of an action may take, connection included.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pause between a failed first attempt and the retry.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// The camera picture taken when a button's call was not answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The JPEG as `Media1.Snapshot()` returned it.
+    pub jpeg: Vec<u8>,
+    /// When it was taken; names the uploaded file and dates the e-mail.
+    pub taken: SystemTime,
+    /// The call button (1–16) whose call was not answered.
+    pub button: u16,
+}
+
+/// The name under which a snapshot is uploaded and attached:
+/// `door-YYYYMMDD-HHMMSS-buttonN.jpg`, in the door phone's local time.
+pub fn file_name(snapshot: &Snapshot) -> String {
+    let taken: chrono::DateTime<chrono::Local> = snapshot.taken.into();
+    format!(
+        "door-{}-button{}.jpg",
+        taken.format("%Y%m%d-%H%M%S"),
+        snapshot.button
+    )
+}
+
+/// The name of an action as the configuration spells it (`ftp`, `email`, `http`).
+pub fn action_name(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Ftp => "ftp",
+        ActionKind::Email => "email",
+        ActionKind::Http => "http",
+    }
+}
+
+/// Why an attempt failed: a configuration that cannot work is not retried.
+#[derive(Debug)]
+enum Failure {
+    Permanent(String),
+    Transient(String),
+}
+
+fn transient(context: &str) -> impl FnOnce(&dyn Display) -> Failure + '_ {
+    move |e| Failure::Transient(format!("{context}: {e}"))
+}
+
+/// Runs every action in `kinds` concurrently (an action listed twice runs once),
+/// each attempt limited to [`ATTEMPT_TIMEOUT`] and a failed one retried once;
+/// returns one result per action, in the order of `kinds`: `Ok` or the error
+/// text (which never contains a password). `http_url` is the button's
+/// `no_answer.http_url`; `snapshot` is needed by `ftp` and `email`, which fail
+/// without one. Never panics; returns within about 21 s. Dropping the future
+/// stops the actions still running.
+pub async fn run(
+    actions: &Actions,
+    kinds: &[ActionKind],
+    http_url: &str,
+    snapshot: Option<&Snapshot>,
+) -> Vec<(ActionKind, Result<(), String>)> {
+    let mut unique: Vec<ActionKind> = Vec::new();
+    for kind in kinds {
+        if !unique.contains(kind) {
+            unique.push(*kind);
+        }
+    }
+    let snapshot = snapshot.map(|s| Arc::new(s.clone()));
+    let mut tasks = JoinSet::new();
+    let mut ids = Vec::new();
+    for (index, kind) in unique.iter().copied().enumerate() {
+        let handle = match kind {
+            ActionKind::Ftp => {
+                let ftp = actions.ftp.clone();
+                let snapshot = snapshot.clone();
+                tasks.spawn(with_retry(kind, move || {
+                    let ftp = ftp.clone();
+                    let snapshot = snapshot.clone();
+                    async move { upload(&ftp, snapshot.as_deref()).await }
+                }))
+            }
+            ActionKind::Email => {
+                let email = actions.email.clone();
+                let snapshot = snapshot.clone();
+                tasks.spawn(with_retry(kind, move || {
+                    let email = email.clone();
+                    let snapshot = snapshot.clone();
+                    async move { mail(&email, snapshot.as_deref()).await }
+                }))
+            }
+            ActionKind::Http => {
+                let url = http_url.to_owned();
+                tasks.spawn(with_retry(kind, move || {
+                    let url = url.clone();
+                    async move { get(&url).await }
+                }))
+            }
+        };
+        ids.push((handle.id(), index));
+    }
+    let mut results: Vec<Option<Result<(), String>>> = vec![None; unique.len()];
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(e) => (e.id(), Err(format!("the action failed: {e}"))),
+        };
+        if let Some((_, index)) = ids.iter().find(|(i, _)| *i == id) {
+            results[*index] = Some(result);
+        }
+    }
+    unique
+        .into_iter()
+        .zip(results)
+        .map(|(kind, result)| {
+            (
+                kind,
+                result.unwrap_or_else(|| Err("the action did not finish".to_owned())),
+            )
+        })
+        .collect()
+}
+
+/// Runs `attempt` with a timeout, and once more after [`RETRY_PAUSE`] if it
+/// failed for a reason that may pass.
+async fn with_retry<F, Fut>(kind: ActionKind, attempt: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let name = action_name(kind);
+    let mut first = None;
+    for round in 1..=2 {
+        let outcome = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failure::Transient(format!(
+                "no answer within {} s",
+                ATTEMPT_TIMEOUT.as_secs()
+            ))),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(action = name, attempt = round, "no-answer action done");
+                return Ok(());
+            }
+            Err(Failure::Permanent(e)) => {
+                tracing::warn!(action = name, error = %e, "no-answer action cannot run");
+                return Err(e);
+            }
+            Err(Failure::Transient(e)) if round == 1 => {
+                tracing::info!(action = name, error = %e, "no-answer action failed, retrying");
+                first = Some(e);
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(Failure::Transient(e)) => {
+                tracing::warn!(action = name, error = %e, "no-answer action failed twice");
+                let first = first.unwrap_or_default();
+                return Err(if first == e {
+                    format!("{e} (tried twice)")
+                } else {
+                    format!("{e} (tried twice; first attempt: {first})")
+                });
+            }
+        }
+    }
+    unreachable!("the loop returns in its second round")
+}
+
+/// Splits `host[:port]` (or `[v6]:port`) into host and port.
+fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{authority}: unclosed '['"))?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| format!("{authority}: bad port"))?,
+                ),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            _ => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{authority:?}: no host"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(format!("{authority}: bad port {p:?}")),
+        },
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// `host` as `connect` and a `Host` header want it: IPv6 in brackets.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(h) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(h);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The parts of `ftp://host[:port]/dir/...`: host, port and directories.
+#[derive(Debug, PartialEq)]
+struct FtpTarget {
+    host: String,
+    port: u16,
+    /// Directories to enter in turn; an absolute path starts with `/`.
+    dirs: Vec<String>,
+}
+
+fn parse_ftp_url(url: &str) -> Result<FtpTarget, String> {
+    let rest = url
+        .strip_prefix("ftp://")
+        .ok_or_else(|| format!("actions.ftp.url: {url:?} is not an ftp:// URL"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    // Credentials come from the configuration, not from the URL.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = host_port(authority, 21).map_err(|e| format!("actions.ftp.url: {e}"))?;
+    let mut dirs = Vec::new();
+    if path.starts_with('/') {
+        dirs.push("/".to_owned());
+    }
+    dirs.extend(
+        path.split('/')
+            .filter(|d| !d.is_empty())
+            .map(percent_decode),
+    );
+    Ok(FtpTarget { host, port, dirs })
+}
+
+/// One attempt of the `ftp` action.
+async fn upload(ftp: &Ftp, snapshot: Option<&Snapshot>) -> Result<(), Failure> {
+    use suppaftp::tokio::AsyncFtpStream;
+    use suppaftp::types::FileType;
+
+    if ftp.url.is_empty() {
+        return Err(Failure::Permanent("actions.ftp.url is not set".to_owned()));
+    }
+    let target = parse_ftp_url(&ftp.url).map_err(Failure::Permanent)?;
+    let snapshot =
+        snapshot.ok_or_else(|| Failure::Permanent("no snapshot to upload".to_owned()))?;
+    let address = format!("{}:{}", bracketed(&target.host), target.port);
+    let mut stream = AsyncFtpStream::connect(address.as_str())
+        .await
+        .map_err(|e| transient(&format!("connecting to {address}"))(&e))?;
+    // Passive mode, and the data connection goes to the control connection's
+    // address even when a server behind NAT announces a private one.
+    stream.set_mode(suppaftp::Mode::Passive);
+    stream.set_passive_nat_workaround(true);
+    let user = if ftp.user.is_empty() {
+        "anonymous"
+    } else {
+        ftp.user.as_str()
+    };
+    stream
+        .login(user, ftp.password.as_str())
+        .await
+        .map_err(|e| transient(&format!("logging in as {user}"))(&e))?;
+    stream
+        .transfer_type(FileType::Binary)
+        .await
+        .map_err(|e| transient("setting binary type")(&e))?;
+    for dir in &target.dirs {
+        if stream.cwd(dir).await.is_err() {
+            // Create a missing directory, then enter it.
+            let _ = stream.mkdir(dir).await;
+            stream
+                .cwd(dir)
+                .await
+                .map_err(|e| transient(&format!("entering directory {dir}"))(&e))?;
+        }
+    }
+    let name = file_name(snapshot);
+    let mut reader = snapshot.jpeg.as_slice();
+    let sent = stream
+        .put_file(&name, &mut reader)
+        .await
+        .map_err(|e| transient(&format!("uploading {name}"))(&e))?;
+    if sent != snapshot.jpeg.len() as u64 {
+        return Err(Failure::Transient(format!(
+            "uploading {name}: {sent} of {} bytes sent",
+            snapshot.jpeg.len()
+        )));
+    }
+    // The file is stored; a failing QUIT does not undo that.
+    let _ = stream.quit().await;
+    Ok(())
+}
+
+/// One attempt of the `email` action.
+async fn mail(email: &Email, snapshot: Option<&Snapshot>) -> Result<(), Failure> {
+    use lettre::message::header::ContentType;
+    use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+    let permanent = |s: String| Failure::Permanent(s);
+    if email.smtp.is_empty() {
+        return Err(permanent("actions.email.smtp is not set".to_owned()));
+    }
+    if email.to.is_empty() {
+        return Err(permanent("actions.email.to is empty".to_owned()));
+    }
+    let snapshot = snapshot.ok_or_else(|| permanent("no snapshot to send".to_owned()))?;
+    let default_port = match email.tls {
+        EmailTls::None => 25,
+        EmailTls::Starttls => 587,
+        EmailTls::Tls => 465,
+    };
+    let (host, port) = host_port(&email.smtp, default_port)
+        .map_err(|e| permanent(format!("actions.email.smtp: {e}")))?;
+    let from: Mailbox = email
+        .from
+        .parse()
+        .map_err(|e| permanent(format!("actions.email.from: {:?}: {e}", email.from)))?;
+    let name = file_name(snapshot);
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(format!(
+            "Door phone: call from button {} not answered",
+            snapshot.button
+        ))
+        .date(snapshot.taken);
+    for to in &email.to {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| permanent(format!("actions.email.to: {to:?}: {e}")))?;
+        builder = builder.to(to);
+    }
+    let taken: chrono::DateTime<chrono::Local> = snapshot.taken.into();
+    let text = format!(
+        "Nobody answered the call from button {} of the door phone at {}.\n\
+         The camera picture is attached ({name}).\n",
+        snapshot.button,
+        taken.format("%Y-%m-%d %H:%M:%S %z"),
+    );
+    let jpeg = ContentType::parse("image/jpeg").expect("a valid MIME type");
+    let message = builder
+        .multipart(
+            MultiPart::mixed()
+                .singlepart(SinglePart::plain(text))
+                .singlepart(Attachment::new(name).body(snapshot.jpeg.clone(), jpeg)),
+        )
+        .map_err(|e| permanent(format!("composing the message: {e}")))?;
+
+    let tls = match email.tls {
+        EmailTls::None => Tls::None,
+        EmailTls::Starttls | EmailTls::Tls => {
+            let parameters = TlsParameters::new(host.clone())
+                .map_err(|e| permanent(format!("TLS for {host}: {e}")))?;
+            if email.tls == EmailTls::Starttls {
+                Tls::Required(parameters)
+            } else {
+                Tls::Wrapper(parameters)
+            }
+        }
+    };
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+        .port(port)
+        .tls(tls)
+        .timeout(Some(ATTEMPT_TIMEOUT));
+    if !email.user.is_empty() {
+        transport =
+            transport.credentials(Credentials::new(email.user.clone(), email.password.clone()));
+    }
+    transport
+        .build()
+        .send(message)
+        .await
+        .map_err(|e| transient(&format!("sending through {}:{port}", bracketed(&host)))(&e))?;
+    Ok(())
+}
+
+/// The parts of `http://host[:port]/path`: host, port and request target.
+#[derive(Debug, PartialEq)]
+struct HttpTarget {
+    host: String,
+    port: u16,
+    /// The path and query, percent-encoded where the request line needs it.
+    target: String,
+    /// The `Host` header's value.
+    host_header: String,
+}
+
+fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
+    if url.is_empty() {
+        return Err("no_answer.http_url is not set".to_owned());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "no_answer.http_url: {url:?} is not an http:// URL (https is not supported)"
+        ));
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let path = path.split('#').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("no_answer.http_url: user names in the URL are not supported".to_owned());
+    }
+    let (host, port) = host_port(authority, 80).map_err(|e| format!("no_answer.http_url: {e}"))?;
+    let mut target = String::from(if path.starts_with('/') { "" } else { "/" });
+    for b in path.bytes() {
+        if b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b) {
+            target.push(char::from(b));
+        } else {
+            target.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let host_header = if port == 80 {
+        bracketed(&host)
+    } else {
+        format!("{}:{port}", bracketed(&host))
+    };
+    Ok(HttpTarget {
+        host,
+        port,
+        target,
+        host_header,
+    })
+}
+
+/// One attempt of the `http` action.
+async fn get(url: &str) -> Result<(), Failure> {
+    let target = parse_http_url(url).map_err(Failure::Permanent)?;
+    let address = format!("{}:{}", bracketed(&target.host), target.port);
+    let mut stream = TcpStream::connect(address.as_str())
+        .await
+        .map_err(|e| transient(&format!("connecting to {address}"))(&e))?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        target.target, target.host_header
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| transient(&format!("sending to {address}"))(&e))?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader
+        .read_line(&mut status_line)
+        .await
+        .map_err(|e| transient(&format!("reading the answer of {address}"))(&e))?;
+    let status_line = status_line.trim_end();
+    let mut parts = status_line.splitn(3, ' ');
+    let status = match (parts.next(), parts.next()) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/") => code.parse::<u16>().ok(),
+        _ => None,
+    };
+    match status {
+        Some(200..=399) => Ok(()),
+        Some(_) => Err(Failure::Transient(format!(
+            "{address} answered {status_line:?}"
+        ))),
+        None if status_line.is_empty() => Err(Failure::Transient(format!(
+            "{address} closed the connection without an answer"
+        ))),
+        None => Err(Failure::Transient(format!(
+            "{address} sent no HTTP status line: {status_line:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ftp_urls() {
+        assert_eq!(
+            parse_ftp_url("ftp://192.168.1.5/snapshots/").unwrap(),
+            FtpTarget {
+                host: "192.168.1.5".into(),
+                port: 21,
+                dirs: vec!["snapshots".into()]
+            }
+        );
+        assert_eq!(
+            parse_ftp_url("ftp://u:p@[::1]:2121//srv/door%20cam/").unwrap(),
+            FtpTarget {
+                host: "::1".into(),
+                port: 2121,
+                dirs: vec!["/".into(), "srv".into(), "door cam".into()]
+            }
+        );
+        assert_eq!(
+            parse_ftp_url("ftp://host").unwrap().dirs,
+            Vec::<String>::new()
+        );
+        assert!(parse_ftp_url("http://host/").is_err());
+        assert!(parse_ftp_url("ftp://host:0/").is_err());
+        assert!(parse_ftp_url("ftp:///dir").is_err());
+    }
+
+    #[test]
+    fn http_urls() {
+        let t = parse_http_url("http://192.168.1.5/doorbell-missed").unwrap();
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.target.as_str(),
+                t.host_header.as_str()
+            ),
+            ("192.168.1.5", 80, "/doorbell-missed", "192.168.1.5")
+        );
+        let t = parse_http_url("http://[::1]:8080/door bell?b=1#x").unwrap();
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.target.as_str(),
+                t.host_header.as_str()
+            ),
+            ("::1", 8080, "/door%20bell?b=1", "[::1]:8080")
+        );
+        assert_eq!(parse_http_url("http://h?x").unwrap().target, "/?x");
+        assert_eq!(parse_http_url("http://h").unwrap().target, "/");
+        assert!(parse_http_url("https://h/").is_err());
+        assert!(parse_http_url("").is_err());
+    }
+
+    #[test]
+    fn names() {
+        let snapshot = Snapshot {
+            jpeg: Vec::new(),
+            taken: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_734_902),
+            button: 1,
+        };
+        let name = file_name(&snapshot);
+        assert!(name.starts_with("door-20"), "{name}");
+        assert!(name.ends_with("-button1.jpg"), "{name}");
+        assert_eq!(name.len(), "door-20261126-231502-button1.jpg".len());
+        assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");
+    }
+}
