@@ -64,6 +64,8 @@ pub mod end_reason {
     pub const ANSWERED_ELSEWHERE: &str = "answered_elsewhere";
     /// The door was opened and the hang-up-after-open rule ended the call.
     pub const DOOR_OPENED: &str = "door_opened";
+    /// Five wrong door codes were entered in the call.
+    pub const WRONG_CODES: &str = "wrong_codes";
     /// Signalling or media failed (no route, no media, a transport error).
     pub const FAILED: &str = "failed";
     /// The SIP agent stopped.

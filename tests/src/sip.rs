@@ -134,6 +134,14 @@ pub enum Caller {
     AnsweredUntilBye,
     /// 200 OK, never acknowledged: the caller goes away.
     AnsweredWithoutAck,
+    /// 200 OK; the caller presses `rtp` as RFC 4733 events (digits 0-9, from
+    /// SIPp's recordings), then `info` as SIP INFO `application/dtmf-relay`;
+    /// then hangs up itself (`hang_up`) or waits for the door phone's BYE.
+    Digits {
+        rtp: &'static str,
+        info: &'static str,
+        hang_up: bool,
+    },
 }
 
 /// A caller's scenario: INVITE `user` at the door phone as `from_user`.
@@ -162,6 +170,43 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
             s += r#"  <recv response="200"/>
 "#;
         }
+        Caller::Digits { rtp, info, hang_up } => {
+            s += r#"  <recv response="180" optional="true"/>
+  <recv response="200" rtd="1"/>
+"#;
+            s += &in_dialog("ACK", user, from_user, 1);
+            for digit in rtp.chars() {
+                s += &format!(
+                    "  <nop><action><exec play_pcap_audio=\"/usr/share/sip-tester/dtmf_2833_{digit}.pcap\"/></action></nop>\n  <pause milliseconds=\"400\"/>\n"
+                );
+            }
+            let last = info.chars().count().saturating_sub(1);
+            for (n, digit) in info.chars().enumerate() {
+                let body = format!("Signal={digit}\nDuration=160\n");
+                s += &in_dialog("INFO", user, from_user, 2 + n as u32)
+                    .replace(
+                        "Content-Length: 0",
+                        &format!("Content-Type: application/dtmf-relay\n      Content-Length: [len]\n\n{body}"),
+                    );
+                // The last digit may end the call: the door phone's BYE can
+                // overtake the 200 to that INFO.
+                s += if n == last && !hang_up {
+                    "  <recv response=\"200\" optional=\"true\"/>\n"
+                } else {
+                    "  <recv response=\"200\"/>\n"
+                };
+            }
+            if *hang_up {
+                s += "  <pause milliseconds=\"1500\"/>\n";
+                s += &in_dialog("BYE", user, from_user, 10);
+                s += r#"  <recv response="200"/>
+"#;
+            } else {
+                s += r#"  <recv request="BYE"/>
+"#;
+                s += &respond("200 OK", false).replace(";tag=[pid]SIPpTag01[call_number]", "");
+            }
+        }
         Caller::AnsweredWithoutAck => {
             s += r#"  <recv response="180" optional="true"/>
   <recv response="200" rtd="1"/>
@@ -178,6 +223,43 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
         }
     }
     s += "</scenario>\n";
+    s
+}
+
+/// A caller whose call the door phone holds and resumes (a page barging in):
+/// after the answer it accepts `holds` pairs of re-INVITEs, the first of each
+/// answered `recvonly` and the second `sendrecv`, then hangs up after
+/// `hang_up_after`. Any other request fails the scenario.
+pub fn held_caller(user: &str, from_user: &str, holds: usize, hang_up_after: Duration) -> String {
+    let reanswer = |direction: &str| {
+        respond("200 OK", true)
+            .replace(";tag=[pid]SIPpTag01[call_number]", "")
+            .replace("a=sendrecv", &format!("a={direction}"))
+    };
+    let mut s = String::from(HEAD);
+    s += &invite(user, from_user, false);
+    s += r#"  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="1"/>
+"#;
+    s += &in_dialog("ACK", user, from_user, 1);
+    for _ in 0..holds {
+        for direction in ["recvonly", "sendrecv"] {
+            s += r#"  <recv request="INVITE"/>
+"#;
+            s += &reanswer(direction);
+            s += r#"  <recv request="ACK"/>
+"#;
+        }
+    }
+    s += &format!(
+        "  <pause milliseconds=\"{}\"/>\n",
+        hang_up_after.as_millis()
+    );
+    s += &in_dialog("BYE", user, from_user, 2);
+    s += r#"  <recv response="200"/>
+</scenario>
+"#;
     s
 }
 
@@ -343,6 +425,30 @@ impl Sipp {
         target: Option<SocketAddr>,
         extra: &[&str],
     ) -> Result<Sipp> {
+        Sipp::spawn(dir, name, scenario, port, target, extra, true)
+    }
+
+    /// As `start`, without the message trace (for runs of many calls).
+    pub fn start_untraced(
+        dir: &Path,
+        name: &str,
+        scenario: &str,
+        port: u16,
+        target: Option<SocketAddr>,
+        extra: &[&str],
+    ) -> Result<Sipp> {
+        Sipp::spawn(dir, name, scenario, port, target, extra, false)
+    }
+
+    fn spawn(
+        dir: &Path,
+        name: &str,
+        scenario: &str,
+        port: u16,
+        target: Option<SocketAddr>,
+        extra: &[&str],
+        traced: bool,
+    ) -> Result<Sipp> {
         let file = dir.join(format!("{name}.xml"));
         std::fs::write(&file, scenario)?;
         let trace = dir.join(format!("{name}.msg"));
@@ -351,10 +457,15 @@ impl Sipp {
             .arg(&file)
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
             .arg(port.to_string())
-            .args(["-m", "1", "-nostdin", "-trace_msg", "-message_file"])
-            .arg(&trace)
-            .args(["-timeout", "60", "-timeout_error", "-max_recv_loops", "100"])
-            .args(extra)
+            .args(["-nostdin"])
+            .args(["-timeout", "60", "-timeout_error", "-max_recv_loops", "100"]);
+        if !extra.contains(&"-m") {
+            cmd.args(["-m", "1"]);
+        }
+        if traced {
+            cmd.args(["-trace_msg", "-message_file"]).arg(&trace);
+        }
+        cmd.args(extra)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::media;
+use doorphone_interfaces::relay::{self, Relay1Proxy};
 use doorphone_interfaces::sip::{self, Sip1Proxy, account_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
 use doorphone_system_tests::sip::{
@@ -25,6 +26,7 @@ struct Rig {
     _db: ConfigDb,
     _config: Service,
     _media: Service,
+    _relay: Option<Service>,
     sip: Option<Service>,
     dir: tempfile::TempDir,
     conn: zbus::Connection,
@@ -42,6 +44,16 @@ impl Rig {
     async fn start_with_sink(
         rtp_timeout: u32,
         speaker: Option<&Path>,
+        change: impl FnOnce(&mut Value),
+    ) -> Rig {
+        Rig::start_full(rtp_timeout, speaker, false, change).await
+    }
+
+    /// As `start_with_sink`, with the relay service (simulated GPIO) when `relay`.
+    async fn start_full(
+        rtp_timeout: u32,
+        speaker: Option<&Path>,
+        with_relay: bool,
         change: impl FnOnce(&mut Value),
     ) -> Rig {
         let bus = Bus::start().unwrap();
@@ -81,6 +93,32 @@ impl Rig {
         )
         .await
         .unwrap();
+        let relay_service = if with_relay {
+            let relay_dir = dir.path().join("relay");
+            std::fs::create_dir(&relay_dir).unwrap();
+            chown_to(&relay_dir, "doorphone-relay").unwrap();
+            Some(
+                start_service(
+                    &bus,
+                    "doorphone-relay",
+                    "doorphone-relay",
+                    relay::BUS_NAME,
+                    &[
+                        "--gpio".into(),
+                        "sim".into(),
+                        "--sim-log".into(),
+                        relay_dir.join("relays.log").display().to_string(),
+                        "--claims".into(),
+                        relay_dir.join("claims").display().to_string(),
+                    ],
+                    &dir.path().join("relay.log"),
+                )
+                .await
+                .unwrap(),
+            )
+        } else {
+            None
+        };
         let sip_dir = dir.path().join("sip");
         std::fs::create_dir(&sip_dir).unwrap();
         chown_to(&sip_dir, "doorphone-sip").unwrap();
@@ -107,6 +145,7 @@ impl Rig {
             _db: db,
             _config: config,
             _media: media,
+            _relay: relay_service,
             sip: Some(sip),
             dir,
             conn,
@@ -970,4 +1009,179 @@ async fn an_answer_never_acknowledged_does_not_lock_out_the_next_caller() {
             m.text
         );
     }
+}
+
+/// A door phone with relay A opened by `12`, ending calls 1 s after a door
+/// opened by DTMF.
+async fn door_rig(authority: &str) -> Rig {
+    let authority = authority.to_owned();
+    Rig::start_full(30, None, true, move |doc| {
+        doc["relays"] = json!([{ "id": "A", "name": "Door", "gpio": 17, "active_low": false,
+            "trigger_delay": 0, "hold": 1, "dtmf_code": "12" }]);
+        doc["calls"]["hang_up_after_open"] = json!({"types": ["dtmf"], "timeout": 1});
+        doc["dtmf_authority"] = json!(authority);
+        doc["contacts"] = json!([contact(1, "200", true)]);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dtmf_code_opens_its_door_and_the_call_ends_after_the_hang_up_time() {
+    doorphone_system_tests::require_root();
+    let rig = door_rig("all").await;
+    let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
+    let proxy = rig.proxy().await;
+    let mut states = proxy.receive_call_state_changed().await.unwrap();
+    // RFC 4733 events in the RTP, then the same code by SIP INFO.
+    for (name, digits) in [
+        (
+            "rtp",
+            Caller::Digits {
+                rtp: "12",
+                info: "",
+                hang_up: false,
+            },
+        ),
+        (
+            "info",
+            Caller::Digits {
+                rtp: "",
+                info: "12",
+                hang_up: false,
+            },
+        ),
+    ] {
+        let mut opened = relay.receive_door_opened().await.unwrap();
+        let mut call = rig.call(name, "door", "200", false, digits);
+        let signal = tokio::time::timeout(PATIENCE, opened.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let args = signal.args().unwrap();
+        assert_eq!((args.relay, args.source), ("A", "dtmf"), "{name}");
+        call.succeeds(WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", rig.sip_log()));
+        assert_eq!(
+            next_end(&mut states).await,
+            sip::end_reason::DOOR_OPENED,
+            "{name}"
+        );
+        let m = call.messages();
+        let after = between(
+            &m,
+            |m| !m.sent && m.is_response(200),
+            |m| !m.sent && m.is_request("BYE"),
+        );
+        // The code takes under a second to press; the BYE follows the door by 1 s.
+        assert!(after < 4.0, "{name}: BYE {after:.3} s after the answer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_codes_open_nothing_and_five_end_the_call() {
+    doorphone_system_tests::require_root();
+    let rig = door_rig("all").await;
+    let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
+    let mut opened = relay.receive_door_opened().await.unwrap();
+    let mut states = rig
+        .proxy()
+        .await
+        .receive_call_state_changed()
+        .await
+        .unwrap();
+    rig.call(
+        "wrong",
+        "door",
+        "200",
+        false,
+        Caller::Digits {
+            rtp: "",
+            info: "139393",
+            hang_up: false,
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap();
+    assert_eq!(next_end(&mut states).await, sip::end_reason::WRONG_CODES);
+    // The relay service would have announced a door before the call's end.
+    rig.call(
+        "right",
+        "door",
+        "200",
+        false,
+        Caller::Digits {
+            rtp: "",
+            info: "12",
+            hang_up: false,
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap();
+    let first = opened.next().await.unwrap();
+    assert_eq!(first.args().unwrap().source, "dtmf");
+    assert_eq!(next_end(&mut states).await, sip::end_reason::DOOR_OPENED);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), opened.next())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_whitelisted_callers_open_doors_when_the_authority_is_contacts() {
+    doorphone_system_tests::require_root();
+    let rig = door_rig("contacts").await;
+    let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
+    let mut opened = relay.receive_door_opened().await.unwrap();
+    let mut states = rig
+        .proxy()
+        .await
+        .receive_call_state_changed()
+        .await
+        .unwrap();
+    // A stranger's right code opens nothing (the stranger hangs up).
+    rig.call(
+        "stranger",
+        "door",
+        "666",
+        false,
+        Caller::Digits {
+            rtp: "",
+            info: "12",
+            hang_up: true,
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap();
+    assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
+    // The resident's opens the door: the first DoorOpened is the resident's.
+    rig.call(
+        "resident",
+        "door",
+        "200",
+        false,
+        Caller::Digits {
+            rtp: "",
+            info: "12",
+            hang_up: false,
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap();
+    assert_eq!(next_end(&mut states).await, sip::end_reason::DOOR_OPENED);
+    let first = tokio::time::timeout(PATIENCE, opened.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.args().unwrap().source, "dtmf");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), opened.next())
+            .await
+            .is_err()
+    );
 }

@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use doorphone_interfaces::config::Document;
-use doorphone_interfaces::config::document::{AccountChoice, DialPlan, MediaMode, Transport};
+use doorphone_interfaces::config::document::{
+    AccountChoice, DialPlan, DtmfAuthority, DtmfMode, HangUpType, MediaMode, Transport,
+};
 use doorphone_interfaces::media::{self, Media1Proxy};
+use doorphone_interfaces::relay::{self, Relay1Proxy};
 use doorphone_interfaces::sip::{
     AccountStatus, CALL_PATH_PREFIX, HistoryEntry, account_state, call_state, end_reason,
 };
@@ -84,6 +87,10 @@ pub enum Command {
     MediaTimeout,
     /// Media's pipeline failed.
     MediaFailed,
+    /// A DTMF digit from the peer, through RFC 4733 (`true`) or SIP INFO.
+    Dtmf(char, bool),
+    /// A door was opened, for this reason (`Relay1.DoorOpened`).
+    DoorOpened(String),
 }
 
 /// A call's properties, as its D-Bus object shows them.
@@ -107,6 +114,11 @@ pub struct CallShared {
     pub id: u32,
     pub path: OwnedObjectPath,
     pub props: Mutex<CallProps>,
+    /// The answered dialog.
+    leg: Mutex<Option<Leg>>,
+    /// Who is at the other end, as the whitelist sees it.
+    peer: Caller,
+    via: Via,
     pub commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -168,6 +180,13 @@ impl Leg {
         }
     }
 
+    fn ended(&self) -> bool {
+        match self {
+            Leg::Server(s) => s.ended(),
+            Leg::Client(c) => c.ended(),
+        }
+    }
+
     async fn reinvite(&self, sdp: &str) -> crate::stack::Result<Option<String>> {
         match self {
             Leg::Server(s) => s.reinvite(sdp).await,
@@ -188,10 +207,29 @@ pub struct Route {
     pub via: Via,
 }
 
+impl Route {
+    /// The callee as the whitelist sees it (for the DTMF authority).
+    fn peer(&self) -> Caller {
+        let user = self
+            .to
+            .get(4..)
+            .and_then(|rest| rest.split_once('@'))
+            .map(|(user, _)| user.to_owned())
+            .unwrap_or_default();
+        Caller {
+            uri: self.to.clone(),
+            user,
+            source: self.destination,
+            called_user: String::new(),
+        }
+    }
+}
+
 pub struct Agent {
     pub stack: Stack,
     pub conn: zbus::Connection,
     media: Media1Proxy<'static>,
+    relay: Relay1Proxy<'static>,
     config: watch::Receiver<Arc<Settings>>,
     calls: Mutex<BTreeMap<u32, Arc<CallShared>>>,
     next_id: AtomicU32,
@@ -206,6 +244,7 @@ impl Agent {
         stack: Stack,
         conn: zbus::Connection,
         media: Media1Proxy<'static>,
+        relay: Relay1Proxy<'static>,
         config: watch::Receiver<Arc<Settings>>,
         history: History,
     ) -> Agent {
@@ -222,6 +261,7 @@ impl Agent {
             stack,
             conn,
             media,
+            relay,
             config,
             calls: Mutex::new(BTreeMap::new()),
             next_id: AtomicU32::new(1),
@@ -265,7 +305,15 @@ impl Agent {
     fn busy(&self) -> bool {
         self.calls().iter().any(|c| {
             let p = c.props();
-            (p.state == call_state::ANSWERED || p.state == call_state::HELD) && p.confirmed
+            let hung_up = c
+                .leg
+                .lock()
+                .expect("leg lock")
+                .as_ref()
+                .is_some_and(Leg::ended);
+            (p.state == call_state::ANSWERED || p.state == call_state::HELD)
+                && p.confirmed
+                && !hung_up
         })
     }
 
@@ -336,7 +384,7 @@ impl Agent {
                         return;
                     }
                 };
-                let (call, commands) = self.new_call("in", &caller.uri, via, video);
+                let (call, commands) = self.new_call("in", &caller.uri, via, video, caller.clone());
                 tracing::info!(call = call.id, caller = %caller.uri, account = %via.label(), "incoming call");
                 let agent = self.clone();
                 tokio::spawn(async move {
@@ -354,6 +402,7 @@ impl Agent {
         remote: &str,
         via: Via,
         video: bool,
+        peer: Caller,
     ) -> (Arc<CallShared>, mpsc::UnboundedReceiver<Command>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -374,6 +423,9 @@ impl Agent {
                 start_time: now_ms(),
                 ..CallProps::default()
             }),
+            leg: Mutex::new(None),
+            peer,
+            via,
             commands: tx,
         });
         self.calls
@@ -577,8 +629,26 @@ impl Agent {
         mut commands: mpsc::UnboundedReceiver<Command>,
         session: String,
     ) {
-        let max = self.settings().doc.calls.max_call_time;
+        *call.leg.lock().expect("leg lock") = Some(leg.clone());
+        let settings = self.settings();
+        let max = settings.doc.calls.max_call_time;
         let deadline = (max > 0).then(|| Instant::now() + secs(max));
+        let (rfc4733, info) = match call.via {
+            Via::Account(id) => match settings
+                .doc
+                .accounts
+                .iter()
+                .find(|a| a.id == id)
+                .map(|a| a.dtmf_mode)
+            {
+                Some(DtmfMode::Rfc4733) | None => (true, false),
+                Some(DtmfMode::Info) => (false, true),
+                Some(DtmfMode::Both) => (true, true),
+            },
+            Via::Ip => (true, true),
+        };
+        let mut codes = DoorCodes::default();
+        let mut hang_up_at: Option<Instant> = None;
         let session_path = zbus::ObjectPath::try_from(session.clone())
             .expect("media gives valid paths")
             .into_owned();
@@ -587,6 +657,19 @@ impl Agent {
                 _ = until(deadline) => {
                     leg.bye().await;
                     break end_reason::MAX_CALL_TIME;
+                }
+                _ = until(hang_up_at) => {
+                    leg.bye().await;
+                    break end_reason::DOOR_OPENED;
+                }
+                _ = until(codes.deadline) => {
+                    if codes.timed_out() {
+                        tracing::info!(call = call.id, wrong = codes.wrong, "door code timed out");
+                        if codes.wrong >= MAX_WRONG_CODES {
+                            leg.bye().await;
+                            break end_reason::WRONG_CODES;
+                        }
+                    }
                 }
                 command = commands.recv() => match command {
                     Some(Command::Hangup(reply)) => {
@@ -621,10 +704,53 @@ impl Agent {
                         break end_reason::FAILED;
                     }
                     Some(Command::Refuse(_)) => {}
+                    Some(Command::Dtmf(digit, by_rtp)) => {
+                        if (by_rtp && !rfc4733) || (!by_rtp && !info) {
+                            continue;
+                        }
+                        let settings = self.settings();
+                        if !may_open_doors(&settings.doc, &call.peer) {
+                            tracing::info!(call = call.id, "DTMF ignored: this caller may not open doors");
+                            continue;
+                        }
+                        match codes.digit(digit, &settings.doc.relays) {
+                            Some(Ok(relay)) => {
+                                tracing::info!(call = call.id, relay, "door code entered: opening");
+                                if let Err(e) = self.relay.open(&relay, relay::source::DTMF).await {
+                                    tracing::warn!(call = call.id, relay, "door did not open: {e}");
+                                }
+                            }
+                            Some(Err(())) => {
+                                tracing::info!(call = call.id, wrong = codes.wrong, "wrong door code");
+                                if codes.wrong >= MAX_WRONG_CODES {
+                                    leg.bye().await;
+                                    break end_reason::WRONG_CODES;
+                                }
+                            }
+                            None => {}
+                        }
+                    }
+                    Some(Command::DoorOpened(source)) => {
+                        let rule = &self.settings().doc.calls.hang_up_after_open;
+                        let covered = rule.types.iter().any(|t| match t {
+                            HangUpType::Dtmf => source == relay::source::DTMF,
+                            HangUpType::Api => source == relay::source::API,
+                            HangUpType::Input => source == relay::source::INPUT,
+                        });
+                        if covered && hang_up_at.is_none() {
+                            tracing::info!(call = call.id, source, "door opened: hanging up in {} s", rule.timeout);
+                            hang_up_at = Some(Instant::now() + secs(rule.timeout));
+                        }
+                    }
                     None => break end_reason::SHUTDOWN,
                 },
                 event = events.next() => match event {
                     Some(CallEvent::Confirmed) => call.update(|p| p.confirmed = true),
+                    Some(CallEvent::Info(content_type, body)) => {
+                        if let Some(digit) = info_digit(&content_type, &body) {
+                            call.commands.send(Command::Dtmf(digit, false)).ok();
+                        }
+                    }
                     Some(CallEvent::Reoffer(sdp, reply)) => {
                         match self.media.set_remote(&session_path, &sdp).await {
                             Ok(answer) => reply.ok(Some(&answer)).await,
@@ -698,6 +824,25 @@ impl Agent {
         service::unpublish(&self.conn, call).await;
         if was_active {
             service::active_call_changed(&self.conn).await;
+        }
+    }
+
+    /// Media received a DTMF digit in a session.
+    pub fn on_dtmf(&self, session: &str, digit: &str) {
+        let Some(digit) = digit.chars().next() else {
+            return;
+        };
+        if let Some(call) = self.sessions.lock().expect("sessions lock").get(session) {
+            call.send(Command::Dtmf(digit, true)).ok();
+        }
+    }
+
+    /// The relay service opened a door.
+    pub fn on_door_opened(&self, source: &str) {
+        if let Some(call) = self.active_call() {
+            call.commands
+                .send(Command::DoorOpened(source.to_owned()))
+                .ok();
         }
     }
 
@@ -837,7 +982,8 @@ impl Agent {
             .await
             .map_err(|e| format!("media: {e}"))?;
         let session = session.to_string();
-        let (call, commands) = self.new_call("out", &routes[0].to, routes[0].via, video);
+        let peer = routes[0].peer();
+        let (call, commands) = self.new_call("out", &routes[0].to, routes[0].via, video, peer);
         call.update(|p| p.media_session = Some(session.clone()));
         self.sessions
             .lock()
@@ -990,5 +1136,151 @@ impl Agent {
         for call in self.calls() {
             call.ask(Command::Hangup).await.ok();
         }
+    }
+}
+
+/// Wrong door codes after which a call is ended.
+pub const MAX_WRONG_CODES: u32 = 5;
+/// Time between two digits of one door code.
+pub const INTER_DIGIT: Duration = Duration::from_secs(3);
+
+/// The digits of a door code being entered in a call.
+#[derive(Debug, Default)]
+pub struct DoorCodes {
+    digits: String,
+    /// When the digits entered so far count as a wrong code.
+    pub deadline: Option<Instant>,
+    /// Wrong codes so far in this call.
+    pub wrong: u32,
+}
+
+impl DoorCodes {
+    /// Adds a digit: `Some(Ok(relay))` when the digits are a relay's code,
+    /// `Some(Err(()))` when they can no longer become one (a wrong code), `None`
+    /// while they may.
+    pub fn digit(
+        &mut self,
+        digit: char,
+        relays: &[doorphone_interfaces::config::document::Relay],
+    ) -> Option<Result<String, ()>> {
+        self.digits.push(digit);
+        let codes = relays.iter().filter(|r| !r.dtmf_code.is_empty());
+        if let Some(r) = codes.clone().find(|r| r.dtmf_code == self.digits) {
+            self.digits.clear();
+            self.deadline = None;
+            return Some(Ok(r.id.clone()));
+        }
+        if codes.clone().any(|r| r.dtmf_code.starts_with(&self.digits)) {
+            self.deadline = Some(Instant::now() + INTER_DIGIT);
+            return None;
+        }
+        self.digits.clear();
+        self.deadline = None;
+        self.wrong += 1;
+        Some(Err(()))
+    }
+
+    /// The inter-digit time ran out: unfinished digits are a wrong code.
+    pub fn timed_out(&mut self) -> bool {
+        self.deadline = None;
+        if self.digits.is_empty() {
+            return false;
+        }
+        self.digits.clear();
+        self.wrong += 1;
+        true
+    }
+}
+
+/// Whether the DTMF authority lets `peer` open doors.
+pub fn may_open_doors(doc: &Document, peer: &Caller) -> bool {
+    match doc.dtmf_authority {
+        DtmfAuthority::All => true,
+        DtmfAuthority::Contacts => policy::whitelisted(doc, peer),
+        DtmfAuthority::None => false,
+    }
+}
+
+/// The digit of a SIP INFO: `application/dtmf-relay` (`Signal=5`) or
+/// `application/dtmf` (the digit alone).
+pub fn info_digit(content_type: &str, body: &str) -> Option<char> {
+    let kind = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let value = match kind.as_str() {
+        "application/dtmf-relay" => body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
+        })?,
+        "application/dtmf" => body.trim(),
+        _ => return None,
+    };
+    let mut chars = value.chars();
+    let digit = chars.next()?.to_ascii_uppercase();
+    (chars.next().is_none() && "0123456789*#ABCD".contains(digit)).then_some(digit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use doorphone_interfaces::config::document::Relay;
+
+    fn relays() -> Vec<Relay> {
+        vec![
+            Relay {
+                id: "A".into(),
+                dtmf_code: "#".into(),
+                ..Relay::default()
+            },
+            Relay {
+                id: "B".into(),
+                dtmf_code: "1234".into(),
+                ..Relay::default()
+            },
+            Relay {
+                id: "C".into(),
+                dtmf_code: String::new(),
+                ..Relay::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn codes_open_their_relay_and_wrong_ones_are_counted() {
+        let r = relays();
+        let mut c = DoorCodes::default();
+        assert_eq!(c.digit('#', &r), Some(Ok("A".into())));
+        for d in "123".chars() {
+            assert_eq!(c.digit(d, &r), None);
+        }
+        assert!(c.deadline.is_some());
+        assert_eq!(c.digit('4', &r), Some(Ok("B".into())));
+        assert_eq!(c.digit('9', &r), Some(Err(())));
+        assert_eq!(c.digit('1', &r), None);
+        assert_eq!(c.digit('3', &r), Some(Err(())));
+        assert_eq!(c.wrong, 2);
+        assert_eq!(c.digit('1', &r), None);
+        assert!(c.timed_out());
+        assert_eq!(c.wrong, 3);
+        assert!(!c.timed_out());
+    }
+
+    #[test]
+    fn info_bodies_give_their_digit() {
+        assert_eq!(
+            info_digit("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"),
+            Some('5')
+        );
+        assert_eq!(
+            info_digit("Application/DTMF-Relay", "signal= #\nDuration=100"),
+            Some('#')
+        );
+        assert_eq!(info_digit("application/dtmf", "9"), Some('9'));
+        assert_eq!(info_digit("application/dtmf-relay", "Signal=55"), None);
+        assert_eq!(info_digit("text/plain", "Signal=5"), None);
+        assert_eq!(info_digit("application/dtmf-relay", "Duration=160"), None);
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use doorphone_interfaces::config::{Config1Proxy, Document};
 use doorphone_interfaces::media::Media1Proxy;
+use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{BUS_NAME, OBJECT_PATH};
 use doorphone_sip::accounts;
 use doorphone_sip::agent::{Agent, Settings};
@@ -34,11 +35,11 @@ struct Args {
     #[arg(long)]
     contact_address: Option<IpAddr>,
     /// The call history database.
-    #[arg(long, default_value = "/var/lib/doorphone/sip/history.db")]
+    #[arg(long, default_value = "/var/lib/doorphone-sip/history.db")]
     history: PathBuf,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     doorphone_daemon::run(run(Args::parse())).await
 }
@@ -109,10 +110,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     let mut media_states = media.receive_session_state_changed().await?;
+    let mut media_dtmf = media.receive_dtmf_received().await?;
+    let relay = Relay1Proxy::builder(&conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let mut doors = relay.receive_door_opened().await?;
     let agent = Arc::new(Agent::new(
         stack,
         conn.clone(),
         media,
+        relay,
         settings_rx.clone(),
         history,
     ));
@@ -151,14 +159,37 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
+    let listener = agent.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                digit = media_dtmf.next() => match digit {
+                    Some(signal) => if let Ok(args) = signal.args() {
+                        listener.on_dtmf(args.session.as_str(), args.digit);
+                    },
+                    None => return,
+                },
+                door = doors.next() => match door {
+                    Some(signal) => if let Ok(args) = signal.args() {
+                        listener.on_door_opened(args.source);
+                    },
+                    None => return,
+                },
+            }
+        }
+    });
     let follower = agent.clone();
     tokio::spawn(async move {
         loop {
+            // Either stream ends only with the bus connection: nothing more to follow.
             let reload = tokio::select! {
-                change = changes.next() => change.is_some(),
+                change = changes.next() => match change {
+                    Some(_) => true,
+                    None => return,
+                },
                 owner = owners.next() => match owner {
                     Some(owner) => owner.is_some(),
-                    None => false,
+                    None => return,
                 },
             };
             if !reload {

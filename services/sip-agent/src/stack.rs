@@ -465,6 +465,12 @@ impl ServerCall {
         Ok(self.dialog.bye().await?)
     }
 
+    /// The dialog has ended (BYE, CANCEL or a final refusal), even if the
+    /// agent has not handled that event yet.
+    pub fn ended(&self) -> bool {
+        matches!(self.dialog.state(), DialogState::Terminated(..))
+    }
+
     /// A re-INVITE with `sdp`; the peer's answer, if it gave one.
     pub async fn reinvite(&self, sdp: &str) -> Result<Option<String>> {
         reinvite(&self.dialog, sdp).await
@@ -485,6 +491,11 @@ impl ClientCall {
 
     pub async fn reinvite(&self, sdp: &str) -> Result<Option<String>> {
         reinvite(&self.dialog, sdp).await
+    }
+
+    /// See [`ServerCall::ended`].
+    pub fn ended(&self) -> bool {
+        matches!(self.dialog.state(), DialogState::Terminated(..))
     }
 }
 
