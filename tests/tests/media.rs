@@ -864,3 +864,194 @@ async fn a_remote_hold_re_offer_is_answered_and_stops_sending() {
         ""
     );
 }
+
+const PCMA: PeerCodec = PeerCodec {
+    name: "PCMA",
+    pt: 8,
+    rtpmap: "PCMA/8000",
+    send: "audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay pt=8",
+    recv_caps: "application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMA,payload=8",
+    recv: "rtppcmadepay ! alawdec",
+};
+
+/// Follows media's `PreparedPorts` (the session prepared ahead of the next call)
+/// through its change signals.
+struct Prepared {
+    properties: zbus::fdo::PropertiesProxy<'static>,
+    changes: zbus::fdo::PropertiesChangedStream,
+    now: Vec<u16>,
+}
+
+impl Prepared {
+    async fn follow(rig: &Rig) -> Prepared {
+        let properties = zbus::fdo::PropertiesProxy::builder(&rig.conn)
+            .destination(media::BUS_NAME)
+            .path(media::OBJECT_PATH)
+            .build()
+            .await
+            .unwrap();
+        // Changes are followed from before the first read: none is missed.
+        let changes = properties.receive_properties_changed().await.unwrap();
+        let now = Vec::<u16>::try_from(
+            properties
+                .get(media::INTERFACE.try_into().unwrap(), "PreparedPorts")
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        Prepared {
+            properties,
+            changes,
+            now,
+        }
+    }
+
+    /// Waits until the prepared ports satisfy `ready`; returns them.
+    async fn until(&mut self, what: &str, ready: impl Fn(&[u16]) -> bool) -> Vec<u16> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !ready(&self.now) {
+            let signal = tokio::time::timeout_at(deadline, self.changes.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("timed out waiting for {what}; prepared: {:?}", self.now)
+                })
+                .expect("the property changes keep coming");
+            let args = signal.args().unwrap();
+            if args.interface_name.as_str() == media::INTERFACE
+                && let Some(ports) = args.changed_properties.get("PreparedPorts")
+            {
+                self.now = Vec::<u16>::try_from(ports.try_clone().unwrap()).unwrap();
+            }
+        }
+        let _ = &self.properties;
+        self.now.clone()
+    }
+
+    /// Waits for a prepared session other than `old`'s, and returns its port.
+    async fn next_after(&mut self, old: Option<u16>) -> u16 {
+        self.until("a session prepared", |p| p.len() == 1 && Some(p[0]) != old)
+            .await[0]
+    }
+}
+
+/// Whether media holds `port` and the next (RTCP) bound.
+fn bound(port: u16) -> bool {
+    UdpSocket::bind(("0.0.0.0", port)).is_err() && UdpSocket::bind(("0.0.0.0", port + 1)).is_err()
+}
+
+/// Whether media's object tree has a session object.
+async fn has_session_objects(rig: &Rig) -> bool {
+    let xml = zbus::fdo::IntrospectableProxy::builder(&rig.conn)
+        .destination(media::BUS_NAME)
+        .path(media::OBJECT_PATH)
+        .build()
+        .await
+        .unwrap()
+        .introspect()
+        .await
+        .unwrap();
+    xml.contains("<node name=\"session\"")
+}
+
+/// A call answered by media with the peer speaking `codec`, its audio checked at
+/// both ends; returns the session and media's RTP port.
+async fn call_with_tones(rig: &Rig, codec: &PeerCodec) -> (zbus::OwnedObjectPath, u16, Peer) {
+    let media = rig.proxy().await;
+    let peer_port = free_port();
+    let (path, answer) = media
+        .create_answer(&offer(peer_port, codec), HashMap::new())
+        .await
+        .unwrap();
+    let port = audio_port(&answer);
+    let session = rig.session(&path).await;
+    assert_eq!(session.audio_codec().await.unwrap(), codec.name);
+    let peer = Peer::start(rig.dir.path(), peer_port, port, codec);
+    until("one second of audio at the peer", || {
+        peer.heard().len() >= 8000
+    })
+    .await;
+    let heard = peer.heard();
+    assert_eq!(
+        dominant(&heard[heard.len() - 4000..], 8000, &[MEDIA_TONE, PEER_TONE]),
+        Some(MEDIA_TONE),
+        "{}: the peer did not hear the door's tone",
+        codec.name
+    );
+    counter_reaches(&session, 25, Counter::Received).await;
+    (path, port, peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_call_is_served_from_a_session_prepared_ahead() {
+    let rig = Rig::start_with(serde_json::json!({"media.rtp_ports": [43000, 43099]})).await;
+    let media = rig.proxy().await;
+    let mut prepared = Prepared::follow(&rig).await;
+
+    // At rest: one session prepared, its ports bound, no session object for it.
+    let first = prepared.next_after(None).await;
+    assert!((43000..43099).contains(&first) && first % 2 == 0, "{first}");
+    assert!(bound(first), "the prepared port pair {first} is not bound");
+    assert!(!has_session_objects(&rig).await);
+
+    // The first call takes it, and the next one is prepared during the call.
+    let (path, port, _peer) = call_with_tones(&rig, &PCMU).await;
+    assert_eq!(port, first, "the call did not get the prepared session");
+    let second = prepared.next_after(Some(first)).await;
+    assert!(bound(second));
+    media.stop(&path.as_ref()).await.unwrap();
+
+    // After the call ends, the next call is answered from the session prepared
+    // before it came: the port was bound before CreateAnswer.
+    let (path, port, _peer) = call_with_tones(&rig, &PCMU).await;
+    assert_eq!(
+        port, second,
+        "the second call did not get the prepared session"
+    );
+    let third = prepared.next_after(Some(second)).await;
+    media.stop(&path.as_ref()).await.unwrap();
+
+    // A call in another codec than the prepared one is built as it comes, on
+    // other ports, and leaves the prepared session for the next call.
+    let (path, port, _peer) = call_with_tones(&rig, &OPUS).await;
+    assert_ne!(port, third);
+    assert_eq!(prepared.now, [third]);
+    media.stop(&path.as_ref()).await.unwrap();
+    let (path, port, _peer) = call_with_tones(&rig, &PCMU).await;
+    assert_eq!(port, third);
+    media.stop(&path.as_ref()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_config_change_prepares_again_from_the_new_settings() {
+    let rig = Rig::start_with(serde_json::json!({"media.rtp_ports": [43100, 43199]})).await;
+    let config = doorphone_interfaces::config::Config1Proxy::new(&rig.conn)
+        .await
+        .unwrap();
+    let set = |key: &'static str, value: serde_json::Value| {
+        let config = config.clone();
+        async move {
+            let value = doorphone_interfaces::json::to_variant(&value).unwrap();
+            config.set(key, &value).await.unwrap();
+        }
+    };
+    let mut prepared = Prepared::follow(&rig).await;
+    let old = prepared.next_after(None).await;
+    assert!((43100..43199).contains(&old), "{old}");
+
+    // A new port range: the prepared session moves into it and frees its ports.
+    set("media.rtp_ports", serde_json::json!([43200, 43299])).await;
+    let moved = prepared
+        .until("a session prepared in 43200-43299", |p| {
+            p.len() == 1 && (43200..43299).contains(&p[0])
+        })
+        .await[0];
+    assert!(bound(moved));
+    assert!(!bound(old), "the old prepared port {old} is still bound");
+
+    // A new preferred codec: prepared anew, and the call in it gets that session.
+    set("media.audio_codecs", serde_json::json!(["PCMA", "PCMU"])).await;
+    let pcma = prepared.next_after(Some(moved)).await;
+    let (path, port, _peer) = call_with_tones(&rig, &PCMA).await;
+    assert_eq!(port, pcma, "the PCMA call did not get the prepared session");
+    rig.proxy().await.stop(&path.as_ref()).await.unwrap();
+}

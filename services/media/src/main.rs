@@ -87,22 +87,35 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         media.clone(),
         speaker.clone(),
         tx,
+        Some(conn.clone()),
     );
+    // A session prepared ahead of the first call.
+    service.prepare();
     conn.object_server().at(OBJECT_PATH, service).await?;
+    // Looked up before the name is ours, while no call can hold the service.
+    let iface = conn
+        .object_server()
+        .interface::<_, MediaService>(OBJECT_PATH)
+        .await?;
     conn.request_name(BUS_NAME).await?;
-    tokio::spawn(forward_events(conn.clone(), rx));
-    tokio::spawn(follow_config(conn.clone(), media));
+    tokio::spawn(forward_events(conn.clone(), iface.clone(), rx));
+    tokio::spawn(follow_config(conn.clone(), iface.clone(), media));
     tracing::info!("serving {BUS_NAME}");
     doorphone_daemon::notify_ready();
 
     doorphone_daemon::stop_requested().await?;
+    // The prepared session's ports and devices are let go.
+    let closing = iface.get().await.close();
+    let _ = closing.await;
     tokio::task::spawn_blocking(move || speaker.shutdown()).await?;
     Ok(())
 }
 
-/// Reloads the media settings whenever the config service says they changed.
+/// Reloads the media settings whenever the config service says they changed; a
+/// change prepares the next call's session anew.
 async fn follow_config(
     conn: zbus::Connection,
+    iface: zbus::object_server::InterfaceRef<MediaService>,
     media: Arc<Mutex<doorphone_interfaces::config::document::Media>>,
 ) {
     let Ok(proxy) = Config1Proxy::new(&conn).await else {
@@ -117,8 +130,16 @@ async fn follow_config(
             .is_ok_and(|a| a.sections.iter().any(|s| s == "media"));
         if touches_media {
             let fresh = media_config(&conn).await;
-            *media.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+            let changed = {
+                let mut current = media.lock().unwrap_or_else(|e| e.into_inner());
+                let changed = *current != fresh;
+                *current = fresh;
+                changed
+            };
             tracing::info!("media settings reloaded");
+            if changed {
+                iface.get().await.media_changed();
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use zbus::object_server::{ResponseDispatchNotifier, SignalEmitter};
 use zbus::{ObjectPath, OwnedObjectPath, OwnedVariant, interface};
 
 use crate::devices::{AudioSource, Speaker};
-use crate::ports::PortRange;
-use crate::sdp::{self, LocalCaps, LocalTransport, Negotiated, SdpError};
+use crate::ports::{PortPair, PortRange};
+use crate::sdp::{self, Encoding, LocalCaps, LocalTransport, Negotiated, SdpError};
 use crate::session::{self, CallPipeline, Event};
 
 /// What the service was started with.
@@ -36,7 +36,9 @@ struct Session {
     negotiated: Option<Negotiated>,
     pipeline: Option<Arc<CallPipeline>>,
     /// Held for the pipeline until the remote description arrives.
-    ports: Option<crate::ports::PortPair>,
+    ports: Option<PortPair>,
+    /// Or the prepared session that will carry the call, holding the ports.
+    prepared: Option<Ready>,
     /// The video stream's ports, when video was offered or accepted.
     video_ports: Option<crate::ports::PortPair>,
     state: &'static str,
@@ -148,11 +150,317 @@ impl SessionObject {
     }
 }
 
+/// A session made ahead of the next call: a port pair bound and the pipeline of
+/// the preferred audio codec built and in READY, sending nothing. It is no
+/// session object until a call takes it.
+struct Ready {
+    pipeline: CallPipeline,
+    /// The session its events go to once a call takes it (0 until then).
+    id: Arc<AtomicU32>,
+    /// Set when the pipeline failed while it waited.
+    broken: Arc<AtomicBool>,
+}
+
+impl Ready {
+    fn usable(&self) -> bool {
+        !self.broken.load(Ordering::SeqCst)
+    }
+
+    fn port(&self) -> u16 {
+        self.pipeline.port()
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    ready: Option<Ready>,
+    /// The generation of the preparation under way, if one is.
+    building: Option<u64>,
+    /// Goes up whenever what a session is prepared from changes (the `media`
+    /// settings) and when the service stops: older preparations are discarded.
+    generation: u64,
+    closed: bool,
+}
+
+/// Makes the prepared session, off the callers' path, and keeps it.
+#[derive(Clone)]
+struct Preparer {
+    slot: Arc<Mutex<Slot>>,
+    /// Wakes whoever waits for a preparation to end.
+    done: Arc<tokio::sync::Notify>,
+    media: Arc<Mutex<Media>>,
+    /// The range and the configured bounds it was made from.
+    ports: Arc<Mutex<(PortRange, [u32; 2])>>,
+    mic: AudioSource,
+    tone: f64,
+    rtp_timeout: Duration,
+    speaker: Arc<Speaker>,
+    events: EventSender,
+    /// Wakes the task that announces `PreparedPorts`' changes.
+    changed: Arc<tokio::sync::Notify>,
+}
+
+fn lock_slot(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Preparer {
+    /// Binds a port pair from the configured range (which follows the config).
+    fn bind(&self) -> Result<PortPair, Error> {
+        let bounds = self
+            .media
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rtp_ports;
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        if bounds != ports.1 {
+            *ports = (PortRange::new(bounds[0] as u16, bounds[1] as u16), bounds);
+        }
+        ports.0.bind().map_err(|e| Error::Failed(e.to_string()))
+    }
+
+    /// The first configured audio codec this build carries.
+    fn preferred(&self) -> Option<Encoding> {
+        let media = self.media.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        LocalCaps::from_config(&media, false)
+            .audio
+            .into_iter()
+            .find(|e| session::supported(*e))
+    }
+
+    /// The prepared session's port and encoding, when one is ready.
+    fn peek(&self) -> Option<(u16, Encoding)> {
+        lock_slot(&self.slot)
+            .ready
+            .as_ref()
+            .filter(|r| r.usable())
+            .map(|r| (r.port(), r.pipeline.encoding()))
+    }
+
+    /// Takes the prepared session, if one is ready and sound.
+    fn take(&self) -> Option<Ready> {
+        let taken = {
+            let mut slot = lock_slot(&self.slot);
+            match slot.ready.take() {
+                Some(r) if r.usable() => Some(r),
+                Some(broken) => {
+                    tracing::warn!("the prepared session broke while it waited");
+                    discard(broken);
+                    None
+                }
+                None => None,
+            }
+        };
+        if taken.is_some() {
+            self.announce();
+        }
+        taken
+    }
+
+    /// Prepares a session in the background unless one is ready or under way.
+    fn ensure(&self) {
+        let generation = {
+            let mut slot = lock_slot(&self.slot);
+            if let Some(broken) = slot.ready.take_if(|r| !r.usable()) {
+                tracing::warn!("the prepared session broke while it waited");
+                discard(broken);
+                self.announce();
+            }
+            if slot.closed || slot.ready.is_some() || slot.building.is_some() {
+                return;
+            }
+            slot.building = Some(slot.generation);
+            slot.generation
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let build = this.clone();
+            let made = tokio::task::spawn_blocking(move || build.build())
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let (installed, stale) = {
+                let mut slot = lock_slot(&this.slot);
+                if slot.building == Some(generation) {
+                    slot.building = None;
+                }
+                match made {
+                    Ok(ready) if slot.generation == generation && !slot.closed => {
+                        tracing::debug!(port = ready.port(), "a session is prepared");
+                        slot.ready = Some(ready);
+                        (true, None)
+                    }
+                    Ok(ready) => (false, Some(ready)),
+                    Err(e) => {
+                        tracing::info!("no session prepared ahead of the next call: {e}");
+                        (false, None)
+                    }
+                }
+            };
+            this.done.notify_waiters();
+            if let Some(stale) = stale {
+                discard(stale);
+            }
+            if installed {
+                this.announce();
+            }
+        });
+    }
+
+    /// Builds a prepared session (on a blocking thread).
+    fn build(&self) -> Result<Ready, String> {
+        let encoding = self
+            .preferred()
+            .ok_or("no configured audio codec is available")?;
+        let ports = self.bind().map_err(|e| e.to_string())?;
+        let id = Arc::new(AtomicU32::new(0));
+        let broken = Arc::new(AtomicBool::new(false));
+        let (tag, flag, events) = (id.clone(), broken.clone(), self.events.clone());
+        let stream = session::template(encoding, ports.port);
+        let pipeline = CallPipeline::prepare(
+            &stream,
+            ports,
+            session::CallIo {
+                mic: &self.mic,
+                tone: self.tone,
+                speaker: &self.speaker,
+                rtp_timeout: self.rtp_timeout,
+            },
+            move |event| match tag.load(Ordering::SeqCst) {
+                0 => {
+                    if let Event::Failed(why) = event {
+                        tracing::warn!("the prepared session failed: {why}");
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                }
+                id => {
+                    let _ = events.send((id, event));
+                }
+            },
+        )?;
+        Ok(Ready {
+            pipeline,
+            id,
+            broken,
+        })
+    }
+
+    /// Discards the prepared session and any under way; with `again`, prepares
+    /// another once the old one has let its ports go, else prepares no more
+    /// (the service stops).
+    fn renew(&self, again: bool) -> tokio::task::JoinHandle<()> {
+        let old = {
+            let mut slot = lock_slot(&self.slot);
+            slot.generation += 1;
+            slot.building = None;
+            slot.closed = !again;
+            slot.ready.take()
+        };
+        self.done.notify_waiters();
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Some(old) = old {
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                this.announce();
+            }
+            if again {
+                this.ensure();
+            }
+        })
+    }
+
+    /// Waits until the preparation under way (if any) has ended, for at most
+    /// `patience`; returns whether one was under way.
+    async fn wait_for_preparation(&self, patience: Duration) -> bool {
+        let ended = self.done.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if lock_slot(&self.slot).building.is_none() {
+            return false;
+        }
+        let _ = tokio::time::timeout(patience, ended).await;
+        true
+    }
+
+    /// Has `PreparedPorts`' change announced.
+    fn announce(&self) {
+        self.changed.notify_one();
+    }
+
+    /// The ports of the prepared session, for `PreparedPorts`.
+    fn ports_now(&self) -> Vec<u16> {
+        lock_slot(&self.slot)
+            .ready
+            .iter()
+            .map(Ready::port)
+            .collect()
+    }
+}
+
+/// Emits `PropertiesChanged` for `PreparedPorts` whenever it may have changed,
+/// one change after the other (so the last one is the state), without the
+/// object server's locks: a method call in progress may be adding a session
+/// object.
+async fn announce_prepared(preparer: Preparer, conn: zbus::Connection) {
+    let interface = zbus::names::InterfaceName::from_static_str_unchecked(
+        doorphone_interfaces::media::INTERFACE,
+    );
+    let Ok(emitter) = SignalEmitter::new(&conn, doorphone_interfaces::media::OBJECT_PATH) else {
+        return;
+    };
+    let mut announced: Option<Vec<u16>> = None;
+    loop {
+        preparer.changed.notified().await;
+        let now = preparer.ports_now();
+        if announced.as_ref() == Some(&now) {
+            continue;
+        }
+        let changed =
+            HashMap::from([("PreparedPorts", zbus::zvariant::Variant::from(now.clone()))]);
+        if let Err(e) = zbus::fdo::Properties::properties_changed(
+            &emitter,
+            interface.clone(),
+            changed,
+            std::borrow::Cow::Borrowed(&[]),
+        )
+        .await
+        {
+            tracing::warn!("cannot announce the prepared ports: {e}");
+        }
+        announced = Some(now);
+    }
+}
+
+/// Drops a prepared session off the async threads (stopping a pipeline waits).
+fn discard(ready: Ready) {
+    tokio::task::spawn_blocking(move || drop(ready));
+}
+
+/// Where a new session's media comes from.
+enum Claim {
+    Prepared(Ready),
+    Ports(PortPair),
+}
+
+impl Claim {
+    fn port(&self) -> u16 {
+        match self {
+            Claim::Prepared(r) => r.port(),
+            Claim::Ports(p) => p.port,
+        }
+    }
+
+    fn into_parts(self) -> (Option<PortPair>, Option<Ready>) {
+        match self {
+            Claim::Prepared(r) => (None, Some(r)),
+            Claim::Ports(p) => (Some(p), None),
+        }
+    }
+}
+
 pub struct MediaService {
     options: Options,
     media: Arc<Mutex<Media>>,
-    /// The range and the configured bounds it was made from.
-    ports: (PortRange, [u32; 2]),
+    preparer: Preparer,
     speaker: Arc<Speaker>,
     sessions: HashMap<u32, Arc<Mutex<Session>>>,
     streams: HashMap<u32, crate::stream::PageStream>,
@@ -187,16 +495,39 @@ fn sdp_error(e: SdpError) -> Error {
 }
 
 impl MediaService {
+    /// The service; `conn` (when given) is where it will be served, for the
+    /// signals of its background work (it is then made in a tokio runtime).
+    /// [`MediaService::prepare`] starts keeping a session prepared ahead of the
+    /// next call.
     pub fn new(
         options: Options,
         media: Arc<Mutex<Media>>,
         speaker: Arc<Speaker>,
         events: EventSender,
+        conn: Option<zbus::Connection>,
     ) -> MediaService {
         let bounds = media.lock().unwrap_or_else(|e| e.into_inner()).rtp_ports;
+        let preparer = Preparer {
+            slot: Arc::default(),
+            done: Arc::default(),
+            media: media.clone(),
+            ports: Arc::new(Mutex::new((
+                PortRange::new(bounds[0] as u16, bounds[1] as u16),
+                bounds,
+            ))),
+            mic: options.audio_source.clone(),
+            tone: options.test_tone,
+            rtp_timeout: options.rtp_timeout,
+            speaker: speaker.clone(),
+            events: events.clone(),
+            changed: Arc::default(),
+        };
+        if let Some(conn) = conn {
+            tokio::spawn(announce_prepared(preparer.clone(), conn));
+        }
         MediaService {
             options,
-            ports: (PortRange::new(bounds[0] as u16, bounds[1] as u16), bounds),
+            preparer,
             media,
             speaker,
             sessions: HashMap::new(),
@@ -208,19 +539,51 @@ impl MediaService {
     }
 
     /// Binds a port pair from the configured range (which follows the config).
-    fn bind_ports(&mut self) -> Result<crate::ports::PortPair, Error> {
-        let bounds = self
-            .media
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .rtp_ports;
-        if bounds != self.ports.1 {
-            self.ports = (PortRange::new(bounds[0] as u16, bounds[1] as u16), bounds);
+    fn bind_ports(&mut self) -> Result<PortPair, Error> {
+        self.preparer.bind()
+    }
+
+    /// Starts keeping a session prepared ahead of the next call (in the
+    /// background).
+    pub fn prepare(&self) {
+        self.preparer.ensure();
+    }
+
+    /// The `media` settings changed: the prepared session is discarded and one
+    /// is prepared from the new settings.
+    pub fn media_changed(&self) {
+        self.preparer.renew(true);
+    }
+
+    /// The service stops: the prepared session goes, with its ports (when the
+    /// returned task ends), and no other is prepared.
+    pub fn close(&self) -> tokio::task::JoinHandle<()> {
+        self.preparer.renew(false)
+    }
+
+    /// Media for a new session: a fresh port pair, or, when the range has none
+    /// left, the prepared session's (waiting for a preparation under way to
+    /// end); `launch` builds a pipeline for another codec on its ports.
+    async fn claim(&mut self) -> Result<Claim, Error> {
+        let mut waited = false;
+        loop {
+            let error = match self.bind_ports() {
+                Ok(ports) => return Ok(Claim::Ports(ports)),
+                Err(e) => e,
+            };
+            if let Some(ready) = self.preparer.take() {
+                return Ok(Claim::Prepared(ready));
+            }
+            if waited
+                || !self
+                    .preparer
+                    .wait_for_preparation(Duration::from_secs(2))
+                    .await
+            {
+                return Err(error);
+            }
+            waited = true;
         }
-        self.ports
-            .0
-            .bind()
-            .map_err(|e| Error::Failed(e.to_string()))
     }
 
     fn caps(&self, options: &HashMap<String, OwnedVariant>) -> LocalCaps {
@@ -275,19 +638,19 @@ impl MediaService {
         handle: &Arc<Mutex<Session>>,
         replied: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let (stream, ports, video_parts) = {
+        let (stream, ports, prepared, video_parts) = {
             let mut s = lock(handle);
             let stream = s
                 .negotiated
                 .as_ref()
                 .and_then(|n| n.audio.clone())
                 .ok_or_else(|| Error::InvalidSdp("no audio stream was negotiated".into()))?;
-            let ports = s
-                .ports
-                .take()
-                .ok_or_else(|| Error::Failed("the session has no ports".into()))?;
+            let (ports, prepared) = (s.ports.take(), s.prepared.take());
+            if ports.is_none() && prepared.is_none() {
+                return Err(Error::Failed("the session has no ports".into()));
+            }
             let video = s.negotiated.as_ref().and_then(|n| n.video.clone());
-            (stream, ports, video.zip(s.video_ports.take()))
+            (stream, ports, prepared, video.zip(s.video_ports.take()))
         };
         let handle = handle.clone();
         let camera = self.options.camera.clone();
@@ -298,6 +661,7 @@ impl MediaService {
         let events = self.events.clone();
         let build = move || {
             let report = events.clone();
+            let sending = stream.direction.sends() && !lock(&handle).held;
             let result = (|| {
                 let video = match (video_parts, camera) {
                     (Some((stream, ports)), Some(camera)) if stream.direction.sends() => {
@@ -310,6 +674,24 @@ impl MediaService {
                     }
                     _ => None,
                 };
+                let ports = match prepared {
+                    // The prepared session carries the call: it only starts.
+                    Some(ready)
+                        if ready.usable() && ready.pipeline.encoding() == stream.codec.encoding =>
+                    {
+                        ready.id.store(id, Ordering::SeqCst);
+                        let mut pipeline = ready.pipeline;
+                        pipeline.play(&stream, video, sending)?;
+                        tracing::debug!(session = id, "media from the prepared session");
+                        return Ok(pipeline);
+                    }
+                    // Another codec (or a broken pipeline): its ports, a new pipeline.
+                    Some(ready) => ready
+                        .pipeline
+                        .release()
+                        .ok_or("the prepared session has no ports")?,
+                    None => ports.ok_or("the session has no ports")?,
+                };
                 CallPipeline::start(
                     &stream,
                     ports,
@@ -320,6 +702,7 @@ impl MediaService {
                         rtp_timeout,
                     },
                     video,
+                    sending,
                     move |event| {
                         let _ = events.send((id, event));
                     },
@@ -342,9 +725,12 @@ impl MediaService {
             }
             s.started.notify_all();
         };
+        let preparer = self.preparer.clone();
         tokio::spawn(async move {
             replied.await;
             let _ = tokio::task::spawn_blocking(build).await;
+            // The call's media first, then the next call's.
+            preparer.ensure();
         });
         Ok(())
     }
@@ -376,25 +762,35 @@ impl MediaService {
         let Some(session) = self.sessions.remove(&id) else {
             return false;
         };
-        let pipeline = {
+        let (pipeline, prepared) = {
             let mut s = lock(&session);
             s.state = state::STOPPED;
             s.started.notify_all();
             s.ports = None;
             s.video_ports = None;
-            s.pipeline.take()
+            (s.pipeline.take(), s.prepared.take())
         };
-        if let Some(p) = pipeline {
+        if pipeline.is_some() || prepared.is_some() {
             // Stopping waits for streaming threads: not on the bus's thread.
-            let _ = tokio::task::spawn_blocking(move || drop(p)).await;
+            let _ = tokio::task::spawn_blocking(move || drop((pipeline, prepared))).await;
         }
         let _ = server.remove::<SessionObject, _>(&session_path(id)).await;
+        // Ports and devices are free again: a preparation that found none may
+        // succeed now.
+        self.preparer.ensure();
         true
     }
 }
 
 #[interface(name = "org.doorphone.Media1")]
 impl MediaService {
+    /// The RTP ports (RTCP on the next) of the session prepared ahead of the next
+    /// call, its pipeline built and sending nothing; empty while none is ready.
+    #[zbus(property)]
+    async fn prepared_ports(&self) -> Vec<u16> {
+        self.preparer.ports_now()
+    }
+
     /// A new session and our SDP offer. Options: `video` (b), `address` (s).
     #[zbus(out_args("session", "sdp"))]
     async fn create_offer(
@@ -403,14 +799,22 @@ impl MediaService {
         #[zbus(object_server)] server: &zbus::ObjectServer,
     ) -> Result<(OwnedObjectPath, String), Error> {
         let caps = self.caps(&options);
-        let ports = self.bind_ports()?;
+        // The prepared session when there is one: whether its codec is the one
+        // the answer picks is known at `SetRemote`.
+        let claim = match self.preparer.take() {
+            Some(ready) => Claim::Prepared(ready),
+            None => self.claim().await?,
+        };
         let video_ports = if caps.want_video {
             Some(self.bind_ports()?)
         } else {
             None
         };
-        let transport = self.transport(&options, ports.port, video_ports.as_ref().map(|p| p.port));
+        let transport =
+            self.transport(&options, claim.port(), video_ports.as_ref().map(|p| p.port));
         let (local, text) = sdp::Local::offer(&caps, &transport);
+        let (ports, prepared) = claim.into_parts();
+        self.preparer.ensure();
         let (_, path, _) = self
             .add_session(
                 server,
@@ -418,7 +822,8 @@ impl MediaService {
                     local,
                     negotiated: None,
                     pipeline: None,
-                    ports: Some(ports),
+                    ports,
+                    prepared,
                     video_ports,
                     state: state::PREPARED,
                     held: false,
@@ -440,20 +845,49 @@ impl MediaService {
     ) -> Result<(OwnedObjectPath, String), Error> {
         let remote = sdp::parse(offer).map_err(sdp_error)?;
         let caps = self.caps(&options);
-        let ports = self.bind_ports()?;
         let video_ports = if caps.want_video && remote.has_video() {
             Some(self.bind_ports()?)
         } else {
             None
         };
-        let transport = self.transport(&options, ports.port, video_ports.as_ref().map(|p| p.port));
-        let (local, negotiated, text) =
-            sdp::Local::answer(&caps, &transport, &remote).map_err(sdp_error)?;
+        let video_port = video_ports.as_ref().map(|p| p.port);
+        // The prepared session serves the call when the call gets its codec.
+        let mut answered = None;
+        if let Some((port, encoding)) = self.preparer.peek() {
+            let transport = self.transport(&options, port, video_port);
+            let (local, negotiated, text) =
+                sdp::Local::answer(&caps, &transport, &remote).map_err(sdp_error)?;
+            let fits = negotiated
+                .audio
+                .as_ref()
+                .is_some_and(|a| a.codec.encoding == encoding);
+            if fits && let Some(ready) = self.preparer.take() {
+                answered = Some((Claim::Prepared(ready), transport, local, negotiated, text));
+            }
+        }
+        let (claim, transport, local, negotiated, text) = match answered {
+            Some(answered) => answered,
+            None => {
+                let claim = self.claim().await?;
+                let transport = self.transport(&options, claim.port(), video_port);
+                match sdp::Local::answer(&caps, &transport, &remote) {
+                    Ok((local, negotiated, text)) => (claim, transport, local, negotiated, text),
+                    Err(e) => {
+                        if let Claim::Prepared(ready) = claim {
+                            discard(ready);
+                        }
+                        return Err(sdp_error(e));
+                    }
+                }
+            }
+        };
+        let (ports, prepared) = claim.into_parts();
         let session = Session {
             local,
             negotiated: Some(negotiated),
             pipeline: None,
-            ports: Some(ports),
+            ports,
+            prepared,
             video_ports,
             state: state::PREPARED,
             held: false,
@@ -674,19 +1108,17 @@ impl MediaService {
     ) -> zbus::Result<()>;
 }
 
-/// Turns sessions' events into signals; a failed session is stopped.
+/// Turns sessions' events into signals; a failed session is stopped. `iface`
+/// is looked up once, before any call: `ObjectServer::interface` holds the
+/// object tree while it waits for the service, which a call adding a session
+/// object would wait for in turn.
 pub async fn forward_events(
     conn: zbus::Connection,
+    iface: zbus::object_server::InterfaceRef<MediaService>,
     mut events: tokio::sync::mpsc::UnboundedReceiver<(u32, Event)>,
 ) {
     let server = conn.object_server();
     while let Some((id, event)) = events.recv().await {
-        let Ok(iface) = server
-            .interface::<_, MediaService>(doorphone_interfaces::media::OBJECT_PATH)
-            .await
-        else {
-            continue;
-        };
         let path = session_path(id);
         let emitter = iface.signal_emitter();
         let result = match &event {

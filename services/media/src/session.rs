@@ -164,13 +164,22 @@ pub struct CallPipeline {
     rtpbin: gst::Element,
     /// Where audio RTP and RTCP go; a re-offer may move them.
     audio_out: (gst::Element, gst::Element),
+    /// The peer's audio RTP in (its caps name the payload type).
+    audio_in: gst::Element,
+    payloader: gst::Element,
+    encoding: Encoding,
     clock_rate: u32,
     valve: gst::Element,
     dtmf_src: Option<gst::Element>,
+    /// The negotiated stream, as the pipeline's callbacks read it: a prepared
+    /// pipeline learns it when a call takes it.
+    stream: Arc<Mutex<Stream>>,
+    port: u16,
     pub counters: Arc<Counters>,
     _speaker_input: Arc<Mutex<Option<SpeakerInput>>>,
-    _ports: PortPair,
-    _video: Option<(PortPair, crate::camera::VideoFeed)>,
+    /// Held while the pipeline lives; given back by [`CallPipeline::release`].
+    ports: Option<PortPair>,
+    video: Option<(PortPair, crate::camera::VideoFeed)>,
 }
 
 /// The devices a call uses and how long the peer may stay silent.
@@ -181,14 +190,50 @@ pub struct CallIo<'a> {
     pub rtp_timeout: std::time::Duration,
 }
 
+/// A stand-in for the stream a prepared pipeline will carry: `encoding` on its
+/// usual payload type with telephone-event, to nowhere until a call takes it.
+pub fn template(encoding: Encoding, local_port: u16) -> Stream {
+    let nowhere = std::net::SocketAddr::from(([0, 0, 0, 0], 9));
+    Stream {
+        codec: crate::sdp::Codec {
+            encoding,
+            pt: encoding.static_pt().unwrap_or(96),
+            clock_rate: encoding.clock_rate(),
+            channels: encoding.channels(),
+            fmtp: None,
+        },
+        telephone_event: Some(101),
+        remote_rtp: nowhere,
+        remote_rtcp: nowhere,
+        direction: crate::sdp::Direction::SendRecv,
+        local_port,
+    }
+}
+
 impl CallPipeline {
     /// Builds and starts the pipeline for a negotiated audio stream, and the
-    /// camera's video when `video` is given.
+    /// camera's video when `video` is given; audio goes out when `sending`.
     pub fn start(
         stream: &Stream,
         ports: PortPair,
         io: CallIo<'_>,
         video: Option<VideoLeg>,
+        sending: bool,
+        events: impl Fn(Event) + Send + Sync + Clone + 'static,
+    ) -> Result<CallPipeline, String> {
+        let mut pipeline = CallPipeline::prepare(stream, ports, io, events)?;
+        pipeline.play(stream, video, sending)?;
+        Ok(pipeline)
+    }
+
+    /// Builds the pipeline for `stream`'s codec on `ports` and takes it to READY:
+    /// sockets, microphone and speaker input ready, nothing sent (the valve is
+    /// closed). [`CallPipeline::play`] starts it for the stream a call
+    /// negotiated, which may differ from `stream` in all but the encoding.
+    pub fn prepare(
+        stream: &Stream,
+        ports: PortPair,
+        io: CallIo<'_>,
         events: impl Fn(Event) + Send + Sync + Clone + 'static,
     ) -> Result<CallPipeline, String> {
         let CallIo {
@@ -299,7 +344,8 @@ impl CallPipeline {
             .link_pads(Some("src"), &rtpbin, Some("recv_rtcp_sink_0"))
             .map_err(|e| format!("rtcp in: {e}"))?;
 
-        let stream_for_map = stream.clone();
+        let shared = Arc::new(Mutex::new(stream.clone()));
+        let stream_for_map = shared.clone();
         rtpbin.connect("request-pt-map", false, move |args| {
             let session = args[1].get::<u32>().ok()?;
             let pt = args[2].get::<u32>().ok()?;
@@ -314,7 +360,8 @@ impl CallPipeline {
                         .to_value(),
                 );
             }
-            Some(rtp_caps(&stream_for_map, u8::try_from(pt).ok()?).to_value())
+            let stream = stream_for_map.lock().unwrap_or_else(|e| e.into_inner());
+            Some(rtp_caps(&stream, u8::try_from(pt).ok()?).to_value())
         });
 
         let counters = Arc::new(Counters::default());
@@ -322,7 +369,7 @@ impl CallPipeline {
         let received = counters.clone();
         let timed_out = Arc::new(AtomicBool::new(false));
         let flowing = timed_out.clone();
-        let te = stream.telephone_event;
+        let negotiated = shared.clone();
         let dedup = Mutex::new(dtmf::Dedup::default());
         let on_packet = events.clone();
         rtp_in
@@ -337,6 +384,10 @@ impl CallPipeline {
                     received
                         .bytes_received
                         .fetch_add(buffer.size() as u64, Ordering::Relaxed);
+                    let te = negotiated
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .telephone_event;
                     if let (Some(pt), Ok(map)) = (te, buffer.map_readable()) {
                         let digit = dedup
                             .lock()
@@ -359,7 +410,7 @@ impl CallPipeline {
             .as_ref()
             .map(|i| i.src.clone())
             .expect("attached");
-        let codec_pt = stream.codec.pt;
+        let playing = shared.clone();
         let pipeline_weak = pipeline.downgrade();
         let depayloader = els.depayloader;
         let decoder = els.decoder;
@@ -373,6 +424,7 @@ impl CallPipeline {
             }
             let pt: Option<u8> = name.rsplit('_').next().and_then(|p| p.parse().ok());
             let audio_session = name.starts_with("recv_rtp_src_0_");
+            let codec_pt = playing.lock().unwrap_or_else(|e| e.into_inner()).codec.pt;
             let result = if audio_session && pt == Some(codec_pt) {
                 link_playback(&pipeline, pad, depayloader, decoder, &appsrc)
             } else {
@@ -382,14 +434,6 @@ impl CallPipeline {
                 tracing::warn!("cannot play the received stream: {e}");
             }
         });
-
-        let video = match video {
-            Some(leg) => {
-                add_video(&pipeline, &rtpbin, &leg)?;
-                Some((leg.ports, leg.feed))
-            }
-            None => None,
-        };
 
         let on_bus = events.clone();
         let quiet = timed_out.clone();
@@ -421,21 +465,74 @@ impl CallPipeline {
             gst::BusSyncReply::Drop
         });
 
+        // Nothing leaves before a call has the pipeline.
+        valve.set_property("drop", true);
         pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| format!("the call pipeline does not start: {e}"))?;
+            .set_state(gst::State::Ready)
+            .map_err(|e| format!("the call pipeline does not get ready: {e}"))?;
         Ok(CallPipeline {
             pipeline,
             rtpbin,
             audio_out: (rtp_out, rtcp_out),
+            audio_in: rtp_in,
+            payloader,
+            encoding: stream.codec.encoding,
             clock_rate: stream.codec.clock_rate,
             valve,
             dtmf_src,
+            stream: shared,
+            port: ports.port,
             counters,
             _speaker_input: speaker_input,
-            _ports: ports,
-            _video: video,
+            ports: Some(ports),
+            video: None,
         })
+    }
+
+    /// The encoding the pipeline was built for.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The local RTP port (RTCP on the next one).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts a prepared pipeline for `stream` (payload types, the peer's
+    /// address), with the camera's video when `video` is given; audio goes out
+    /// from the first packet when `sending`.
+    pub fn play(
+        &mut self,
+        stream: &Stream,
+        video: Option<VideoLeg>,
+        sending: bool,
+    ) -> Result<(), String> {
+        if stream.codec.encoding != self.encoding {
+            return Err(format!(
+                "a pipeline for {} cannot carry {}",
+                self.encoding.name(),
+                stream.codec.encoding.name()
+            ));
+        }
+        *self.stream.lock().unwrap_or_else(|e| e.into_inner()) = stream.clone();
+        self.payloader
+            .set_property("pt", u32::from(stream.codec.pt));
+        if let (Some(src), Some(pt)) = (&self.dtmf_src, stream.telephone_event) {
+            src.set_property("pt", u32::from(pt));
+        }
+        self.audio_in
+            .set_property("caps", rtp_caps(stream, stream.codec.pt));
+        self.set_remote(stream.remote_rtp, stream.remote_rtcp);
+        if let Some(leg) = video {
+            add_video(&self.pipeline, &self.rtpbin, &leg)?;
+            self.video = Some((leg.ports, leg.feed));
+        }
+        self.set_sending(sending);
+        self.pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("the call pipeline does not start: {e}"))?;
+        Ok(())
     }
 
     /// The peer's interarrival jitter in milliseconds and its packets lost, as the
@@ -481,9 +578,16 @@ impl CallPipeline {
 
     /// Sends one digit as an RFC 4733 event of `duration`.
     pub fn send_digit(&self, digit: char, duration: std::time::Duration) -> Result<(), String> {
+        let negotiated = self
+            .stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .telephone_event
+            .is_some();
         let src = self
             .dtmf_src
             .as_ref()
+            .filter(|_| negotiated)
             .ok_or("the peer did not negotiate telephone-event")?;
         let number = dtmf::event(digit).ok_or_else(|| format!("{digit:?} is not a DTMF digit"))?;
         let event = |start: bool| {
@@ -503,6 +607,13 @@ impl CallPipeline {
         std::thread::sleep(duration);
         pad.send_event(event(false));
         Ok(())
+    }
+
+    /// Stops the pipeline and gives its ports back, for a pipeline of another
+    /// codec on the same ports.
+    pub fn release(mut self) -> Option<PortPair> {
+        self.stop();
+        self.ports.take()
     }
 
     pub fn stop(&self) {
