@@ -7,6 +7,7 @@
 pub mod config;
 pub mod json;
 pub mod media;
+pub mod pager;
 pub mod relay;
 pub mod sip;
 

@@ -458,6 +458,13 @@ pub const SERVICES: &[Packaged] = &[
         policy: "dbus/system.d/org.doorphone.Relay1.conf",
         unit: "packaging/systemd/doorphone-relay.service",
     },
+    Packaged {
+        binary: "doorphone-pager",
+        user: "doorphone-pager",
+        bus_name: doorphone_interfaces::pager::BUS_NAME,
+        policy: "dbus/system.d/org.doorphone.Pager1.conf",
+        unit: "packaging/systemd/doorphone-pager.service",
+    },
 ];
 
 /// Starts `binary` on `bus` as `user` with `args`, logging to `log`, and waits

@@ -12,6 +12,7 @@ RDEPENDS:${PN} = "\
     doorctl \
     doorphone-config \
     doorphone-media \
+    doorphone-pager \
     doorphone-relay \
     doorphone-sip \
 "

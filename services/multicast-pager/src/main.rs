@@ -1,0 +1,163 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use doorphone_interfaces::config::{ChangedStream, Config1Proxy, Document};
+use doorphone_interfaces::pager::{BUS_NAME, OBJECT_PATH};
+use doorphone_interfaces::sip::{CallStateChangedStream, Sip1Proxy};
+use doorphone_pager::listener;
+use doorphone_pager::pager::{Input, Pager};
+use doorphone_pager::service::PagerService;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use zbus::proxy::{CacheProperties, OwnerChangedStream};
+
+/// The door phone's multicast pager (org.doorphone.Pager1 on the system bus).
+///
+/// It listens to the groups of the configuration's `multicast.listen`, decides
+/// by paging priority, paging barge and the SIP agent's call which page plays,
+/// and has the media service play it.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The network interface pages arrive on (e.g. `eth0`, `lo`); default: the
+    /// one the kernel routes multicast through.
+    #[arg(long)]
+    iface: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    doorphone_daemon::run(run(Args::parse())).await
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let iface = match &args.iface {
+        Some(name) => listener::interface_index(name)?,
+        None => 0,
+    };
+    let conn = zbus::connection::Builder::system().build().await?;
+    let (heard_tx, heard_rx) = mpsc::unbounded_channel();
+    let (input_tx, input_rx) = mpsc::unbounded_channel();
+    let service = PagerService::default();
+    let mut pager = Pager::new(conn.clone(), service.clone(), iface, heard_tx).await?;
+
+    // Subscribed before the first reads, so nothing that changes meanwhile is
+    // missed.
+    let config = Config1Proxy::builder(&conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let changes = config.receive_changed().await?;
+    let config_owners = config.inner().receive_owner_changed().await?;
+    let sip = Sip1Proxy::builder(&conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let calls = sip.receive_call_state_changed().await?;
+    let sip_owners = sip.inner().receive_owner_changed().await?;
+
+    pager.on_input(load(&config).await).await;
+    pager.on_input(Input::Call(active_call(&sip).await)).await;
+    conn.object_server().at(OBJECT_PATH, service).await?;
+    conn.request_name(BUS_NAME)
+        .await
+        .map_err(|e| format!("cannot own {BUS_NAME} on the system bus: {e}"))?;
+    tokio::spawn(follow_config(
+        config,
+        changes,
+        config_owners,
+        input_tx.clone(),
+    ));
+    tokio::spawn(follow_calls(sip, calls, sip_owners, input_tx));
+    tokio::spawn(pager.run(input_rx, heard_rx));
+    tracing::info!(
+        iface = args.iface.as_deref().unwrap_or("any"),
+        "serving {BUS_NAME}"
+    );
+    doorphone_daemon::notify_ready();
+
+    doorphone_daemon::stop_requested().await?;
+    Ok(())
+}
+
+/// The multicast section, or none when the config service is absent.
+async fn load(config: &Config1Proxy<'_>) -> Input {
+    // The revision first: the document read after it is at least that new.
+    let revision = config.revision().await.unwrap_or(0);
+    let read = async {
+        let doc: Document = serde_json::from_str(&config.export().await.ok()?).ok()?;
+        Some(doc.multicast)
+    };
+    match read.await {
+        Some(multicast) => Input::Config(multicast, revision),
+        None => {
+            tracing::warn!("the config service is not reachable: no groups until it is");
+            Input::Config(Default::default(), 0)
+        }
+    }
+}
+
+/// Reloads the groups whenever the config service says the multicast section
+/// changed, or appears on the bus.
+async fn follow_config(
+    config: Config1Proxy<'static>,
+    mut changes: ChangedStream,
+    mut owners: OwnerChangedStream<'static>,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
+    loop {
+        let reload = tokio::select! {
+            change = changes.next() => match change {
+                Some(change) => change
+                    .args()
+                    .is_ok_and(|a| a.sections.iter().any(|s| s == "multicast")),
+                None => return,
+            },
+            owner = owners.next() => match owner {
+                Some(owner) => owner.is_some(),
+                None => return,
+            },
+        };
+        if reload && inputs.send(load(&config).await).is_err() {
+            return;
+        }
+    }
+}
+
+/// The SIP agent's answered call, `None` when there is none or no agent.
+async fn active_call(sip: &Sip1Proxy<'_>) -> Option<String> {
+    match sip.active_call().await {
+        Ok(path) if path.as_str() != "/" => Some(path.to_string()),
+        _ => None,
+    }
+}
+
+/// Follows the answered call: it changes only when a call changes state, or
+/// when the SIP agent comes or goes.
+async fn follow_calls(
+    sip: Sip1Proxy<'static>,
+    mut states: CallStateChangedStream,
+    mut owners: OwnerChangedStream<'static>,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
+    let mut last = active_call(&sip).await;
+    loop {
+        let call = tokio::select! {
+            state = states.next() => match state {
+                Some(_) => active_call(&sip).await,
+                None => return,
+            },
+            owner = owners.next() => match owner {
+                Some(Some(_)) => active_call(&sip).await,
+                Some(None) => None,
+                None => return,
+            },
+        };
+        if call != last {
+            last = call.clone();
+            if inputs.send(Input::Call(call)).is_err() {
+                return;
+            }
+        }
+    }
+}
