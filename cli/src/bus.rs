@@ -1,6 +1,7 @@
 //! The connection to the system bus and the proxies of the door phone's services.
 
 use doorphone_interfaces::config::Config1Proxy;
+use doorphone_interfaces::pager::Pager1Proxy;
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{CallProxy, Sip1Proxy};
 use zbus::Connection;
@@ -31,6 +32,15 @@ pub async fn relay(conn: &Connection) -> Result<Relay1Proxy<'_>, Failure> {
         .build()
         .await
         .map_err(doorphone_interfaces::relay::Error::from)?)
+}
+
+/// The multicast pager, without a property cache for the same reason.
+pub async fn pager(conn: &Connection) -> Result<Pager1Proxy<'_>, Failure> {
+    Ok(Pager1Proxy::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(doorphone_interfaces::pager::Error::from)?)
 }
 
 /// The SIP agent, without a property cache for the same reason.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::process::ExitCode;
 
-use doorphone_interfaces::{config, relay, sip};
+use doorphone_interfaces::{config, pager, relay, sip};
 use zbus::fdo;
 
 /// A service of the door phone, as a failure names it.
@@ -23,6 +23,11 @@ pub const CONFIG: Service = Service {
 pub const RELAY: Service = Service {
     what: "the relay service",
     bus_name: relay::BUS_NAME,
+};
+
+pub const PAGER: Service = Service {
+    what: "the multicast pager",
+    bus_name: pager::BUS_NAME,
 };
 
 pub const SIP: Service = Service {
@@ -100,6 +105,14 @@ impl From<relay::Error> for Failure {
             | relay::Error::Invalid(message)
             | relay::Error::Failed(message) => Failure::Message(message),
             relay::Error::ZBus(e) => Failure::from_bus(e, RELAY),
+        }
+    }
+}
+
+impl From<pager::Error> for Failure {
+    fn from(e: pager::Error) -> Self {
+        match e {
+            pager::Error::ZBus(e) => Failure::from_bus(e, PAGER),
         }
     }
 }

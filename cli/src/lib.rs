@@ -18,6 +18,8 @@ mod door;
 mod failure;
 mod history;
 mod output;
+mod page;
+mod page_sender;
 mod status;
 
 use std::process::ExitCode;
@@ -62,6 +64,9 @@ enum Command {
     /// Open the doors and show their relays.
     #[command(subcommand)]
     Door(door::Command),
+    /// Show the multicast pager's groups, and send pages.
+    #[command(subcommand)]
+    Page(page::Command),
     /// Place a call through the dial plan; prints the call's object path.
     Dial(call::Dial),
     /// Answer a ringing incoming call.
@@ -102,6 +107,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn execute(command: Command) -> Result<(), Failure> {
+    // Sending a page needs the network, not the bus.
+    if let Command::Page(page::Command::Send(send)) = command {
+        return page::send(send).await;
+    }
     let conn = bus::connect().await?;
     match command {
         Command::Status(format) => status::run(&conn, format).await,
@@ -110,6 +119,8 @@ async fn execute(command: Command) -> Result<(), Failure> {
         Command::Dialplan(command) => dialplan::run(&bus::config(&conn).await?, command).await,
         Command::Button(command) => button::run(&bus::config(&conn).await?, command).await,
         Command::Door(command) => door::run(&bus::relay(&conn).await?, command).await,
+        Command::Page(page::Command::Status(format)) => page::status(&conn, format).await,
+        Command::Page(page::Command::Send(_)) => unreachable!("sent above"),
         Command::Dial(dial) => call::dial(&conn, dial).await,
         Command::Answer { call } => call::answer(&conn, call).await,
         Command::Hangup { call } => call::hangup(&conn, call).await,
@@ -145,6 +156,17 @@ mod tests {
             &["doorctl", "dial", "201", "--account", "3"],
             &["doorctl", "answer", "first"],
             &["doorctl", "hangup", "1", "2"],
+            &["doorctl", "page", "send", "239.1.1.1"],
+            &[
+                "doorctl",
+                "page",
+                "send",
+                "239.1.1.1:5000",
+                "--tone",
+                "440",
+                "--file",
+                "a.wav",
+            ],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
