@@ -132,6 +132,8 @@ pub trait Sip1 {
     ) -> Result<OwnedObjectPath, Error>;
     /// Ended calls, oldest first (the last 1000).
     async fn history(&self) -> Result<Vec<HistoryEntry>, Error>;
+    /// Starts call button `button`'s group or sequence call.
+    async fn press_button(&self, button: u16) -> Result<(), Error>;
 
     /// Calls in progress.
     #[zbus(property)]
@@ -157,6 +159,18 @@ pub trait Sip1 {
         state: &str,
         reason: &str,
     ) -> zbus::Result<()>;
+    /// A button's call plan ended: `outcome` is `answered` (by `answered_by`),
+    /// `no_answer`, `refused`, `failed` or `cancelled`.
+    #[zbus(signal)]
+    fn button_call_finished(
+        &self,
+        button: u16,
+        outcome: &str,
+        answered_by: &str,
+    ) -> zbus::Result<()>;
+    /// A no-answer action (`ftp`, `email`, `http`) failed after its retry.
+    #[zbus(signal)]
+    fn action_failed(&self, action: &str, error: &str) -> zbus::Result<()>;
     /// An account's registration changed.
     #[zbus(signal)]
     fn account_state_changed(

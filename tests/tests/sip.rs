@@ -1185,3 +1185,324 @@ async fn only_whitelisted_callers_open_doors_when_the_authority_is_contacts() {
             .is_err()
     );
 }
+
+/// SIPp callees on their own ports, started before the door phone so its
+/// buttons can name them.
+fn callees(dir: &Path, behaviours: Vec<Callee>) -> Vec<Sipp> {
+    behaviours
+        .into_iter()
+        .enumerate()
+        .map(|(n, b)| {
+            Sipp::start(
+                dir,
+                &format!("callee-{}", n + 1),
+                &callee(&b),
+                free_port(),
+                None,
+                &[],
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn address(sipp: &Sipp) -> String {
+    format!("127.0.0.1:{}", sipp.port)
+}
+
+fn button(call_type: &str, numbers: Vec<String>, when_refused: &str, timeout: u32) -> Value {
+    json!({"button": 1, "call_type": call_type, "numbers": numbers, "group_number": "",
+           "when_refused": when_refused, "timeout": timeout,
+           "no_answer": {"relays": [], "actions": [], "http_url": ""}})
+}
+
+/// Presses button 1 and returns how its plan finished (outcome, answered by).
+async fn press(rig: &Rig) -> (String, String) {
+    let proxy = rig.proxy().await;
+    let mut finished = proxy.receive_button_call_finished().await.unwrap();
+    proxy.press_button(1).await.unwrap();
+    let signal = tokio::time::timeout(WAIT, finished.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let a = signal.args().unwrap();
+    assert_eq!(a.button, 1);
+    (a.outcome.to_owned(), a.answered_by.to_owned())
+}
+
+/// When `callee` received its first INVITE (seconds since the epoch).
+fn invited_at(callee: &Sipp) -> f64 {
+    callee
+        .messages()
+        .iter()
+        .find(|m| !m.sent && m.is_request("INVITE"))
+        .map(|m| m.at)
+        .expect("the callee was called")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_call_rings_everyone_and_the_first_answer_cancels_the_others() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![
+            Callee::RingUntilCancel,
+            Callee::Answer {
+                after: Duration::from_secs(1),
+            },
+            Callee::RingUntilCancel,
+        ],
+    );
+    let numbers = c.iter().map(address).collect();
+    let rig = Rig::start(30, |doc| {
+        doc["buttons"] = json!([button("group", numbers, "end_this_call", 30)])
+    })
+    .await;
+    let (outcome, by) = press(&rig).await;
+    assert_eq!(outcome, "answered");
+    assert!(by.contains(&c[1].port.to_string()), "{by}");
+    c[0].succeeds(WAIT).await.unwrap();
+    c[2].succeeds(WAIT).await.unwrap();
+    let active = rig.proxy().await.active_call().await.unwrap();
+    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
+        .path(active)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(call.state().await.unwrap(), sip::call_state::ANSWERED);
+    call.hangup().await.unwrap();
+    c[1].succeeds(WAIT).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_refusal_ends_its_branch_or_every_branch() {
+    doorphone_system_tests::require_root();
+    // end_this_call: the refusal of callee 1 leaves callee 2 to answer.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![
+            Callee::Refuse("486 Busy Here"),
+            Callee::Answer {
+                after: Duration::from_secs(1),
+            },
+        ],
+    );
+    let numbers = c.iter().map(address).collect();
+    let rig = Rig::start(30, |doc| {
+        doc["buttons"] = json!([button("group", numbers, "end_this_call", 30)])
+    })
+    .await;
+    assert_eq!(press(&rig).await.0, "answered");
+    c[0].succeeds(WAIT).await.unwrap();
+    let proxy = rig.proxy().await;
+    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
+        .path(proxy.active_call().await.unwrap())
+        .build()
+        .await
+        .unwrap();
+    call.hangup().await.unwrap();
+    c[1].succeeds(WAIT).await.unwrap();
+    drop(rig);
+
+    // end_all_calls: the refusal of callee 1 cancels 2 and 3.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![
+            Callee::Refuse("603 Decline"),
+            Callee::RingUntilCancel,
+            Callee::RingUntilCancel,
+        ],
+    );
+    let numbers = c.iter().map(address).collect();
+    let rig = Rig::start(30, |doc| {
+        doc["buttons"] = json!([button("group", numbers, "end_all_calls", 30)])
+    })
+    .await;
+    assert_eq!(press(&rig).await.0, "refused");
+    for callee in c.iter_mut() {
+        callee.succeeds(WAIT).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sequence_call_moves_on_after_each_timeout_and_ends_at_the_answer() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![
+            Callee::RingUntilCancel,
+            Callee::Answer {
+                after: Duration::from_millis(500),
+            },
+        ],
+    );
+    let numbers = c.iter().map(address).collect();
+    let rig = Rig::start(30, |doc| {
+        doc["buttons"] = json!([button("sequence", numbers, "call_next", 5)])
+    })
+    .await;
+    let (outcome, by) = press(&rig).await;
+    assert_eq!(outcome, "answered");
+    assert!(by.contains(&c[1].port.to_string()), "{by}");
+    c[0].succeeds(WAIT).await.unwrap();
+    let gap = invited_at(&c[1]) - invited_at(&c[0]);
+    assert!(
+        (gap - 5.0).abs() <= 0.5,
+        "callee 2 called {gap:.3} s after callee 1"
+    );
+    rig.proxy().await.active_call().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sequence_refusal_calls_the_next_at_once_or_ends_the_plan() {
+    doorphone_system_tests::require_root();
+    // call_next: after a 486 the next number rings at once.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![
+            Callee::Refuse("486 Busy Here"),
+            Callee::Answer {
+                after: Duration::ZERO,
+            },
+        ],
+    );
+    let numbers = c.iter().map(address).collect();
+    let rig = Rig::start(30, |doc| {
+        doc["buttons"] = json!([button("sequence", numbers, "call_next", 30)])
+    })
+    .await;
+    assert_eq!(press(&rig).await.0, "answered");
+    c[0].succeeds(WAIT).await.unwrap();
+    let gap = invited_at(&c[1]) - invited_at(&c[0]);
+    assert!(gap < 1.0, "callee 2 called {gap:.3} s after callee 1");
+    drop(rig);
+
+    // do_not_call_next: the 486 ends the plan; callee 2 is never called.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![
+            Callee::Refuse("486 Busy Here"),
+            Callee::Answer {
+                after: Duration::ZERO,
+            },
+        ],
+    );
+    let numbers = c.iter().map(address).collect();
+    let rig = Rig::start(30, |doc| {
+        doc["buttons"] = json!([button("sequence", numbers, "do_not_call_next", 30)])
+    })
+    .await;
+    assert_eq!(press(&rig).await.0, "refused");
+    c[0].succeeds(WAIT).await.unwrap();
+    assert!(c[1].messages().is_empty(), "callee 2 was called");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_number_is_called_instead_of_the_list() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![
+            Callee::Answer {
+                after: Duration::ZERO,
+            },
+            Callee::Answer {
+                after: Duration::ZERO,
+            },
+        ],
+    );
+    let mut b = button("group", vec![address(&c[1])], "end_this_call", 30);
+    b["group_number"] = json!(address(&c[0]));
+    let rig = Rig::start(30, |doc| doc["buttons"] = json!([b])).await;
+    let (outcome, by) = press(&rig).await;
+    assert_eq!(outcome, "answered");
+    assert!(by.contains(&c[0].port.to_string()), "{by}");
+    // Pressing again while the call lasts starts nothing.
+    assert!(rig.proxy().await.press_button(1).await.is_err());
+    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
+        .path(rig.proxy().await.active_call().await.unwrap())
+        .build()
+        .await
+        .unwrap();
+    call.hangup().await.unwrap();
+    c[0].succeeds(WAIT).await.unwrap();
+    assert!(c[1].messages().is_empty(), "the list was called");
+}
+
+/// An HTTP server on loopback (port in argv) that prints each request line.
+const HTTP_SERVER: &str = r#"
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        print("GET", self.path, flush=True)
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_answer_opens_the_relays_and_runs_the_actions() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(dir.path(), vec![Callee::RingUntilCancel]);
+    // An HTTP server that prints each request line.
+    let http_port = free_port();
+    let mut http = Command::new("/usr/bin/python3")
+        .args(["-u", "-c", HTTP_SERVER])
+        .arg(http_port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = button("sequence", vec![address(&c[0])], "call_next", 5);
+    b["no_answer"] = json!({"relays": ["A"], "actions": ["http", "ftp"],
+        "http_url": format!("http://127.0.0.1:{http_port}/doorbell-missed")});
+    // The FTP server is not there: that action fails and says so.
+    let dead = free_port();
+    let rig = Rig::start_full(30, None, true, move |doc| {
+        doc["buttons"] = json!([b]);
+        doc["relays"] = json!([{ "id": "A", "name": "Door", "gpio": 17, "active_low": false,
+            "trigger_delay": 0, "hold": 1, "dtmf_code": "" }]);
+        doc["actions"]["ftp"] = json!({"url": format!("ftp://127.0.0.1:{dead}/snapshots/"),
+            "user": "door", "password": "x"});
+    })
+    .await;
+    let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
+    let mut opened = relay.receive_door_opened().await.unwrap();
+    let mut failed = rig.proxy().await.receive_action_failed().await.unwrap();
+    assert_eq!(press(&rig).await.0, "no_answer");
+    c[0].succeeds(WAIT).await.unwrap();
+    let door = tokio::time::timeout(WAIT, opened.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (door.args().unwrap().relay, door.args().unwrap().source),
+        ("A", "no_answer")
+    );
+    let stdout = http.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().next()
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert_eq!(line, "GET /doorbell-missed");
+    let failure = tokio::time::timeout(WAIT, failed.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failure.args().unwrap().action, "ftp");
+    http.kill().ok();
+    http.wait().ok();
+}

@@ -186,6 +186,18 @@ fn bench() -> Result<()> {
         ]),
     )?;
     run_step(
+        "SIP agent over the bus with SIPp",
+        cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "doorphone-system-tests",
+            "--bin",
+            "sip-bench",
+        ]),
+    )?;
+    run_step(
         "Resolve in process (criterion)",
         cargo().args(["bench", "-p", "doorphone-config", "--bench", "resolve"]),
     )

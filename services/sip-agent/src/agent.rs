@@ -225,6 +225,56 @@ impl Route {
     }
 }
 
+/// How the targets of an outgoing call ring.
+#[derive(Debug, Clone, Copy)]
+pub enum Plan {
+    /// All at once for `ring_for`; a refusal ends every branch when
+    /// `refusal_ends_all`, else only its own.
+    Group {
+        refusal_ends_all: bool,
+        ring_for: Duration,
+    },
+    /// One after another, each for `each`; a refusal ends the plan when
+    /// `refusal_stops`, else the next number is called at once.
+    Sequence { each: Duration, refusal_stops: bool },
+}
+
+/// How an outgoing call's ringing ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered by this target.
+    Answered(String),
+    /// Nobody answered in time.
+    NoAnswer,
+    /// Refused by a callee (this status).
+    Refused(u16),
+    /// No branch could be placed or kept (no route, 5xx).
+    Failed,
+    /// Hung up here before an answer.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Answered(_) => "answered",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Refused(_) => "refused",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+enum Ringing {
+    Answered {
+        leg: ClientCall,
+        events: CallEvents,
+        by: String,
+    },
+    Over(Outcome),
+}
+
 pub struct Agent {
     pub stack: Stack,
     pub conn: zbus::Connection,
@@ -237,6 +287,8 @@ pub struct Agent {
     sessions: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
     pub accounts: Mutex<Vec<AccountStatus>>,
     pub history: History,
+    /// Buttons whose call plan runs.
+    pub pressed: Mutex<std::collections::HashSet<u16>>,
 }
 
 impl Agent {
@@ -268,6 +320,7 @@ impl Agent {
             sessions: Mutex::new(HashMap::new()),
             accounts: Mutex::new(accounts),
             history,
+            pressed: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -484,6 +537,15 @@ impl Agent {
             ("video", Value::from(video)),
             ("address", Value::from(self.stack.contact_ip().to_string())),
         ])
+    }
+
+    pub fn relay(&self) -> &Relay1Proxy<'static> {
+        &self.relay
+    }
+
+    /// The camera's current picture (JPEG).
+    pub async fn snapshot(&self) -> Result<Vec<u8>, String> {
+        self.media.snapshot().await.map_err(|e| e.to_string())
     }
 
     /// A media session with our offer: (session path, SDP).
@@ -962,19 +1024,53 @@ impl Agent {
         account: Option<Via>,
         video: Option<bool>,
     ) -> Result<Arc<CallShared>, String> {
-        let settings = self.settings();
-        let (choice, targets) = settings.plan.resolve(number.trim());
         if number.trim().is_empty() {
             return Err("number: empty".into());
         }
-        let choice = account.or(match choice {
-            AccountChoice::Auto => None,
-            AccountChoice::Account(id) => Some(Via::Account(id)),
-        });
-        let routes = targets
-            .iter()
-            .map(|t| self.route(&settings, t, choice))
-            .collect::<Result<Vec<_>, _>>()?;
+        let settings = self.settings();
+        let routes = self.resolve(&settings, &[number.trim().to_owned()], account)?;
+        let plan = Plan::Group {
+            refusal_ends_all: false,
+            ring_for: secs(settings.doc.calls.max_dial_out_time),
+        };
+        self.place(&settings, routes, video, plan, None).await
+    }
+
+    /// The routes of `numbers`, each through the dial plan (a prefix brings
+    /// its targets and its account, unless `account` says otherwise).
+    pub fn resolve(
+        &self,
+        settings: &Settings,
+        numbers: &[String],
+        account: Option<Via>,
+    ) -> Result<Vec<Route>, String> {
+        let mut routes = Vec::new();
+        for number in numbers {
+            let (choice, targets) = settings.plan.resolve(number.trim());
+            let choice = account.or(match choice {
+                AccountChoice::Auto => None,
+                AccountChoice::Account(id) => Some(Via::Account(id)),
+            });
+            for target in targets {
+                routes.push(self.route(settings, &target, choice)?);
+            }
+        }
+        if routes.is_empty() {
+            return Err("nothing to call".into());
+        }
+        Ok(routes)
+    }
+
+    /// Places an outgoing call to `routes` as `plan` says; `outcome` hears how
+    /// its ringing ended.
+    pub async fn place(
+        self: &Arc<Self>,
+        settings: &Settings,
+        routes: Vec<Route>,
+        video: Option<bool>,
+        plan: Plan,
+        outcome: Option<oneshot::Sender<Outcome>>,
+    ) -> Result<Arc<CallShared>, String> {
         let video = video.unwrap_or(settings.doc.calls.auto_answer.mode == MediaMode::Video);
         let (session, offer) = self
             .media
@@ -983,35 +1079,62 @@ impl Agent {
             .map_err(|e| format!("media: {e}"))?;
         let session = session.to_string();
         let peer = routes[0].peer();
-        let (call, commands) = self.new_call("out", &routes[0].to, routes[0].via, video, peer);
+        let (call, mut commands) = self.new_call("out", &routes[0].to, routes[0].via, video, peer);
         call.update(|p| p.media_session = Some(session.clone()));
         self.sessions
             .lock()
             .expect("sessions lock")
             .insert(session.clone(), call.commands.clone());
         service::publish(self, &call).await;
-        tracing::info!(call = call.id, number, targets = ?routes.iter().map(|r| &r.to).collect::<Vec<_>>(), "dialling");
+        tracing::info!(call = call.id, ?plan, targets = ?routes.iter().map(|r| &r.to).collect::<Vec<_>>(), "calling");
         let agent = self.clone();
         let out = call.clone();
         tokio::spawn(async move {
-            agent
-                .run_outgoing(out, routes, commands, session, offer)
-                .await
+            let ringing = agent
+                .ring(&out, &routes, &mut commands, &session, &offer, plan)
+                .await;
+            match ringing {
+                Ringing::Answered { leg, events, by } => {
+                    if let Some(tx) = outcome {
+                        tx.send(Outcome::Answered(by)).ok();
+                    }
+                    agent.answered(&out).await;
+                    agent
+                        .in_call(out, Leg::Client(leg), events, commands, session)
+                        .await;
+                }
+                Ringing::Over(over) => {
+                    agent.stop_media(&session).await;
+                    let (reason, code) = match over {
+                        Outcome::Refused(code) => (end_reason::REFUSED, code),
+                        Outcome::NoAnswer => (end_reason::NO_ANSWER, 0),
+                        Outcome::Cancelled => (end_reason::LOCAL_HANGUP, 0),
+                        Outcome::Failed | Outcome::Answered(_) => (end_reason::FAILED, 0),
+                    };
+                    agent.end(&out, reason, code).await;
+                    if let Some(tx) = outcome {
+                        tx.send(over).ok();
+                    }
+                }
+            }
         });
         Ok(call)
     }
 
-    async fn run_outgoing(
-        self: Arc<Self>,
-        call: Arc<CallShared>,
-        routes: Vec<Route>,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        session: String,
-        offer: String,
-    ) {
+    /// Rings `routes` as `plan` says until one answers, every branch has
+    /// ended, the plan's time is up or the call is hung up here.
+    async fn ring(
+        &self,
+        call: &Arc<CallShared>,
+        routes: &[Route],
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        session: &str,
+        offer: &str,
+        plan: Plan,
+    ) -> Ringing {
         let (branch_tx, mut branches) = mpsc::unbounded_channel::<(usize, CallEvent)>();
-        let mut legs: Vec<Option<ClientCall>> = Vec::new();
-        for (i, route) in routes.iter().enumerate() {
+        let start = |i: usize| -> Option<ClientCall> {
+            let route = &routes[i];
             let invite = Invite {
                 from: route.from.clone(),
                 display_name: route.display_name.clone(),
@@ -1019,11 +1142,10 @@ impl Agent {
                 destination: route.destination,
                 tcp: route.tcp,
                 credential: route.credential.clone(),
-                offer: Some(offer.clone()),
+                offer: Some(offer.to_owned()),
             };
             match self.stack.invite(invite) {
                 Ok((leg, mut events)) => {
-                    legs.push(Some(leg));
                     let tx = branch_tx.clone();
                     tokio::spawn(async move {
                         while let Some(e) = events.next().await {
@@ -1032,20 +1154,15 @@ impl Agent {
                             }
                         }
                     });
+                    Some(leg)
                 }
                 Err(e) => {
                     tracing::warn!(call = call.id, to = %route.to, "INVITE: {e}");
-                    legs.push(None);
+                    None
                 }
             }
-        }
-        drop(branch_tx);
-        let session_path = zbus::ObjectPath::try_from(session.clone())
-            .expect("media gives valid paths")
-            .into_owned();
-        let deadline = Instant::now() + secs(self.settings().doc.calls.max_dial_out_time);
-        let mut last_refusal = 0;
-        let cancel_all = |legs: &mut Vec<Option<ClientCall>>, keep: Option<usize>| {
+        };
+        let cancel = |legs: &mut Vec<Option<ClientCall>>, keep: Option<usize>| {
             for (i, leg) in legs.iter_mut().enumerate() {
                 if Some(i) != keep
                     && let Some(leg) = leg.take()
@@ -1054,81 +1171,117 @@ impl Agent {
                 }
             }
         };
-        let winner = loop {
+        let session_path = zbus::ObjectPath::try_from(session.to_owned())
+            .expect("media gives valid paths")
+            .into_owned();
+        let mut legs: Vec<Option<ClientCall>> = vec![None; routes.len()];
+        // The next route a sequence calls.
+        let mut next = 0;
+        let mut deadline;
+        match plan {
+            Plan::Group { ring_for, .. } => {
+                for (i, leg) in legs.iter_mut().enumerate() {
+                    *leg = start(i);
+                }
+                next = routes.len();
+                deadline = Instant::now() + ring_for;
+            }
+            Plan::Sequence { .. } => deadline = Instant::now(),
+        }
+        let mut refused = 0;
+        let mut timed_out = false;
+        loop {
             if legs.iter().all(Option::is_none) {
-                let (reason, code) = match last_refusal {
-                    0 => (end_reason::FAILED, 0),
-                    code => (end_reason::REFUSED, code),
-                };
-                self.stop_media(&session).await;
-                return self.end(&call, reason, code).await;
+                // A sequence goes on with its next number.
+                match plan {
+                    Plan::Sequence { each, .. } if next < routes.len() => {
+                        legs[next] = start(next);
+                        tracing::info!(call = call.id, to = %routes[next].to, "sequence: calling");
+                        next += 1;
+                        deadline = Instant::now() + each;
+                        continue;
+                    }
+                    _ => {}
+                }
+                return Ringing::Over(if refused > 0 {
+                    Outcome::Refused(refused)
+                } else if timed_out {
+                    Outcome::NoAnswer
+                } else {
+                    Outcome::Failed
+                });
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
-                    cancel_all(&mut legs, None);
-                    self.stop_media(&session).await;
-                    return self.end(&call, end_reason::NO_ANSWER, 0).await;
+                    cancel(&mut legs, None);
+                    timed_out = true;
+                    if let Plan::Group { .. } = plan {
+                        return Ringing::Over(Outcome::NoAnswer);
+                    }
                 }
                 command = commands.recv() => match command {
                     Some(Command::Hangup(reply)) => {
-                        cancel_all(&mut legs, None);
+                        cancel(&mut legs, None);
                         reply.send(Ok(())).ok();
-                        self.stop_media(&session).await;
-                        return self.end(&call, end_reason::LOCAL_HANGUP, 0).await;
+                        return Ringing::Over(Outcome::Cancelled);
                     }
                     Some(Command::Answer(reply) | Command::Hold(reply) | Command::Resume(reply)) => {
                         reply.send(Err("the call is not answered".into())).ok();
                     }
                     Some(_) => {}
-                    None => return,
+                    None => return Ringing::Over(Outcome::Cancelled),
                 },
                 branch = branches.recv() => match branch {
                     Some((i, CallEvent::Answered(sdp))) if legs[i].is_some() => {
-                        cancel_all(&mut legs, Some(i));
+                        cancel(&mut legs, Some(i));
                         call.update(|p| {
                             p.remote = routes[i].to.clone();
                             p.account = routes[i].via.label();
                             p.confirmed = true;
                         });
+                        let leg = legs[i].take().expect("the answering leg");
                         if let Err(e) = self.media.set_remote(&session_path, &sdp).await {
                             tracing::warn!(call = call.id, "media refused the answer: {e}");
-                            if let Some(leg) = &legs[i] {
-                                leg.hangup().await.ok();
+                            leg.hangup().await.ok();
+                            return Ringing::Over(Outcome::Failed);
+                        }
+                        // The winner's later events (BYE, re-INVITEs) feed the call.
+                        let (tx, events) = CallEvents::channel();
+                        tokio::spawn(async move {
+                            while let Some((n, e)) = branches.recv().await {
+                                if n == i && tx.send(e).is_err() {
+                                    break;
+                                }
                             }
-                            self.stop_media(&session).await;
-                            return self.end(&call, end_reason::FAILED, 0).await;
-                        }
-                        break i;
+                        });
+                        return Ringing::Answered { leg, events, by: routes[i].to.clone() };
                     }
-                    Some((i, CallEvent::Ended(how))) => {
-                        if let Ended::Refused(code) = how {
-                            tracing::info!(call = call.id, to = %routes[i].to, code, "branch refused");
-                            last_refusal = code;
-                        }
+                    Some((i, CallEvent::Ended(how))) if legs[i].is_some() => {
                         legs[i] = None;
+                        // A refusal is a callee's 4xx or 6xx; 5xx and no answer
+                        // are failures of that branch.
+                        let refusal = match how {
+                            Ended::Refused(code) if (400..500).contains(&code) || code >= 600 => Some(code),
+                            _ => None,
+                        };
+                        tracing::info!(call = call.id, to = %routes[i].to, ?how, "branch ended");
+                        if let Some(code) = refusal {
+                            refused = code;
+                            let stop = match plan {
+                                Plan::Group { refusal_ends_all, .. } => refusal_ends_all,
+                                Plan::Sequence { refusal_stops, .. } => refusal_stops,
+                            };
+                            if stop {
+                                cancel(&mut legs, None);
+                                return Ringing::Over(Outcome::Refused(code));
+                            }
+                        }
                     }
                     Some(_) => {}
-                    None => {
-                        for leg in legs.iter_mut() {
-                            *leg = None;
-                        }
-                    }
+                    None => return Ringing::Over(Outcome::Failed),
                 },
             }
-        };
-        let leg = legs[winner].take().expect("the winner's leg");
-        // The winner's later events (BYE, re-INVITEs) feed the call.
-        let (tx, events) = CallEvents::channel();
-        tokio::spawn(async move {
-            while let Some((i, e)) = branches.recv().await {
-                if i == winner && tx.send(e).is_err() {
-                    break;
-                }
-            }
-        });
-        self.answered(&call).await;
-        self.in_call(call, Leg::Client(leg), events, commands, session)
-            .await;
+        }
     }
 
     /// Ends every call (the agent stops).

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod actions;
 pub mod agent;
+pub mod buttons;
 pub mod history;
 pub mod policy;
 pub mod service;

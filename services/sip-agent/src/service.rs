@@ -62,6 +62,18 @@ impl SipService {
         }
     }
 
+    /// Starts call button `button`'s group or sequence call (as a press of
+    /// the physical button does).
+    async fn press_button(&self, button: u16) -> Result<(), Error> {
+        crate::buttons::press(&self.agent, button)
+            .await
+            .map_err(|e| match e {
+                e if e.contains("not configured") => Error::NotFound(e),
+                e if e.starts_with("media") || e.contains("in progress") => Error::Failed(e),
+                e => Error::Invalid(e),
+            })
+    }
+
     /// Ended calls, oldest first (the last 1000).
     async fn history(&self) -> Vec<HistoryEntry> {
         self.agent.history.list().await
@@ -109,6 +121,24 @@ impl SipService {
         call: ObjectPath<'_>,
         state: &str,
         reason: &str,
+    ) -> zbus::Result<()>;
+
+    /// A button's call plan ended: `outcome` is `answered` (by
+    /// `answered_by`), `no_answer`, `refused`, `failed` or `cancelled`.
+    #[zbus(signal)]
+    async fn button_call_finished(
+        emitter: &SignalEmitter<'_>,
+        button: u16,
+        outcome: &str,
+        answered_by: &str,
+    ) -> zbus::Result<()>;
+
+    /// A no-answer action (`ftp`, `email`, `http`) failed after its retry.
+    #[zbus(signal)]
+    async fn action_failed(
+        emitter: &SignalEmitter<'_>,
+        action: &str,
+        error: &str,
     ) -> zbus::Result<()>;
 
     /// An account's registration changed.
@@ -314,5 +344,25 @@ pub async fn config_revision_changed(conn: &zbus::Connection) {
             .await
             .config_revision_changed(iface.signal_emitter())
             .await);
+    }
+}
+
+pub async fn button_call_finished(
+    conn: &zbus::Connection,
+    button: u16,
+    outcome: &str,
+    answered_by: &str,
+) {
+    if let Some(iface) = sip_iface(conn).await {
+        log(
+            SipService::button_call_finished(iface.signal_emitter(), button, outcome, answered_by)
+                .await,
+        );
+    }
+}
+
+pub async fn action_failed(conn: &zbus::Connection, action: &str, error: &str) {
+    if let Some(iface) = sip_iface(conn).await {
+        log(SipService::action_failed(iface.signal_emitter(), action, error).await);
     }
 }

@@ -1,0 +1,299 @@
+//! Whole-system figures of the SIP agent, measured on a private bus with the
+//! release binaries running as their own users (config, media with its test
+//! microphone and a fake speaker, the agent) and SIPp as the callers:
+//! - INVITE → 200 OK with auto-answer at 0 s, media's answer included, over 200
+//!   sequential calls (SIPp's response-time trace);
+//! - sustained call rate: sequential calls as fast as SIPp and the agent go;
+//! - refusals per second for a flood of non-whitelisted INVITEs while a call is
+//!   active, and whether that call's audio kept flowing;
+//! - resident memory idle and after 1,000 calls.
+//!
+//! Run with `cargo xtask bench`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use doorphone_interfaces::config::Config1Proxy;
+use doorphone_interfaces::media::{self, SessionProxy};
+use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy};
+use doorphone_system_tests::bench::{percentile, rss_kib};
+use doorphone_system_tests::sip::{Caller, Sipp, Traced, caller, free_port};
+use doorphone_system_tests::{Bus, ConfigDb, PATIENCE, chown_to, start_config, start_service};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const SEQUENTIAL: usize = 200;
+const THROUGHPUT: usize = 800;
+const FLOOD: usize = 20_000;
+/// How long the SIP stack keeps a completed transaction (64 x T1), and a margin.
+const TRANSACTION_LINGER: Duration = Duration::from_secs(35);
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// INVITE sent → 200 OK received, per call, from SIPp's message trace
+/// (microsecond timestamps), in ms.
+fn response_times(messages: &[Traced]) -> Vec<f64> {
+    let call_id = |m: &Traced| {
+        m.text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID:").map(|v| v.trim().to_owned()))
+    };
+    let mut sent = HashMap::new();
+    let mut times = Vec::new();
+    for m in messages {
+        if m.sent && m.is_request("INVITE") {
+            sent.insert(call_id(m), m.at);
+        } else if !m.sent
+            && m.is_response(200)
+            && m.text.contains(" INVITE")
+            && let Some(at) = sent.remove(&call_id(m))
+        {
+            times.push((m.at - at) * 1e3);
+        }
+    }
+    times
+}
+
+async fn run_sipp(
+    dir: &Path,
+    scenario: &str,
+    target: SocketAddr,
+    extra: &[&str],
+    traced: bool,
+) -> Result<(Duration, Sipp)> {
+    let started = Instant::now();
+    let mut sipp = if traced {
+        Sipp::start(dir, "bench", scenario, free_port(), Some(target), extra)?
+    } else {
+        Sipp::start_untraced(dir, "bench", scenario, free_port(), Some(target), extra)?
+    };
+    let status = sipp.finish(Duration::from_secs(600)).await?;
+    let took = started.elapsed();
+    if !status.success() {
+        bail!(
+            "SIPp saw failures ({status}): {}",
+            std::fs::read_to_string(dir.join("bench.err")).unwrap_or_default()
+        );
+    }
+    Ok((took, sipp))
+}
+
+/// Waits until every call has ended (media stopped, history written).
+async fn settle(proxy: &Sip1Proxy<'_>) -> Result<()> {
+    let props = zbus::fdo::PropertiesProxy::builder(proxy.inner().connection())
+        .destination(sip::BUS_NAME)
+        .path(sip::OBJECT_PATH)
+        .build()
+        .await?;
+    let mut changes = props.receive_properties_changed().await?;
+    tokio::time::timeout(PATIENCE, async {
+        while !proxy.calls().await.unwrap_or_default().is_empty() {
+            changes.next().await;
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    doorphone_system_tests::require_root();
+    let bus = Bus::start()?;
+    let db = ConfigDb::new()?;
+    let _config = start_config(&bus, &db).await?;
+    let conn = bus.connect().await?;
+    let config = Config1Proxy::new(&conn).await?;
+    let mut doc: Value = serde_json::from_str(&config.export().await?)?;
+    doc["calls"]["auto_answer"] = json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
+    doc["calls"]["max_call_time"] = json!(0);
+    config.import(&doc.to_string()).await?;
+
+    let dir = tempfile::Builder::new().prefix("sip-bench").tempdir()?;
+    chown_to(dir.path(), "doorphone-media")?;
+    let _media = start_service(
+        &bus,
+        "doorphone-media",
+        "doorphone-media",
+        media::BUS_NAME,
+        &[
+            "--audio-source".into(),
+            "test".into(),
+            "--audio-sink".into(),
+            "fake".into(),
+            "--video-source".into(),
+            "none".into(),
+        ],
+        &dir.path().join("media.log"),
+    )
+    .await?;
+    let sip_dir = dir.path().join("sip");
+    std::fs::create_dir(&sip_dir)?;
+    chown_to(&sip_dir, "doorphone-sip")?;
+    let port = free_port();
+    let agent_service = start_service(
+        &bus,
+        "doorphone-sip",
+        "doorphone-sip",
+        sip::BUS_NAME,
+        &[
+            "--address".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+            "--history".into(),
+            sip_dir.join("history.db").display().to_string(),
+        ],
+        &dir.path().join("sip.log"),
+    )
+    .await?;
+    let pid = agent_service.pid().context("the agent runs")?;
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    let rss_idle = rss_kib(pid);
+
+    // INVITE → 200 OK, one call after the other.
+    let quick = caller(
+        "door",
+        "200",
+        false,
+        &Caller::Answered {
+            hang_up_after: Duration::ZERO,
+        },
+    );
+    let run = tempfile::tempdir()?;
+    let calls = SEQUENTIAL.to_string();
+    let (_, sipp) = run_sipp(
+        run.path(),
+        &quick,
+        target,
+        &["-m", &calls, "-l", "1", "-r", "50", "-timeout", "600"],
+        true,
+    )
+    .await?;
+    let mut times = response_times(&sipp.messages());
+    times.sort_by(f64::total_cmp);
+    println!(
+        "INVITE -> 200 OK (auto-answer 0 s, media answer included), {} sequential calls: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+        times.len(),
+        percentile(&times, 0.50),
+        percentile(&times, 0.95),
+        times.last().copied().unwrap_or(0.0)
+    );
+
+    // Sustained: sequential calls, as fast as they go.
+    let run = tempfile::tempdir()?;
+    let calls = THROUGHPUT.to_string();
+    let (took, _) = run_sipp(
+        run.path(),
+        &quick,
+        target,
+        &["-m", &calls, "-l", "1", "-r", "10000", "-timeout", "600"],
+        false,
+    )
+    .await?;
+    println!(
+        "sustained: {THROUGHPUT} calls (INVITE, 200, ACK, BYE, media session each) in {:.1} s = {:.0} calls/s, no failures",
+        took.as_secs_f64(),
+        THROUGHPUT as f64 / took.as_secs_f64()
+    );
+    // The calls' ends settle (media sessions stopped, history written).
+    let proxy = Sip1Proxy::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?;
+    settle(&proxy).await?;
+    // Completed transactions stay for RFC 3261's timers (64 x T1 = 32 s) to
+    // absorb retransmissions; memory is read once they are gone.
+    tokio::time::sleep(TRANSACTION_LINGER).await;
+    let rss_after = rss_kib(pid);
+    // A second thousand: what a leak would add beyond the first calls' warm-up.
+    let run = tempfile::tempdir()?;
+    let calls = (SEQUENTIAL + THROUGHPUT).to_string();
+    run_sipp(
+        run.path(),
+        &quick,
+        target,
+        &["-m", &calls, "-l", "1", "-r", "10000", "-timeout", "600"],
+        false,
+    )
+    .await?;
+    settle(&proxy).await?;
+    let rss_busy = rss_kib(pid);
+    tokio::time::sleep(TRANSACTION_LINGER).await;
+    let rss_second = rss_kib(pid);
+    println!(
+        "resident memory: idle {:.1} MiB; after {n} calls {:.1} MiB (+{:.2}); during a second {n} at full rate {:.1} MiB; after them {:.1} MiB (+{:.2} over the first {n})",
+        mib(rss_idle),
+        mib(rss_after),
+        mib(rss_after) - mib(rss_idle),
+        mib(rss_busy),
+        mib(rss_second),
+        mib(rss_second) - mib(rss_after),
+        n = SEQUENTIAL + THROUGHPUT,
+    );
+
+    // A flood of strangers while a whitelisted call talks.
+    let mut doc: Value = serde_json::from_str(&config.export().await?)?;
+    doc["accounts"] = json!([{"id": 1, "enabled": true, "user": "1001", "server": "127.0.0.1:9",
+        "prevent_sip_hacking": true}]);
+    doc["contacts"] = json!([{"id": 1, "name": "Resident", "number": "200", "account": "auto", "whitelist": true}]);
+    config.import(&doc.to_string()).await?;
+    let revision = config.revision().await?;
+    while proxy.config_revision().await? < revision {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut states = proxy.receive_call_state_changed().await?;
+    let talk = tempfile::tempdir()?;
+    let mut resident = Sipp::start(
+        talk.path(),
+        "resident",
+        &caller("door", "200", false, &Caller::AnsweredUntilBye),
+        free_port(),
+        Some(target),
+        &[],
+    )?;
+    let call = loop {
+        let s = states.next().await.context("agent gone")?;
+        let a = s.args()?;
+        if a.state == sip::call_state::ANSWERED {
+            break a.call.to_owned();
+        }
+    };
+    let call = CallProxy::builder(&conn)
+        .path(call)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?;
+    let session = SessionProxy::builder(&conn)
+        .path(call.media_session().await?)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?;
+    let before = session.packets_sent().await?;
+    let flood = tempfile::tempdir()?;
+    let stranger = caller("door", "666", false, &Caller::Refused(403));
+    let count = FLOOD.to_string();
+    let (took, _) = run_sipp(
+        flood.path(),
+        &stranger,
+        target,
+        &["-m", &count, "-r", "20000", "-l", "5000", "-timeout", "600"],
+        false,
+    )
+    .await?;
+    let sent = session.packets_sent().await? - before;
+    let expected = took.as_secs_f64() * 50.0;
+    println!(
+        "flood: {FLOOD} non-whitelisted INVITEs refused with 403 in {:.1} s = {:.0} refusals/s; the active call sent {sent} RTP packets meanwhile ({:.0} % of 50 per second)",
+        took.as_secs_f64(),
+        FLOOD as f64 / took.as_secs_f64(),
+        100.0 * sent as f64 / expected
+    );
+    call.hangup().await?;
+    resident.finish(PATIENCE).await?;
+    Ok(())
+}
