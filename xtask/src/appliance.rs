@@ -41,6 +41,9 @@ const SERVICES: &[ServiceSpec] = &[
                 format!("file:{}", dir.join("speaker.wav").display()),
                 "--video-source".into(),
                 "test".into(),
+                // Pages arrive on loopback, as `doorctl page send --iface lo` sends them.
+                "--multicast-iface".into(),
+                "lo".into(),
             ]
         },
     },
@@ -74,6 +77,13 @@ const SERVICES: &[ServiceSpec] = &[
                 dir.join("history.db").display().to_string(),
             ]
         },
+    },
+    // After media and the SIP agent, which it drives.
+    ServiceSpec {
+        binary: "doorphone-pager",
+        user: "doorphone-pager",
+        bus_name: "org.doorphone.Pager1",
+        args: |_| vec!["--iface".into(), "lo".into()],
     },
 ];
 
@@ -242,6 +252,10 @@ fn print_usage(env_file: &Path, address: &str, bins: &Path) {
          {doorctl} calls\n  \
          {doorctl} history\n  \
          busctl --address={address} monitor org.doorphone.Sip1\n\n\
+         The pager listens on loopback to the groups of multicast.listen. Page it:\n  \
+         {doorctl} config set multicast.listen '[{{\"address\":\"239.1.1.1\",\"port\":5000,\"label\":\"Lobby\"}}]'\n  \
+         {doorctl} page send 239.1.1.1:5000 --tone 800 --seconds 5 --iface lo\n  \
+         {doorctl} page status\n\n\
          Logs and state: {state}\n",
         env = env_file.display(),
         doorctl = bins.join("doorctl").display(),
