@@ -1,7 +1,7 @@
 //! `doorctl button`: the call buttons.
 
 use clap::{Args, Subcommand};
-use doorphone_interfaces::config::{ButtonEntry, Config1Proxy};
+use doorphone_interfaces::config::ButtonEntry;
 
 use crate::args::Format;
 use crate::failure::Failure;
@@ -18,6 +18,12 @@ pub enum Command {
         /// The button, 1 to 16.
         #[arg(value_name = "N")]
         button: u32,
+    },
+    /// Press button N: its group or sequence call starts, as from the door.
+    Press {
+        /// The button, 1 to 16.
+        #[arg(value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+        button: u16,
     },
 }
 
@@ -73,11 +79,20 @@ impl From<Button> for ButtonEntry {
     }
 }
 
-pub async fn run(config: &Config1Proxy<'_>, command: Command) -> Result<(), Failure> {
+pub async fn run(conn: &zbus::Connection, command: Command) -> Result<(), Failure> {
+    // Pressing is the SIP agent's; the rest is configuration.
+    let config = match command {
+        Command::Press { button } => {
+            return Ok(crate::bus::sip(conn).await?.press_button(button).await?);
+        }
+        _ => crate::bus::config(conn).await?,
+    };
+    let config = &config;
     match command {
         Command::List(format) => output::show(&config.list_buttons().await?[..], format, table),
         Command::Set(button) => Ok(config.set_button(&button.into()).await?),
         Command::Rm { button } => Ok(config.remove_button(button).await?),
+        Command::Press { .. } => Ok(()),
     }
 }
 

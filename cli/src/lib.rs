@@ -117,7 +117,7 @@ async fn execute(command: Command) -> Result<(), Failure> {
         Command::Config(command) => config::run(&bus::config(&conn).await?, command).await,
         Command::Contact(command) => contact::run(&bus::config(&conn).await?, command).await,
         Command::Dialplan(command) => dialplan::run(&bus::config(&conn).await?, command).await,
-        Command::Button(command) => button::run(&bus::config(&conn).await?, command).await,
+        Command::Button(command) => button::run(&conn, command).await,
         Command::Door(command) => door::run(&bus::relay(&conn).await?, command).await,
         Command::Page(page::Command::Status(format)) => page::status(&conn, format).await,
         Command::Page(page::Command::Send(_)) => unreachable!("sent above"),

@@ -203,6 +203,9 @@ async fn refusals_and_usage_errors() {
     assert_eq!(err.trim(), "doorctl: account 1 is not enabled");
     assert_eq!(json_of(&rig.ok(&["calls", "--json"])), json!([]));
 
+    let err = rig.fails(&["button", "press", "1"], 1);
+    assert_eq!(err.trim(), "doorctl: button 1 is not configured");
+
     let err = rig.fails(&["answer"], 1);
     assert_eq!(err.trim(), "doorctl: no call is ringing");
     let err = rig.fails(&["hangup"], 1);
@@ -230,6 +233,7 @@ async fn refusals_and_usage_errors() {
         &["answer", "first"],
         &["answer", "/org/doorphone/Media1/session/1"],
         &["hangup", "1", "2"],
+        &["button", "press", "17"],
         &["calls", "--all"],
         &["accounts", "1"],
         &["history", "--since", "yesterday"],
