@@ -46,7 +46,7 @@ impl Rig {
         speaker: Option<&Path>,
         change: impl FnOnce(&mut Value),
     ) -> Rig {
-        Rig::start_full(rtp_timeout, speaker, false, change).await
+        Rig::start_full(rtp_timeout, speaker, false, &[], change).await
     }
 
     /// As `start_with_sink`, with the relay service (simulated GPIO) when `relay`.
@@ -54,6 +54,7 @@ impl Rig {
         rtp_timeout: u32,
         speaker: Option<&Path>,
         with_relay: bool,
+        sip_args: &[String],
         change: impl FnOnce(&mut Value),
     ) -> Rig {
         let bus = Bus::start().unwrap();
@@ -135,7 +136,10 @@ impl Rig {
                 port.to_string(),
                 "--history".into(),
                 sip_dir.join("history.db").display().to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(sip_args.iter().cloned())
+            .collect::<Vec<_>>(),
             &dir.path().join("sip.log"),
         )
         .await
@@ -1015,7 +1019,7 @@ async fn an_answer_never_acknowledged_does_not_lock_out_the_next_caller() {
 /// opened by DTMF.
 async fn door_rig(authority: &str) -> Rig {
     let authority = authority.to_owned();
-    Rig::start_full(30, None, true, move |doc| {
+    Rig::start_full(30, None, true, &[], move |doc| {
         doc["relays"] = json!([{ "id": "A", "name": "Door", "gpio": 17, "active_low": false,
             "trigger_delay": 0, "hold": 1, "dtmf_code": "12" }]);
         doc["calls"]["hang_up_after_open"] = json!({"types": ["dtmf"], "timeout": 1});
@@ -1467,7 +1471,7 @@ async fn no_answer_opens_the_relays_and_runs_the_actions() {
         "http_url": format!("http://127.0.0.1:{http_port}/doorbell-missed")});
     // The FTP server is not there: that action fails and says so.
     let dead = free_port();
-    let rig = Rig::start_full(30, None, true, move |doc| {
+    let rig = Rig::start_full(30, None, true, &[], move |doc| {
         doc["buttons"] = json!([b]);
         doc["relays"] = json!([{ "id": "A", "name": "Door", "gpio": 17, "active_low": false,
             "trigger_delay": 0, "hold": 1, "dtmf_code": "" }]);
@@ -1505,4 +1509,146 @@ async fn no_answer_opens_the_relays_and_runs_the_actions() {
     assert_eq!(failure.args().unwrap().action, "ftp");
     http.kill().ok();
     http.wait().ok();
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_with_tls_registers_over_tls() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A CA, and the registrar's certificate for 127.0.0.1 signed by it.
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=Door test CA",
+            "-days",
+            "1",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        d.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let ca_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(d.join("ca.pem"), ca_dir.path().join("ca.pem")).unwrap();
+    chown_to(ca_dir.path(), "doorphone-sip").unwrap();
+
+    // SIPp speaks TCP behind socat, which ends TLS for it.
+    let (sipp_port, tls_port) = (free_port(), free_port());
+    let mut reg = Sipp::start(
+        d,
+        "registrar",
+        &registrar("1001", "pw", 60, 1),
+        sipp_port,
+        None,
+        &["-t", "t1"],
+    )
+    .unwrap();
+    let mut socat = Command::new("socat")
+        .args(["-d", "-d"])
+        .arg(format!(
+            "openssl-listen:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+            d.join("server.pem").display(),
+            d.join("server.key").display()
+        ))
+        .arg(format!("tcp:127.0.0.1:{sipp_port}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("socat (Debian package socat)");
+    let stderr = socat.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let listening = tokio::task::spawn_blocking(move || {
+        let found = lines
+            .by_ref()
+            .any(|l| l.map(|l| l.contains("listening on")).unwrap_or(false));
+        (found, lines)
+    });
+    let (found, _lines) = listening.await.unwrap();
+    assert!(found, "socat did not listen");
+
+    let ca = ca_dir.path().join("ca.pem").display().to_string();
+    let rig = Rig::start_full(30, None, false, &["--tls-ca".into(), ca], move |doc| {
+        let mut a = account(1, "1001", &format!("127.0.0.1:{tls_port}"), "pw");
+        a["transport"] = json!("tls");
+        doc["accounts"] = json!([a]);
+    })
+    .await;
+    reg.succeeds(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
+    let proxy = rig.proxy().await;
+    let mut changes = proxy.receive_account_state_changed().await.unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while proxy.accounts().await.unwrap()[0].state != account_state::REGISTERED {
+            changes.next().await;
+        }
+    })
+    .await
+    .unwrap();
+    socat.kill().ok();
+    socat.wait().ok();
 }

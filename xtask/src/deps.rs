@@ -36,6 +36,7 @@ pub const TEST: &[&str] = &[
     "baresip-core",
     "python3-pyftpdlib",
     "python3-aiosmtpd",
+    "socat",
 ];
 
 /// What `cargo xtask test` needs from PyPI, pinned: SIPVicious scans and floods

@@ -99,25 +99,10 @@ pub async fn run(
             continue;
         };
         let aor = format!("sip:{}@{}", account.user, account.server);
-        if account.transport == Transport::Tls {
-            set(
-                &agent,
-                id,
-                account_state::FAILED,
-                0,
-                "the tls transport is not available in this build",
-                &aor,
-            )
-            .await;
-            tokio::select! {
-                changed = config.changed() => if changed.is_err() { return },
-                _ = stop.cancelled() => return,
-            }
-            continue;
-        }
         let key = registration_key(&account);
         let server = match account.transport {
             Transport::Tcp => format!("sip:{};transport=tcp", account.server),
+            Transport::Tls => format!("sip:{};transport=tls", account.server),
             _ => format!("sip:{}", account.server),
         };
         let mut registrar = agent.stack.registration(&Credential {
@@ -242,7 +227,7 @@ async fn feature_code(agent: Arc<Agent>, id: u32, code: String) {
         display_name: route.display_name,
         to: route.to.clone(),
         destination: route.destination,
-        tcp: route.tcp,
+        transport: route.transport,
         credential: route.credential,
         offer: media.as_ref().map(|(_, sdp)| sdp.clone()),
     };

@@ -202,7 +202,7 @@ pub struct Route {
     pub from: String,
     pub display_name: String,
     pub destination: Option<SocketAddr>,
-    pub tcp: bool,
+    pub transport: Transport,
     pub credential: Option<Credential>,
     pub via: Via,
 }
@@ -934,7 +934,7 @@ impl Agent {
             from: format!("sip:door@{}", self.stack.contact_ip()),
             display_name: display_name.clone(),
             destination: Some(addr),
-            tcp: false,
+            transport: Transport::Udp,
             credential: None,
             via: Via::Ip,
         };
@@ -962,7 +962,7 @@ impl Agent {
                     from: format!("sip:door@{}", self.stack.contact_ip()),
                     display_name,
                     destination: None,
-                    tcp: false,
+                    transport: Transport::Udp,
                     credential: None,
                     via: Via::Ip,
                 });
@@ -976,11 +976,6 @@ impl Agent {
             .iter()
             .find(|a| a.id == id)
             .expect("the account was checked");
-        if a.transport == Transport::Tls {
-            return Err(format!(
-                "account {id}: the tls transport is not available in this build"
-            ));
-        }
         let host = a.server.clone();
         if !is_uri
             && !target
@@ -1006,7 +1001,7 @@ impl Agent {
             } else {
                 settings.servers.get(&id).copied()
             },
-            tcp: a.transport == Transport::Tcp,
+            transport: a.transport,
             credential: Some(Credential {
                 user: a.user.clone(),
                 auth_user: a.auth_user.clone(),
@@ -1140,7 +1135,7 @@ impl Agent {
                 display_name: route.display_name.clone(),
                 to: route.to.clone(),
                 destination: route.destination,
-                tcp: route.tcp,
+                transport: route.transport,
                 credential: route.credential.clone(),
                 offer: Some(offer.to_owned()),
             };

@@ -34,6 +34,10 @@ struct Args {
     /// by default the listening address, or the address of the default route.
     #[arg(long)]
     contact_address: Option<IpAddr>,
+    /// PEM certificates that TLS servers (accounts with transport `tls`) are
+    /// checked against.
+    #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
+    tls_ca: PathBuf,
     /// The call history database.
     #[arg(long, default_value = "/var/lib/doorphone-sip/history.db")]
     history: PathBuf,
@@ -95,8 +99,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             args.address
         });
+    let tls_ca = match std::fs::read(&args.tls_ca) {
+        Ok(pem) => Some(pem),
+        Err(e) => {
+            tracing::warn!(
+                "{}: {e}: TLS servers cannot be checked, TLS accounts will fail",
+                args.tls_ca.display()
+            );
+            None
+        }
+    };
     let (stack, mut requests) =
-        Stack::bind(SocketAddr::new(args.address, port), contact_ip).await?;
+        Stack::bind(SocketAddr::new(args.address, port), contact_ip, tls_ca).await?;
     let user_agent = doc
         .accounts
         .iter()

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use doorphone_interfaces::config::document::Transport;
 use rsipstack::dialog::DialogId;
 use rsipstack::dialog::authenticate::Credential as StackCredential;
 use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle};
@@ -125,9 +126,18 @@ impl Requests {
 impl Stack {
     /// Binds UDP and TCP on `addr`; `contact_ip` is the address put in Contact
     /// headers (the address peers reach this door phone at).
-    pub async fn bind(addr: SocketAddr, contact_ip: IpAddr) -> Result<(Stack, Requests)> {
+    /// `tls_ca` holds the PEM certificates TLS servers are checked against.
+    pub async fn bind(
+        addr: SocketAddr,
+        contact_ip: IpAddr,
+        tls_ca: Option<Vec<u8>>,
+    ) -> Result<(Stack, Requests)> {
         let cancel = CancellationToken::new();
         let transports = TransportLayer::new(cancel.child_token());
+        transports.set_tls_config(rsipstack::transport::tls::TlsConfig {
+            ca_certs: tls_ca,
+            ..Default::default()
+        });
         let udp = UdpConnection::create_connection(addr, None, Some(cancel.child_token()))
             .await
             .map_err(|e| Error(format!("cannot bind SIP UDP {addr}: {e}")))?;
@@ -275,10 +285,7 @@ impl Stack {
             callee: rsipstack::sip::Uri::try_from(spec.to.as_str())?,
             destination: match spec.destination {
                 Some(addr) => Some(SipAddr {
-                    r#type: Some(match spec.tcp {
-                        true => rsipstack::sip::Transport::Tcp,
-                        false => rsipstack::sip::Transport::Udp,
-                    }),
+                    r#type: Some(transport(spec.transport)),
                     addr: addr.into(),
                 }),
                 None => None,
@@ -314,9 +321,17 @@ pub struct Invite {
     pub display_name: String,
     pub to: String,
     pub destination: Option<SocketAddr>,
-    pub tcp: bool,
+    pub transport: Transport,
     pub credential: Option<Credential>,
     pub offer: Option<String>,
+}
+
+fn transport(t: Transport) -> rsipstack::sip::Transport {
+    match t {
+        Transport::Udp => rsipstack::sip::Transport::Udp,
+        Transport::Tcp => rsipstack::sip::Transport::Tcp,
+        Transport::Tls => rsipstack::sip::Transport::Tls,
+    }
 }
 
 /// A request that arrived outside the agent's own transactions.
