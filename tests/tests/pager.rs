@@ -63,7 +63,7 @@ fn even_port() -> u16 {
 }
 
 struct Rig {
-    _bus: Bus,
+    bus: Bus,
     _db: ConfigDb,
     _config: Service,
     media: Service,
@@ -102,28 +102,7 @@ impl Rig {
         let media_dir = dir.path().join("media");
         std::fs::create_dir(&media_dir).unwrap();
         chown_to(&media_dir, "doorphone-media").unwrap();
-        let media = start_service(
-            &bus,
-            "doorphone-media",
-            "doorphone-media",
-            media::BUS_NAME,
-            &[
-                "--audio-source".into(),
-                "test".into(),
-                "--audio-sink".into(),
-                format!("file:{}", media_dir.join("speaker.wav").display()),
-                "--video-source".into(),
-                "none".into(),
-                // SIPp sends no RTP: the calls must not time out.
-                "--rtp-timeout".into(),
-                "300".into(),
-                "--multicast-iface".into(),
-                "lo".into(),
-            ],
-            &dir.path().join("media.log"),
-        )
-        .await
-        .unwrap();
+        let media = start_media(&bus, dir.path(), "media.log").await;
         let (sip, sip_port) = if with_sip {
             let sip_dir = dir.path().join("sip");
             std::fs::create_dir(&sip_dir).unwrap();
@@ -161,7 +140,7 @@ impl Rig {
         .await
         .unwrap();
         Rig {
-            _bus: bus,
+            bus,
             _db: db,
             _config: config,
             media,
@@ -301,6 +280,69 @@ impl Rig {
             self.media.log(),
             self.sip.as_ref().map(Service::log).unwrap_or_default()
         )
+    }
+}
+
+/// Media with its speaker writing `DIR/media/speaker.wav` and pages received on
+/// `lo`, logging to `DIR/LOG`.
+async fn start_media(bus: &Bus, dir: &std::path::Path, log: &str) -> Service {
+    start_service(
+        bus,
+        "doorphone-media",
+        "doorphone-media",
+        media::BUS_NAME,
+        &[
+            "--audio-source".into(),
+            "test".into(),
+            "--audio-sink".into(),
+            format!("file:{}", dir.join("media/speaker.wav").display()),
+            "--video-source".into(),
+            "none".into(),
+            // SIPp sends no RTP: the calls must not time out.
+            "--rtp-timeout".into(),
+            "300".into(),
+            "--multicast-iface".into(),
+            "lo".into(),
+        ],
+        &dir.join(log),
+    )
+    .await
+    .unwrap()
+}
+
+/// A `gst-launch-1.0` pipeline, ended with the test.
+struct Launched(Child);
+
+impl Launched {
+    /// Sends `freq` to `group` in `codec`'s RTP, without RTCP.
+    fn page(group: Group, freq: f64, codec: &str) -> Launched {
+        let chain = match codec {
+            "PCMA" => "audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay pt=8",
+            "G722" => "audio/x-raw,rate=16000,channels=1 ! avenc_g722 ! rtpg722pay pt=9",
+            other => panic!("no sender for {other}"),
+        };
+        let description = format!(
+            "audiotestsrc is-live=true wave=sine freq={freq} volume=0.5 ! {chain} ! \
+             udpsink host={} port={} multicast-iface=lo ttl-mc=0 auto-multicast=true",
+            group.address, group.port
+        );
+        Launched(
+            Command::new("gst-launch-1.0")
+                .arg("-q")
+                .args(description.split_whitespace())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("gst-launch-1.0 runs (gstreamer1.0-tools)"),
+        )
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
     }
 }
 
@@ -965,7 +1007,7 @@ async fn doorctl_shows_the_pagers_groups_and_sends_pages() {
     let doorctl = |args: &[&str]| {
         Command::new(bin("doorctl"))
             .args(args)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &rig._bus.address)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &rig.bus.address)
             .output()
             .unwrap()
     };
@@ -1015,4 +1057,55 @@ async fn doorctl_shows_the_pagers_groups_and_sends_pages() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let out = doorctl(&["page", "send", &g1.target(), "--iface", "no-such-if0"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_in_pcma_and_g722_play_by_their_payload_type() {
+    let groups = [Group::new(19, 1), Group::new(19, 2)];
+    let [g1, g2] = groups;
+    let rig = Rig::start(multicast(&groups, true, 0), false).await;
+    let pager = rig.pager().await;
+    let mut events = rig.events().await;
+
+    for (group, priority, tone, codec) in [(g1, 1, TONES[0], "PCMA"), (g2, 2, TONES[1], "G722")] {
+        let sender = Launched::page(group, tone, codec);
+        events
+            .expect(&groups, Event::Started(group, priority))
+            .await;
+        assert_eq!(pager.page().await.unwrap().codec, codec);
+        rig.hears(Some(tone), 1.0).await;
+        drop(sender);
+        events
+            .expect(&groups, Event::Ended(group, end_reason::ENDED))
+            .await;
+    }
+    rig.hears(None, 0.4).await;
+    let tones = rig.tones();
+    assert_eq!(
+        sequence(&tones),
+        [TONES[0], TONES[1]],
+        "{tones:?}\n{}",
+        rig.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_plays_on_when_media_restarts() {
+    let groups = [Group::new(20, 1)];
+    let g = groups[0];
+    let mut rig = Rig::start(multicast(&groups, true, 0), false).await;
+    let mut events = rig.events().await;
+    let mut sender = rig.send(g, TONES[0], 60.0);
+    events.expect(&groups, Event::Started(g, 1)).await;
+    rig.hears(Some(TONES[0]), 1.0).await;
+
+    // A crash: the new media writes a new speaker file, and the pager asks it
+    // for the page again without announcing a new one.
+    rig.media.kill();
+    rig.media = start_media(&rig.bus, rig.dir.path(), "media-again.log").await;
+    rig.hears(Some(TONES[0]), 1.0).await;
+    sender.kill();
+    events
+        .expect(&groups, Event::Ended(g, end_reason::ENDED))
+        .await;
 }

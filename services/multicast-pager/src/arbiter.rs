@@ -60,8 +60,10 @@ impl Arbiter {
         Some(position as u32 + 1)
     }
 
-    pub fn playing(&self) -> Option<Group> {
-        self.playing
+    /// The page playing, with its codec and priority.
+    pub fn playing_page(&self) -> Option<(Group, Codec, u32)> {
+        let group = self.playing?;
+        Some((group, self.arriving[&group], self.priority(group)?))
     }
 
     /// One of [`listen_state`] but `failed`, which the listener knows.

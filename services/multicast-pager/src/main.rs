@@ -55,6 +55,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let calls = sip.receive_call_state_changed().await?;
     let sip_owners = sip.inner().receive_owner_changed().await?;
+    let media_owners = pager.media().inner().receive_owner_changed().await?;
 
     pager.on_input(load(&config).await).await;
     pager.on_input(Input::Call(active_call(&sip).await)).await;
@@ -68,7 +69,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config_owners,
         input_tx.clone(),
     ));
-    tokio::spawn(follow_calls(sip, calls, sip_owners, input_tx));
+    tokio::spawn(follow_calls(sip, calls, sip_owners, input_tx.clone()));
+    tokio::spawn(follow_media(media_owners, input_tx));
     tokio::spawn(pager.run(input_rx, heard_rx));
     tracing::info!(
         iface = args.iface.as_deref().unwrap_or("any"),
@@ -158,6 +160,18 @@ async fn follow_calls(
             if inputs.send(Input::Call(call)).is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Tells the pager when media comes and goes.
+async fn follow_media(
+    mut owners: OwnerChangedStream<'static>,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
+    while let Some(owner) = owners.next().await {
+        if inputs.send(Input::Media(owner.is_some())).is_err() {
+            return;
         }
     }
 }

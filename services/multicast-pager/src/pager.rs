@@ -24,6 +24,8 @@ pub enum Input {
     Config(Multicast, u64),
     /// The SIP agent's answered call (`None`: none, or no agent).
     Call(Option<String>),
+    /// Media appeared on the bus (`true`, a start or a restart) or left it.
+    Media(bool),
 }
 
 pub struct Pager {
@@ -94,8 +96,27 @@ impl Pager {
                 self.arbiter.configure(settings)
             }
             Input::Call(call) => self.arbiter.call(call),
+            Input::Media(true) => {
+                // A media that restarted lost its streams; one that was away
+                // never played the page the arbiter chose: either way, ask again.
+                if let Some((group, codec, priority)) = self.arbiter.playing_page() {
+                    self.stream = None;
+                    self.play(group, codec.name(), priority).await;
+                }
+                Vec::new()
+            }
+            Input::Media(false) => {
+                tracing::warn!("media left the bus: no page plays until it is back");
+                self.stream = None;
+                Vec::new()
+            }
         };
         self.execute(actions).await;
+    }
+
+    /// Media's proxy, to follow its comings and goings.
+    pub fn media(&self) -> &Media1Proxy<'static> {
+        &self.media
     }
 
     async fn on_heard(&mut self, event: Heard) {
@@ -172,6 +193,8 @@ impl Pager {
         self.publish().await;
     }
 
+    /// Has media play `group`'s page. `PageStarted` goes out once per start: not
+    /// again when the page is asked of a media that restarted.
     async fn play(&mut self, group: Group, codec: &str, priority: u32) {
         let (address, port) = (group.0.to_string(), group.1);
         // Solo: while a page plays, it is all the speaker says.
@@ -180,6 +203,9 @@ impl Pager {
             Ok(path) => {
                 tracing::info!(group = %show(group), priority, "page playing");
                 self.stream = Some((group, path));
+                if self.page.port == port && self.page.address == address {
+                    return;
+                }
                 self.page = Page {
                     address: address.clone(),
                     port,
@@ -199,15 +225,18 @@ impl Pager {
     }
 
     async fn stop(&mut self, group: Group, reason: &str) {
-        let Some((_, path)) = self.stream.take_if(|(g, _)| *g == group) else {
-            return;
-        };
-        self.page = Page::default();
-        if let Err(e) = self.media.stop_stream(&path.as_ref()).await {
+        if let Some((_, path)) = self.stream.take_if(|(g, _)| *g == group)
+            && let Err(e) = self.media.stop_stream(&path.as_ref()).await
+        {
             tracing::warn!(group = %show(group), "media did not stop the page: {e}");
         }
-        tracing::info!(group = %show(group), reason, "page stopped");
         let address = group.0.to_string();
+        if self.page.port != group.1 || self.page.address != address {
+            // Media never played it: nothing was announced.
+            return;
+        }
+        self.page = Page::default();
+        tracing::info!(group = %show(group), reason, "page stopped");
         if let Ok(emitter) = SignalEmitter::new(&self.conn, OBJECT_PATH)
             && let Err(e) = PagerService::page_ended(&emitter, &address, group.1, reason).await
         {
