@@ -3,7 +3,7 @@
 //! on loopback.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use doorphone_interfaces::media;
 use doorphone_interfaces::relay::{self, Relay1Proxy};
 use doorphone_interfaces::sip::{self, Sip1Proxy, account_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
+use doorphone_system_tests::servers::{FTP_SERVER, HTTP_SERVER, SMTP_SERVER, Server, closed_port};
 use doorphone_system_tests::sip::{
     Callee, Caller, Sipp, Traced, callee, caller, free_port, registrar,
 };
@@ -1440,43 +1441,44 @@ async fn a_group_number_is_called_instead_of_the_list() {
     assert!(c[1].messages().is_empty(), "the list was called");
 }
 
-/// An HTTP server on loopback (port in argv) that prints each request line.
-const HTTP_SERVER: &str = r#"
-import http.server, sys
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        print("GET", self.path, flush=True)
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-"#;
+/// Whether GStreamer decodes `path` as a JPEG.
+fn is_jpeg(path: &Path) -> bool {
+    Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", path.display()))
+        .args(["!", "jpegdec", "!", "fakesink"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
 
 #[tokio::test(flavor = "multi_thread")]
-async fn no_answer_opens_the_relays_and_runs_the_actions() {
+async fn no_answer_opens_the_relays_and_sends_the_snapshot_by_ftp_and_email_and_the_http_get() {
     doorphone_system_tests::require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut c = callees(dir.path(), vec![Callee::RingUntilCancel]);
-    // An HTTP server that prints each request line.
-    let http_port = free_port();
-    let mut http = Command::new("/usr/bin/python3")
-        .args(["-u", "-c", HTTP_SERVER])
-        .arg(http_port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![Callee::RingUntilCancel, Callee::RingUntilCancel],
+    );
+    let ftp_root = tempfile::tempdir().unwrap();
+    let mails = tempfile::tempdir().unwrap();
+    let mut ftp = Server::start(FTP_SERVER, ftp_root.path());
+    let mut smtp = Server::start(SMTP_SERVER, mails.path());
+    let mut http = Server::start(HTTP_SERVER, dir.path());
     let mut b = button("sequence", vec![address(&c[0])], "call_next", 5);
-    b["no_answer"] = json!({"relays": ["A"], "actions": ["http", "ftp"],
-        "http_url": format!("http://127.0.0.1:{http_port}/doorbell-missed")});
-    // The FTP server is not there: that action fails and says so.
-    let dead = free_port();
+    b["no_answer"] = json!({"relays": ["A"], "actions": ["ftp", "email", "http"],
+        "http_url": format!("http://127.0.0.1:{}/doorbell-missed", http.port)});
+    let (ftp_port, smtp_port) = (ftp.port, smtp.port);
     let rig = Rig::start_full(30, None, true, &[], move |doc| {
         doc["buttons"] = json!([b]);
         doc["relays"] = json!([{ "id": "A", "name": "Door", "gpio": 17, "active_low": false,
             "trigger_delay": 0, "hold": 1, "dtmf_code": "" }]);
-        doc["actions"]["ftp"] = json!({"url": format!("ftp://127.0.0.1:{dead}/snapshots/"),
-            "user": "door", "password": "x"});
+        doc["actions"] = json!({
+            "ftp": {"url": format!("ftp://127.0.0.1:{ftp_port}/snapshots/"), "user": "door", "password": "secret"},
+            "email": {"smtp": format!("127.0.0.1:{smtp_port}"), "tls": "none", "user": "", "password": "",
+                      "from": "door@example.com", "to": ["guard@example.com"]}
+        });
     })
     .await;
     let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
@@ -1492,23 +1494,37 @@ async fn no_answer_opens_the_relays_and_runs_the_actions() {
         (door.args().unwrap().relay, door.args().unwrap().source),
         ("A", "no_answer")
     );
-    let stdout = http.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stdout).lines().next()
+    let uploaded = PathBuf::from(ftp.expect("RECEIVED ").trim());
+    assert!(
+        is_jpeg(&uploaded),
+        "the FTP server holds {} which is no JPEG",
+        uploaded.display()
+    );
+    let mail: Value = serde_json::from_str(&smtp.expect("RECEIVED ")).unwrap();
+    let attachments = mail["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1, "{mail}");
+    assert_eq!(attachments[0]["type"], "image/jpeg");
+    assert!(is_jpeg(Path::new(attachments[0]["path"].as_str().unwrap())));
+    assert!(http.expect("GET ").starts_with("/doorbell-missed "));
+
+    // The FTP server goes down: ActionFailed says so while e-mail and HTTP go on.
+    drop(ftp);
+    let dead = closed_port();
+    rig.reconfigure(|doc| {
+        doc["actions"]["ftp"]["url"] = json!(format!("ftp://127.0.0.1:{dead}/snapshots/"));
+        doc["buttons"][0]["numbers"] = json!([address(&c[1])]);
     })
-    .await
-    .unwrap()
-    .unwrap()
-    .unwrap();
-    assert_eq!(line, "GET /doorbell-missed");
+    .await;
+    assert_eq!(press(&rig).await.0, "no_answer");
     let failure = tokio::time::timeout(WAIT, failed.next())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(failure.args().unwrap().action, "ftp");
-    http.kill().ok();
-    http.wait().ok();
+    let mail: Value = serde_json::from_str(&smtp.expect("RECEIVED ")).unwrap();
+    assert_eq!(mail["attachments"][0]["type"], "image/jpeg");
+    assert!(http.expect("GET ").starts_with("/doorbell-missed "));
+    c[1].succeeds(WAIT).await.unwrap();
 }
 
 /// Runs `openssl` with `args` in `dir`.
@@ -1651,4 +1667,82 @@ async fn an_account_with_tls_registers_over_tls() {
     .unwrap();
     socat.kill().ok();
     socat.wait().ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_among_500_rules_rings_its_five_targets_and_other_numbers_go_as_they_are() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = callees(
+        dir.path(),
+        vec![
+            Callee::RingUntilCancel,
+            Callee::RingUntilCancel,
+            Callee::Answer {
+                after: Duration::from_secs(1),
+            },
+            Callee::RingUntilCancel,
+            Callee::RingUntilCancel,
+            Callee::Answer {
+                after: Duration::ZERO,
+            },
+        ],
+    );
+    let five: Vec<String> = c[..5].iter().map(address).collect();
+    let rules: Vec<Value> = (0..500)
+        .map(|n| {
+            let replace = if n == 250 {
+                json!(five)
+            } else {
+                json!([format!("127.0.0.1:{}", 10_000 + n)])
+            };
+            json!({"id": n + 1, "name": format!("Rule {n}"), "prefix": format!("{}", 8000 + n),
+                   "account": "auto", "replace": replace})
+        })
+        .collect();
+    let rig = Rig::start(30, move |doc| doc["dial_plan"] = json!(rules)).await;
+    let proxy = rig.proxy().await;
+    let mut states = proxy.receive_call_state_changed().await.unwrap();
+    let call = proxy.dial("8250", Default::default()).await.unwrap();
+    for n in [0, 1, 3, 4] {
+        c[n].succeeds(WAIT).await.unwrap();
+    }
+    let starts: Vec<f64> = c[..5].iter().map(invited_at).collect();
+    let spread = starts.iter().cloned().fold(f64::MIN, f64::max)
+        - starts.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread < 0.5, "the five were called {spread:.3} s apart");
+    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
+        .path(call)
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        call.remote()
+            .await
+            .unwrap()
+            .contains(&c[2].port.to_string())
+    );
+    call.hangup().await.unwrap();
+    c[2].succeeds(WAIT).await.unwrap();
+    assert_eq!(next_end(&mut states).await, sip::end_reason::LOCAL_HANGUP);
+
+    // No rule: the number is dialled as it is.
+    let call = proxy
+        .dial(&address(&c[5]), Default::default())
+        .await
+        .unwrap();
+    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
+        .path(call)
+        .build()
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while call.state().await.unwrap() != sip::call_state::ANSWERED {
+            states.next().await;
+        }
+    })
+    .await
+    .unwrap();
+    call.hangup().await.unwrap();
+    c[5].succeeds(WAIT).await.unwrap();
 }
