@@ -346,6 +346,33 @@ impl Drop for Launched {
     }
 }
 
+/// A WAV file of a tone: 16-bit PCM at `rate` with `channels`.
+fn wav_tone(freq: f64, rate: u32, channels: u16, seconds: f64) -> Vec<u8> {
+    let n = (seconds * f64::from(rate)) as usize;
+    let mut data = Vec::new();
+    for i in 0..n {
+        let x = (12000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+            as i16;
+        for _ in 0..channels {
+            data.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&channels.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2 * u32::from(channels)).to_le_bytes());
+    wav.extend_from_slice(&(2 * channels).to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
 /// Waits until `ready` holds, checking every 20 ms.
 async fn until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -1036,6 +1063,7 @@ async fn doorctl_shows_the_pagers_groups_and_sends_pages() {
     assert_eq!(json["page"]["codec"], "PCMU");
     assert_eq!(json["listening"][1]["state"], listen_state::PLAYING);
 
+    rig.hears(Some(TONES[1]), 0.6).await;
     sender.kill();
     events
         .expect(&groups, Event::Ended(g2, end_reason::ENDED))
@@ -1043,6 +1071,27 @@ async fn doorctl_shows_the_pagers_groups_and_sends_pages() {
     let json: Value =
         serde_json::from_slice(&doorctl(&["page", "status", "--json"]).stdout).unwrap();
     assert_eq!(json["page"], Value::Null);
+
+    // A WAV file at 16 kHz in stereo is mixed down and resampled.
+    let wav = rig.dir.path().join("page.wav");
+    std::fs::write(&wav, wav_tone(TONES[0], 16000, 2, 2.0)).unwrap();
+    let out = doorctl(&[
+        "page",
+        "send",
+        &g1.target(),
+        "--iface",
+        "lo",
+        "--file",
+        wav.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    events.expect(&groups, Event::Started(g1, 1)).await;
+    events
+        .expect(&groups, Event::Ended(g1, end_reason::ENDED))
+        .await;
+    rig.hears(None, 0.4).await;
+    let tones = rig.tones();
+    assert_eq!(sequence(&tones), [TONES[1], TONES[0]], "{tones:?}");
 
     let missing = rig.dir.path().join("missing.wav");
     let out = doorctl(&[
@@ -1108,4 +1157,36 @@ async fn a_page_plays_on_when_media_restarts() {
     events
         .expect(&groups, Event::Ended(g, end_reason::ENDED))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_answered_while_a_barging_page_plays_is_held_until_it_ends() {
+    let groups = [Group::new(21, 1)];
+    let g = groups[0];
+    let rig = Rig::start(multicast(&groups, true, 1), true).await;
+    let mut events = rig.events().await;
+    let mut sender = rig.send(g, TONES[0], 60.0);
+    events.expect(&groups, Event::Started(g, 1)).await;
+
+    // The call rings and is answered as usual; the page keeps playing over it.
+    let mut peer = rig.call(
+        "during",
+        &held_caller("door", "resident", 1, Duration::from_millis(200)),
+    );
+    rig.hears(Some(TONES[0]), 1.0).await;
+    sender.kill();
+    events
+        .expect(&groups, Event::Ended(g, end_reason::ENDED))
+        .await;
+    peer.succeeds(PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", rig.logs()));
+    let reinvites: Vec<_> = peer
+        .messages()
+        .into_iter()
+        .filter(|m| !m.sent && m.is_request("INVITE"))
+        .collect();
+    assert_eq!(reinvites.len(), 2, "{reinvites:#?}");
+    assert!(holds(&reinvites[0].text), "{}", reinvites[0].text);
+    assert!(!holds(&reinvites[1].text), "{}", reinvites[1].text);
 }
