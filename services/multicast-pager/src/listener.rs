@@ -66,7 +66,13 @@ pub fn listen(
 ) -> io::Result<Listener> {
     let (address, port) = group;
     let rtp = join(address, port, iface)?;
-    let rtcp = join(address, port.wrapping_add(1), iface)?;
+    // Without RTCP a page still ends, after its silence: a port taken by another
+    // program does not cost the group.
+    let rtcp = join(address, port.wrapping_add(1), iface)
+        .inspect_err(|e| {
+            tracing::warn!(group = %SocketAddrV4::new(address, port), "no RTCP BYE: {e}");
+        })
+        .ok();
     Ok(Listener {
         task: tokio::spawn(follow(group, rtp, rtcp, heard)),
     })
@@ -85,7 +91,7 @@ fn join(address: Ipv4Addr, port: u16, iface: u32) -> io::Result<UdpSocket> {
 async fn follow(
     group: Group,
     rtp: UdpSocket,
-    rtcp: UdpSocket,
+    rtcp: Option<UdpSocket>,
     heard: mpsc::UnboundedSender<Heard>,
 ) {
     let mut page = Page::default();
@@ -93,7 +99,7 @@ async fn follow(
     loop {
         let datagram = tokio::select! {
             r = rtp.recv(&mut a) => r.map(|n| classify(&a[..n])),
-            r = rtcp.recv(&mut b) => r.map(|n| classify(&b[..n])),
+            r = recv(rtcp.as_ref(), &mut b) => r.map(|n| classify(&b[..n])),
             () = tokio::time::sleep_until(page.deadline), if page.on => {
                 page.on = false;
                 if heard.send(Heard::Ended(group)).is_err() {
@@ -117,6 +123,14 @@ async fn follow(
         if sent.is_err() {
             return;
         }
+    }
+}
+
+/// A datagram from `socket`, or never when there is none.
+async fn recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<usize> {
+    match socket {
+        Some(socket) => socket.recv(buf).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -188,6 +202,16 @@ mod tests {
         let waited = Instant::now();
         assert_eq!(rx.recv().await, Some(Heard::Ended(group)));
         assert!(waited.elapsed() >= SILENCE - Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_rtcp_port_is_taken_is_still_listened_to() {
+        let group = (Ipv4Addr::new(239, 255, 41, 8), 47_320);
+        let _taken = std::net::UdpSocket::bind(("0.0.0.0", group.1 + 1)).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _listener = listen(group, interface_index("lo").unwrap(), tx).unwrap();
+        send_to(group, &[&RTP]);
+        assert_eq!(rx.recv().await, Some(Heard::Started(group, Codec::Pcma)));
     }
 
     #[test]

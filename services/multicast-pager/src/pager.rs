@@ -133,7 +133,8 @@ impl Pager {
         self.execute(actions).await;
     }
 
-    /// Joins the groups of `multicast` not yet joined and leaves the others.
+    /// Joins the groups of `multicast` not yet joined (again, those that failed)
+    /// and leaves the others.
     fn listen_to(&mut self, multicast: &Multicast) -> Settings {
         let mut groups = Vec::new();
         self.labels.clear();
@@ -153,9 +154,10 @@ impl Pager {
             self.labels.insert((address, port), entry.label.clone());
         }
         self.listeners.retain(|g, _| groups.contains(g));
-        self.failed.retain(|g| groups.contains(g));
+        // Groups that could not be joined are tried again at every load.
+        self.failed.clear();
         for &group in &groups {
-            if self.listeners.contains_key(&group) || self.failed.contains(&group) {
+            if self.listeners.contains_key(&group) {
                 continue;
             }
             match listener::listen(group, self.iface, self.heard_tx.clone()) {
