@@ -17,7 +17,7 @@ pub const DOCUMENT_SCHEMA: u32 = 1;
 pub const PASSWORD_MASK: &str = "********";
 
 /// The top-level sections, in document order. `Changed` names these.
-pub const SECTIONS: [&str; 11] = [
+pub const SECTIONS: [&str; 12] = [
     "device",
     "accounts",
     "calls",
@@ -29,6 +29,7 @@ pub const SECTIONS: [&str; 11] = [
     "dtmf_authority",
     "actions",
     "media",
+    "inputs",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +47,8 @@ pub struct Document {
     pub dtmf_authority: DtmfAuthority,
     pub actions: Actions,
     pub media: Media,
+    /// GPIO inputs: exit buttons that open a relay, physical call buttons.
+    pub inputs: Vec<Input>,
 }
 
 impl Default for Document {
@@ -63,6 +66,7 @@ impl Default for Document {
             dtmf_authority: DtmfAuthority::All,
             actions: Actions::default(),
             media: Media::default(),
+            inputs: Vec::new(),
         }
     }
 }
@@ -134,6 +138,7 @@ impl Document {
             "dtmf_authority" => serde_json::to_value(self.dtmf_authority),
             "actions" => serde_json::to_value(&self.actions),
             "media" => serde_json::to_value(&self.media),
+            "inputs" => serde_json::to_value(&self.inputs),
             _ => return None,
         };
         value.ok()
@@ -490,6 +495,37 @@ impl Default for Relay {
     }
 }
 
+/// A GPIO input: a push button wired to a line the relay service watches. It
+/// does exactly one thing: `opens` a relay (an exit button, source `input`) or
+/// `presses` a call button (a physical call button).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Input {
+    pub gpio: u32,
+    /// The button is pressed when the line is low.
+    pub active_low: bool,
+    /// How long a level must be stable before it counts, in milliseconds.
+    pub debounce_ms: u32,
+    /// The relay this input opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens: Option<String>,
+    /// The call button this input presses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presses: Option<u32>,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input {
+            gpio: 0,
+            active_low: false,
+            debounce_ms: 50,
+            opens: None,
+            presses: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DtmfAuthority {
@@ -691,6 +727,26 @@ mod tests {
         let text = serde_json::to_string(&doc).unwrap();
         let back: Document = serde_json::from_str(&text).unwrap();
         assert_eq!(doc, back);
+    }
+
+    #[test]
+    fn an_input_shows_only_what_it_does() {
+        let doc: Document = serde_json::from_str(
+            r#"{"inputs": [{"gpio": 23, "active_low": true, "opens": "A"},
+                           {"gpio": 24, "presses": 1, "debounce_ms": 80}]}"#,
+        )
+        .unwrap();
+        assert_eq!(doc.inputs[0].debounce_ms, 50);
+        assert_eq!(doc.inputs[1].presses, Some(1));
+        let json = serde_json::to_value(&doc.inputs).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"gpio": 23, "active_low": true, "debounce_ms": 50, "opens": "A"},
+                {"gpio": 24, "active_low": false, "debounce_ms": 80, "presses": 1}
+            ])
+        );
+        assert!(Document::default().inputs.is_empty());
     }
 
     #[test]

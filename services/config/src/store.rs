@@ -3,7 +3,9 @@
 //! `PRAGMA user_version`; migrations only go forward, each in its own transaction.
 //!
 //! List sections (accounts, contacts, buttons, dial plan, multicast groups, relays)
-//! are tables; the other sections are one JSON row each in `settings`.
+//! are tables; the other sections are one JSON row each in `settings`. So is
+//! `inputs`, a list added later: a database without its row reads as no inputs,
+//! and no migration was needed for it.
 
 use std::path::Path;
 
@@ -237,6 +239,9 @@ impl Store {
         if let Some(v) = setting("media")? {
             doc.media = parse("settings.media", &v)?;
         }
+        if let Some(v) = setting("inputs")? {
+            doc.inputs = parse("settings.inputs", &v)?;
+        }
         doc.accounts = read_accounts(&tx)?;
         doc.contacts = read_contacts(&tx)?;
         doc.buttons = read_buttons(&tx)?;
@@ -281,6 +286,7 @@ fn write_section(tx: &Transaction, section: &str, doc: &Document) -> Result<(), 
         "dtmf_authority" => write_setting(tx, section, json(&doc.dtmf_authority)),
         "actions" => write_setting(tx, section, json(&doc.actions)),
         "media" => write_setting(tx, section, json(&doc.media)),
+        "inputs" => write_setting(tx, section, json(&doc.inputs)),
         "multicast" => {
             let scalars = Multicast {
                 listen: Vec::new(),
@@ -612,6 +618,29 @@ mod tests {
         let (_store, again, revision) = Store::open(&path).unwrap();
         assert_eq!(again, defaults);
         assert_eq!(revision, 1);
+    }
+
+    #[test]
+    fn inputs_are_stored_and_a_database_without_them_reads_none() {
+        use doorphone_interfaces::config::document::Input;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.db");
+        let (mut store, mut doc, _) = Store::open(&path).unwrap();
+        assert!(doc.inputs.is_empty());
+        doc.inputs = vec![Input {
+            gpio: 23,
+            opens: Some("A".into()),
+            ..Input::default()
+        }];
+        store.commit(&doc, &["inputs"]).unwrap();
+        assert_eq!(store.load().unwrap().0.inputs, doc.inputs);
+        // A database written before inputs existed has no row for them.
+        store
+            .conn()
+            .unwrap()
+            .execute("DELETE FROM settings WHERE section = 'inputs'", [])
+            .unwrap();
+        assert!(store.load().unwrap().0.inputs.is_empty());
     }
 
     #[test]

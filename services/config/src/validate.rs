@@ -1,7 +1,8 @@
 //! Every rule of `design/config.md`, checked on a whole document before it is
 //! committed. An error names the field path and the rule; list items are named by
-//! their id (`accounts[1]`, `relays[A]`, `buttons[3]`) or, for multicast groups,
-//! by their position (`multicast.listen[2]`, 1 = highest priority).
+//! their id (`accounts[1]`, `relays[A]`, `buttons[3]`) or, for multicast groups
+//! and inputs, by their position (`multicast.listen[2]`, 1 = highest priority;
+//! `inputs[2]`).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -13,6 +14,7 @@ pub const MAX_CONTACTS: usize = 1000;
 pub const MAX_DIAL_RULES: usize = 500;
 pub const MAX_LISTEN: usize = 10;
 pub const MAX_RELAYS: usize = 8;
+pub const MAX_INPUTS: usize = 16;
 const MAX_NAME: usize = 64;
 
 /// A refused value: where it is and which rule it breaks.
@@ -223,6 +225,7 @@ pub fn validate(doc: &Document) -> Check {
     calls(doc)?;
     contacts(doc)?;
     relays(doc)?;
+    inputs(doc)?;
     buttons(doc)?;
     dial_plan(doc)?;
     multicast(doc)?;
@@ -380,6 +383,50 @@ fn relays(doc: &Document) -> Check {
         range(&format!("{p}.trigger_delay"), r.trigger_delay, 0, 10)?;
         range(&format!("{p}.hold"), r.hold, 1, 10)?;
         dtmf_digits(&format!("{p}.dtmf_code"), &r.dtmf_code, 0, 4)?;
+    }
+    Ok(())
+}
+
+fn inputs(doc: &Document) -> Check {
+    if doc.inputs.len() > MAX_INPUTS {
+        return Err(invalid("inputs", format!("at most {MAX_INPUTS} inputs")));
+    }
+    for (i, input) in doc.inputs.iter().enumerate() {
+        let p = format!("inputs[{}]", i + 1);
+        range(&format!("{p}.gpio"), input.gpio, 0, 4095)?;
+        if let Some(relay) = doc.relays.iter().find(|r| r.gpio == input.gpio) {
+            return Err(invalid(
+                format!("{p}.gpio"),
+                format!(
+                    "gpio {} is the output of relay {}; a line is an input or an output",
+                    input.gpio, relay.id
+                ),
+            ));
+        }
+        if let Some(j) = doc.inputs[..i].iter().position(|o| o.gpio == input.gpio) {
+            return Err(invalid(
+                format!("{p}.gpio"),
+                format!("gpio {} is already inputs[{}]", input.gpio, j + 1),
+            ));
+        }
+        range(&format!("{p}.debounce_ms"), input.debounce_ms, 10, 1000)?;
+        match (&input.opens, input.presses) {
+            (Some(relay), None) => {
+                if !doc.relays.iter().any(|r| &r.id == relay) {
+                    return Err(invalid(
+                        format!("{p}.opens"),
+                        format!("no relay {relay:?} is configured"),
+                    ));
+                }
+            }
+            (None, Some(button)) => range(&format!("{p}.presses"), button, 1, 16)?,
+            _ => {
+                return Err(invalid(
+                    p,
+                    "exactly one of opens (a relay) and presses (a call button)",
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -646,6 +693,72 @@ mod tests {
         assert!(!is_host_port("pbx:0"));
         assert!(!is_host_port("-pbx"));
         assert!(!is_host_port("1.2.3"));
+    }
+
+    #[test]
+    fn inputs() {
+        use doorphone_interfaces::config::document::Input;
+        let exit = |gpio| Input {
+            gpio,
+            active_low: true,
+            opens: Some("A".into()),
+            ..Input::default()
+        };
+        let call = |gpio, button| Input {
+            gpio,
+            presses: Some(button),
+            ..Input::default()
+        };
+        let check = |inputs: Vec<Input>| {
+            let mut doc = Document::default();
+            doc.normalize();
+            doc.inputs = inputs;
+            validate(&doc).map_err(|e| e.to_string())
+        };
+        check(vec![exit(23), call(24, 1), call(25, 16)]).unwrap();
+        assert_eq!(
+            check(vec![exit(23), call(24, 17)]).unwrap_err(),
+            "inputs[2].presses: 17 is out of range (1-16)"
+        );
+        assert_eq!(
+            check(vec![call(24, 0)]).unwrap_err(),
+            "inputs[1].presses: 0 is out of range (1-16)"
+        );
+        assert_eq!(
+            check(vec![exit(23), exit(17)]).unwrap_err(),
+            "inputs[2].gpio: gpio 17 is the output of relay A; a line is an input or an output"
+        );
+        assert_eq!(
+            check(vec![exit(23), call(24, 1), call(23, 2)]).unwrap_err(),
+            "inputs[3].gpio: gpio 23 is already inputs[1]"
+        );
+        let mut both = exit(23);
+        both.presses = Some(1);
+        let neither = Input {
+            gpio: 23,
+            ..Input::default()
+        };
+        for input in [both, neither] {
+            assert_eq!(
+                check(vec![input]).unwrap_err(),
+                "inputs[1]: exactly one of opens (a relay) and presses (a call button)"
+            );
+        }
+        let mut unknown = exit(23);
+        unknown.opens = Some("Z".into());
+        assert_eq!(
+            check(vec![unknown]).unwrap_err(),
+            "inputs[1].opens: no relay \"Z\" is configured"
+        );
+        for (ms, ok) in [(9, false), (10, true), (1000, true), (1001, false)] {
+            let mut input = exit(23);
+            input.debounce_ms = ms;
+            assert_eq!(check(vec![input]).is_ok(), ok, "{ms} ms");
+        }
+        assert_eq!(
+            check((0..17).map(|n| call(30 + n, 1)).collect()).unwrap_err(),
+            "inputs: at most 16 inputs"
+        );
     }
 
     #[test]
