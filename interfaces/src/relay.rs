@@ -1,6 +1,8 @@
 //! `org.doorphone.Relay1`: the relay service, the only one that drives door
 //! relays. Callers ask it to open a door and say why; it tells everyone when a
-//! door opened (with that reason) and when it closed again.
+//! door opened (with that reason) and when it closed again. It also watches the
+//! GPIO inputs: an exit button opens its relay (source `input`), a physical call
+//! button is announced by `ButtonPressed` for the SIP agent to place its call.
 
 use std::collections::HashMap;
 
@@ -69,4 +71,7 @@ pub trait Relay1 {
     /// `relay` was released at the end of its hold.
     #[zbus(signal)]
     fn door_closed(&self, relay: &str) -> zbus::Result<()>;
+    /// The input wired to call button `button` (1-16) was pressed.
+    #[zbus(signal)]
+    fn button_pressed(&self, button: u16) -> zbus::Result<()>;
 }

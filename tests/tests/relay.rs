@@ -1,8 +1,9 @@
 //! System tests of `doorphone-relay`: the real binary as its own user on a private
 //! bus, its relays from the real config service, with the simulated backend (its
-//! transition log read back) and the sysfs backend on a fake `/sys/class/gpio` in
-//! a private mount namespace.
+//! transition log read back, its inputs pressed through their named pipe) and the
+//! sysfs backend on a fake `/sys/class/gpio` in a private mount namespace.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,10 +40,25 @@ struct Rig {
 
 /// Replaces the `relays` section of the configuration.
 async fn set_relays(conn: &zbus::Connection, relays: Value) {
+    set_relays_and_inputs(conn, relays, json!([]))
+        .await
+        .unwrap();
+}
+
+/// Replaces the `relays` and `inputs` sections of the configuration.
+async fn set_relays_and_inputs(
+    conn: &zbus::Connection,
+    relays: Value,
+    inputs: Value,
+) -> Result<(), String> {
     let config = Config1Proxy::new(conn).await.unwrap();
     let mut doc: Value = serde_json::from_str(&config.export().await.unwrap()).unwrap();
     doc["relays"] = relays;
-    config.import(&doc.to_string()).await.unwrap();
+    doc["inputs"] = inputs;
+    config
+        .import(&doc.to_string())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn relay_dir() -> tempfile::TempDir {
@@ -62,7 +78,27 @@ fn sim_args(dir: &Path) -> Vec<String> {
         dir.join("relays.log").display().to_string(),
         "--claims".into(),
         dir.join("claims").display().to_string(),
+        "--sim-inputs".into(),
+        dir.join("inputs").display().to_string(),
     ]
+}
+
+/// Sets simulated input lines, as `echo 23 0 > inputs` would: one `GPIO LEVEL`
+/// line each.
+fn set_lines(dir: &Path, lines: &[(u32, u8)]) {
+    let mut pipe = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("inputs"))
+        .unwrap();
+    let text: String = lines.iter().map(|(g, l)| format!("{g} {l}\n")).collect();
+    pipe.write_all(text.as_bytes()).unwrap();
+}
+
+/// Presses an active-low button on `gpio` for `held`, then lets it go.
+async fn press(dir: &Path, gpio: u32, held: Duration) {
+    set_lines(dir, &[(gpio, 0)]);
+    tokio::time::sleep(held).await;
+    set_lines(dir, &[(gpio, 1)]);
 }
 
 async fn start_relay(bus: &Bus, dir: &Path) -> Service {
@@ -80,11 +116,18 @@ async fn start_relay(bus: &Bus, dir: &Path) -> Service {
 
 impl Rig {
     async fn start() -> Rig {
+        Rig::start_with_inputs(json!([])).await
+    }
+
+    /// The test relays and `inputs`.
+    async fn start_with_inputs(inputs: Value) -> Rig {
         let bus = Bus::start().unwrap();
         let db = ConfigDb::new().unwrap();
         let config = start_config(&bus, &db).await.unwrap();
         let conn = bus.connect().await.unwrap();
-        set_relays(&conn, test_relays()).await;
+        set_relays_and_inputs(&conn, test_relays(), inputs)
+            .await
+            .unwrap();
         let dir = relay_dir();
         let relay = start_relay(&bus, dir.path()).await;
         Rig {
@@ -626,16 +669,28 @@ struct SysfsRelay {
 const GPIO: &str = "/sys/class/gpio";
 
 impl SysfsRelay {
-    fn start(bus: &Bus, dir: &Path, gpio: u32) -> SysfsRelay {
+    /// A tree with `lines` (GPIO number, level at rest), all inputs; the first
+    /// one's `value` is copied out at the end.
+    fn start(bus: &Bus, dir: &Path, lines: &[(u32, u8)]) -> SysfsRelay {
+        let gpio = lines[0].0;
+        let tree: String = lines
+            .iter()
+            .map(|(n, level)| {
+                format!(
+                    "mkdir -p {GPIO}/gpio{n}\n\
+                     echo in > {GPIO}/gpio{n}/direction\n\
+                     echo none > {GPIO}/gpio{n}/edge\n\
+                     echo {level} > {GPIO}/gpio{n}/value\n"
+                )
+            })
+            .collect();
         let script = format!(
             r#"set -e
 mount -t tmpfs fake-sysfs /sys/class
-mkdir -p {GPIO}/gpio{gpio}
+mkdir -p {GPIO}
 : > {GPIO}/export
 : > {GPIO}/unexport
-echo in > {GPIO}/gpio{gpio}/direction
-echo 0 > {GPIO}/gpio{gpio}/value
-chown -R doorphone-relay:doorphone-relay {GPIO}
+{tree}chown -R doorphone-relay:doorphone-relay {GPIO}
 setpriv --reuid=doorphone-relay --regid=doorphone-relay --init-groups \
     {relay} --gpio sysfs --claims {dir}/claims 2> {dir}/relay.log &
 echo $! > {dir}/pid
@@ -678,6 +733,17 @@ exit $status
             .to_owned()
     }
 
+    /// Writes a file of the fake tree in the namespace, as the kernel would
+    /// change an input's `value`.
+    fn write(&self, file: &str, text: &str) {
+        let out = Command::new("nsenter")
+            .args(["--mount", "--target", &self.shell.id().to_string()])
+            .args(["sh", "-c", &format!("echo {text} > {GPIO}/{file}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {out:?}");
+    }
+
     /// SIGTERM to the service; waits for the shell to copy the tree out.
     fn stop(&mut self) {
         let _ = Command::new("kill")
@@ -716,7 +782,7 @@ async fn the_sysfs_backend_drives_a_fake_gpio_tree() {
     )
     .await;
     let dir = relay_dir();
-    let mut relay = SysfsRelay::start(&bus, dir.path(), 17);
+    let mut relay = SysfsRelay::start(&bus, dir.path(), &[(17, 0)]);
     bus.wait_for_name(&conn, relay::BUS_NAME)
         .await
         .unwrap_or_else(|e| {
@@ -769,7 +835,7 @@ async fn the_sysfs_backend_holds_an_active_low_line_high_at_rest() {
     )
     .await;
     let dir = relay_dir();
-    let mut relay = SysfsRelay::start(&bus, dir.path(), 23);
+    let mut relay = SysfsRelay::start(&bus, dir.path(), &[(23, 0)]);
     bus.wait_for_name(&conn, relay::BUS_NAME).await.unwrap();
     // `high`: an output that starts high, never passing through low (the kernel
     // reads it back as `out`).
@@ -788,4 +854,199 @@ async fn the_sysfs_backend_holds_an_active_low_line_high_at_rest() {
             .trim(),
         "1"
     );
+}
+
+/// T (gpio 5, 1 s hold) opened by an exit button on gpio 23; call button 1 on
+/// gpio 24. Both active low, debounced for 100 ms.
+fn test_inputs() -> Value {
+    json!([
+        { "gpio": 23, "active_low": true, "debounce_ms": 100, "opens": "T" },
+        { "gpio": 24, "active_low": true, "debounce_ms": 100, "presses": 1 }
+    ])
+}
+
+/// Whether `stream` yields anything within `wait`.
+async fn quiet<T>(stream: &mut (impl Stream<Item = T> + Unpin), wait: Duration) -> bool {
+    tokio::time::timeout(wait, stream.next()).await.is_err()
+}
+
+async fn button_pressed(stream: &mut relay::ButtonPressedStream) -> u16 {
+    next(stream, "ButtonPressed").await.args().unwrap().button
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_button_opens_its_relay_with_source_input() {
+    let rig = Rig::start_with_inputs(test_inputs()).await;
+    let proxy = rig.proxy().await;
+    let mut opens = proxy.receive_door_opened().await.unwrap();
+    let mut buttons = proxy.receive_button_pressed().await.unwrap();
+    let (t0, wall0) = (Instant::now(), now());
+    press(rig.dir.path(), 23, Duration::from_millis(300)).await;
+    assert_eq!(opened(&mut opens).await, ("T".into(), "input".into()));
+    // The level counts once held for the debounce time: 100 ms after the press.
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let t = of(&rig.sim_log(), "T", wall0);
+    assert!(!t.is_empty() && t[0].on, "{t:?}");
+    assert_about("press to energised", t[0].at - wall0, 0.1);
+    assert!(quiet(&mut buttons, Duration::from_millis(200)).await);
+    // The release opens nothing more.
+    assert!(quiet(&mut opens, Duration::from_millis(500)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounce_shorter_than_the_debounce_time_opens_nothing() {
+    let rig = Rig::start_with_inputs(test_inputs()).await;
+    let proxy = rig.proxy().await;
+    let mut opens = proxy.receive_door_opened().await.unwrap();
+    let wall0 = now();
+    // Contact bounce: 30 ms pulses, 30 ms apart, never 100 ms stable.
+    for _ in 0..5 {
+        press(rig.dir.path(), 23, Duration::from_millis(30)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(
+        quiet(&mut opens, Duration::from_millis(600)).await,
+        "a bounce opened the door"
+    );
+    assert!(of(&rig.sim_log(), "T", wall0).is_empty());
+    // A press that lasts opens it.
+    press(rig.dir.path(), 23, Duration::from_millis(200)).await;
+    assert_eq!(opened(&mut opens).await, ("T".into(), "input".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_button_input_emits_button_pressed_once_per_press() {
+    let rig = Rig::start_with_inputs(test_inputs()).await;
+    let proxy = rig.proxy().await;
+    let mut opens = proxy.receive_door_opened().await.unwrap();
+    let mut buttons = proxy.receive_button_pressed().await.unwrap();
+    // Held for a second: one press.
+    press(rig.dir.path(), 24, Duration::from_secs(1)).await;
+    assert_eq!(button_pressed(&mut buttons).await, 1);
+    assert!(quiet(&mut buttons, Duration::from_millis(400)).await);
+    press(rig.dir.path(), 24, Duration::from_millis(200)).await;
+    assert_eq!(button_pressed(&mut buttons).await, 1);
+    assert!(quiet(&mut opens, Duration::ZERO).await, "no door opened");
+    // Lines that are not inputs, and junk, are ignored.
+    set_lines(rig.dir.path(), &[(99, 0), (17, 0)]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(rig.dir.path().join("inputs"))
+        .unwrap()
+        .write_all(b"hello\n24\n")
+        .unwrap();
+    assert!(quiet(&mut buttons, Duration::from_millis(300)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_follow_the_configuration_and_refused_ones_change_nothing() {
+    let rig = Rig::start_with_inputs(test_inputs()).await;
+    let proxy = rig.proxy().await;
+    let mut opens = proxy.receive_door_opened().await.unwrap();
+    let mut buttons = proxy.receive_button_pressed().await.unwrap();
+    // gpio 23 becomes call button 2; gpio 24 is no input any more.
+    set_relays_and_inputs(
+        &rig.conn,
+        test_relays(),
+        json!([{ "gpio": 23, "active_low": true, "debounce_ms": 50, "presses": 2 }]),
+    )
+    .await
+    .unwrap();
+    // The reload is asynchronous: press until it took.
+    let pressed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            press(rig.dir.path(), 23, Duration::from_millis(150)).await;
+            if let Ok(Some(signal)) =
+                tokio::time::timeout(Duration::from_millis(300), buttons.next()).await
+            {
+                return signal.args().unwrap().button;
+            }
+        }
+    })
+    .await
+    .expect("gpio 23 presses a button");
+    assert_eq!(pressed, 2);
+    press(rig.dir.path(), 24, Duration::from_millis(200)).await;
+    assert!(quiet(&mut buttons, Duration::from_millis(400)).await);
+    assert!(quiet(&mut opens, Duration::ZERO).await);
+
+    // A line that is both an output and an input, or an input of no relay, is
+    // refused by the config service, naming the field.
+    let refused = set_relays_and_inputs(
+        &rig.conn,
+        test_relays(),
+        json!([{ "gpio": 22, "opens": "A" }]),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.contains("inputs[1].gpio: gpio 22 is the output of relay B"),
+        "{refused}"
+    );
+    let refused = set_relays_and_inputs(
+        &rig.conn,
+        test_relays(),
+        json!([{ "gpio": 30, "opens": "A" }, { "gpio": 31, "opens": "Z" }]),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.contains("inputs[2].opens: no relay \"Z\" is configured"),
+        "{refused}"
+    );
+    press(rig.dir.path(), 23, Duration::from_millis(150)).await;
+    assert_eq!(button_pressed(&mut buttons).await, 2, "unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sysfs_backend_watches_inputs_in_a_fake_gpio_tree() {
+    let bus = Bus::start().unwrap();
+    let db = ConfigDb::new().unwrap();
+    let _config = start_config(&bus, &db).await.unwrap();
+    let conn = bus.connect().await.unwrap();
+    set_relays_and_inputs(
+        &conn,
+        json!([{ "id": "A", "name": "Door", "gpio": 17, "trigger_delay": 0, "hold": 1 }]),
+        json!([
+            { "gpio": 23, "active_low": true, "debounce_ms": 50, "opens": "A" },
+            { "gpio": 24, "active_low": false, "debounce_ms": 50, "presses": 3 }
+        ]),
+    )
+    .await
+    .unwrap();
+    let dir = relay_dir();
+    let relay = SysfsRelay::start(&bus, dir.path(), &[(17, 0), (23, 1), (24, 0)]);
+    bus.wait_for_name(&conn, relay::BUS_NAME)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:#}\n{}",
+                std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default()
+            )
+        });
+    let log = || std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default();
+    // Each input line is an input with both edges asked for.
+    let deadline = Instant::now() + PATIENCE;
+    while relay.read("gpio24/edge") != "both" {
+        assert!(Instant::now() < deadline, "{}", log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(relay.read("gpio23/direction"), "in");
+    assert_eq!(relay.read("gpio23/edge"), "both");
+    assert_eq!(relay.read("gpio24/direction"), "in");
+    // A tmpfs file is no kernel attribute: no POLLPRI, the value is polled.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(log().contains("reading it every 10 ms"), "{}", log());
+
+    let proxy = Relay1Proxy::new(&conn).await.unwrap();
+    let mut opens = proxy.receive_door_opened().await.unwrap();
+    let mut buttons = proxy.receive_button_pressed().await.unwrap();
+    relay.write("gpio23/value", "0");
+    assert_eq!(opened(&mut opens).await, ("A".into(), "input".into()));
+    assert_eq!(relay.read("gpio17/value"), "1");
+    relay.write("gpio23/value", "1");
+    relay.write("gpio24/value", "1");
+    assert_eq!(button_pressed(&mut buttons).await, 3);
+    relay.write("gpio24/value", "0");
+    assert!(quiet(&mut buttons, Duration::from_millis(300)).await);
 }

@@ -47,6 +47,11 @@ pub enum Event {
     },
     /// The relays or their states changed: see [`Handle::states`].
     StatesChanged,
+    /// An input wired to call button `button` was pressed (sent by the inputs
+    /// task, [`crate::input`]).
+    ButtonPressed {
+        button: u16,
+    },
 }
 
 /// Every relay's id and whether it is energised, in configuration order.

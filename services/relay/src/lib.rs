@@ -3,9 +3,11 @@
 //!
 //! [`door`] is the timing of one relay as a pure state machine, [`gpio`] the
 //! backends that drive the lines, [`controller`] the task that runs the doors on
-//! a backend, and [`service`] the `org.doorphone.Relay1` interface.
+//! a backend, [`input`] the buttons on GPIO inputs (exit buttons and call
+//! buttons), and [`service`] the `org.doorphone.Relay1` interface.
 
 pub mod controller;
 pub mod door;
 pub mod gpio;
+pub mod input;
 pub mod service;

@@ -6,6 +6,9 @@ use doorphone_interfaces::config::{ChangedStream, Config1Proxy, Document};
 use doorphone_interfaces::relay::{BUS_NAME, OBJECT_PATH};
 use doorphone_relay::controller::{self, Handle, RelayConfig};
 use doorphone_relay::gpio::{Backend, Cdev, Claims, Sim, Sysfs};
+use doorphone_relay::input::{
+    self, CdevInputs, InputConfig, Inputs, NoInputs, SimInputs, SysfsInputs, Watcher,
+};
 use doorphone_relay::service::{RelayService, forward_events};
 use futures_util::StreamExt;
 use zbus::proxy::{CacheProperties, OwnerChangedStream};
@@ -30,6 +33,10 @@ struct Args {
     /// The file `--gpio sim` appends each transition to, with a timestamp.
     #[arg(long)]
     sim_log: Option<PathBuf>,
+    /// The named pipe `--gpio sim` reads its input levels from, one `GPIO LEVEL`
+    /// line each (`echo 23 0 > PATH` sets gpio 23 low); made when missing.
+    #[arg(long)]
+    sim_inputs: Option<PathBuf>,
     /// Where the lines in use are recorded, for `--release-all`.
     #[arg(long)]
     claims: Option<PathBuf>,
@@ -44,7 +51,8 @@ enum Gpio {
     Sysfs,
     /// The GPIO character device (/dev/gpiochipN).
     Cdev,
-    /// No hardware: states in memory, transitions logged to --sim-log.
+    /// No hardware: states in memory, transitions logged to --sim-log, input
+    /// levels read from --sim-inputs.
     Sim,
 }
 
@@ -61,6 +69,18 @@ fn backend(args: &Args) -> Box<dyn Backend> {
     }
 }
 
+fn watcher(
+    args: &Args,
+    readings: tokio::sync::mpsc::UnboundedSender<input::Reading>,
+) -> std::io::Result<Box<dyn Watcher>> {
+    Ok(match (args.gpio, &args.sim_inputs) {
+        (Gpio::Sysfs, _) => Box::new(SysfsInputs::new(readings)),
+        (Gpio::Cdev, _) => Box::new(CdevInputs::new(args.gpio_chip.clone(), readings)),
+        (Gpio::Sim, Some(path)) => Box::new(SimInputs::new(path, readings)?),
+        (Gpio::Sim, None) => Box::new(NoInputs),
+    })
+}
+
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let claims = Claims::load(args.claims.clone())?;
     if args.release_all {
@@ -68,7 +88,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = controller::spawn(backend(&args), claims, tx);
+    let handle = controller::spawn(backend(&args), claims, tx.clone());
+    let (readings_tx, readings) = tokio::sync::mpsc::unbounded_channel();
+    let inputs = input::spawn(watcher(&args, readings_tx)?, readings, handle.clone(), tx);
     let conn = zbus::connection::Builder::system().build().await?;
     // Subscribed before the first read, so a config service that appears or
     // changes meanwhile is not missed.
@@ -78,22 +100,33 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let changes = config.receive_changed().await?;
     let owners = config.inner().receive_owner_changed().await?;
-    handle.configure(relays(&config).await).await;
+    let (first_relays, first_inputs) = read_config(&config).await;
+    handle.configure(first_relays).await;
     // The first relays are what clients read when the name appears: no change
     // to announce.
     while rx.try_recv().is_ok() {}
     conn.object_server()
         .at(OBJECT_PATH, RelayService::new(handle.clone()))
         .await?;
+    tokio::spawn(forward_events(conn.clone(), rx));
+    // The inputs are watched before the name is owned: whoever sees the service
+    // on the bus may press them.
+    inputs.configure(first_inputs).await;
     conn.request_name(BUS_NAME)
         .await
         .map_err(|e| format!("cannot own {BUS_NAME} on the system bus: {e}"))?;
-    tokio::spawn(forward_events(conn.clone(), rx));
-    tokio::spawn(follow_config(config, changes, owners, handle.clone()));
+    tokio::spawn(follow_config(
+        config,
+        changes,
+        owners,
+        handle.clone(),
+        inputs.clone(),
+    ));
     tracing::info!(relays = ?handle.states().iter().map(|(id, _)| id).collect::<Vec<_>>(), "serving {BUS_NAME}");
     doorphone_daemon::notify_ready();
 
     doorphone_daemon::stop_requested().await?;
+    inputs.shutdown().await;
     handle.shutdown().await;
     Ok(())
 }
@@ -122,35 +155,42 @@ fn release_all(
     Ok(())
 }
 
-/// The relays of the configuration, or none when the config service is absent.
-async fn relays(config: &Config1Proxy<'_>) -> Vec<RelayConfig> {
+/// The relays and inputs of the configuration, or none when the config service
+/// is absent.
+async fn read_config(config: &Config1Proxy<'_>) -> (Vec<RelayConfig>, Vec<InputConfig>) {
     let read = async {
         let doc: Document = serde_json::from_str(&config.export().await.ok()?).ok()?;
-        Some(doc.relays)
+        Some(doc)
     };
     match read.await {
-        Some(relays) => RelayConfig::from_document(&relays),
+        Some(doc) => (
+            RelayConfig::from_document(&doc.relays),
+            InputConfig::from_document(&doc.inputs),
+        ),
         None => {
-            tracing::warn!("the config service is not reachable: no relays until it is");
-            Vec::new()
+            tracing::warn!(
+                "the config service is not reachable: no relays and no inputs until it is"
+            );
+            (Vec::new(), Vec::new())
         }
     }
 }
 
-/// Reloads the relays whenever the config service says they changed, or
-/// appears on the bus.
+/// Reloads the relays and inputs whenever the config service says they
+/// changed, or appears on the bus.
 async fn follow_config(
     config: Config1Proxy<'static>,
     mut changes: ChangedStream,
     mut owners: OwnerChangedStream<'static>,
     handle: Handle,
+    inputs: Inputs,
 ) {
     loop {
         let reload = tokio::select! {
             change = changes.next() => match change {
                 Some(change) => change
                     .args()
-                    .is_ok_and(|a| a.sections.iter().any(|s| s == "relays")),
+                    .is_ok_and(|a| a.sections.iter().any(|s| s == "relays" || s == "inputs")),
                 None => return,
             },
             owner = owners.next() => match owner {
@@ -159,8 +199,10 @@ async fn follow_config(
             },
         };
         if reload {
-            handle.configure(relays(&config).await).await;
-            tracing::info!("relays reloaded");
+            let (relays, new_inputs) = read_config(&config).await;
+            handle.configure(relays).await;
+            inputs.configure(new_inputs).await;
+            tracing::info!("relays and inputs reloaded");
         }
     }
 }

@@ -75,6 +75,10 @@ impl RelayService {
     /// `relay` was released.
     #[zbus(signal)]
     pub async fn door_closed(emitter: &SignalEmitter<'_>, relay: &str) -> zbus::Result<()>;
+
+    /// The input wired to call button `button` (1-16) was pressed.
+    #[zbus(signal)]
+    pub async fn button_pressed(emitter: &SignalEmitter<'_>, button: u16) -> zbus::Result<()>;
 }
 
 /// Emits the controller's events as signals and property changes.
@@ -91,6 +95,7 @@ pub async fn forward_events(conn: zbus::Connection, mut events: mpsc::UnboundedR
                 RelayService::door_opened(emitter, &relay, &source).await
             }
             Event::Closed { relay } => RelayService::door_closed(emitter, &relay).await,
+            Event::ButtonPressed { button } => RelayService::button_pressed(emitter, button).await,
             Event::StatesChanged => {
                 let service = iface.get().await;
                 let ids = service.relay_ids();
