@@ -130,6 +130,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     let mut doors = relay.receive_door_opened().await?;
+    let mut call_buttons = relay.receive_button_pressed().await?;
     let agent = Arc::new(Agent::new(
         stack,
         conn.clone(),
@@ -186,6 +187,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 door = doors.next() => match door {
                     Some(signal) => if let Ok(args) = signal.args() {
                         listener.on_door_opened(args.source);
+                    },
+                    None => return,
+                },
+                press = call_buttons.next() => match press {
+                    // A call button wired to a relay-service input.
+                    Some(signal) => if let Ok(args) = signal.args() {
+                        let (agent, button) = (listener.clone(), args.button);
+                        tokio::spawn(async move {
+                            if let Err(e) = doorphone_sip::buttons::press(&agent, button).await {
+                                tracing::info!(button, "call button input: {e}");
+                            }
+                        });
                     },
                     None => return,
                 },
