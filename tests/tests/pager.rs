@@ -1190,3 +1190,40 @@ async fn a_call_answered_while_a_barging_page_plays_is_held_until_it_ends() {
     assert!(holds(&reinvites[0].text), "{}", reinvites[0].text);
     assert!(!holds(&reinvites[1].text), "{}", reinvites[1].text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pager_that_stops_gives_the_speaker_and_the_call_back() {
+    let groups = [Group::new(22, 1)];
+    let g = groups[0];
+    let mut rig = Rig::start(multicast(&groups, true, 1), true).await;
+    let agent = Sip1Proxy::new(&rig.conn).await.unwrap();
+    let mut states = agent.receive_call_state_changed().await.unwrap();
+    let mut events = rig.events().await;
+    let mut peer = rig.call(
+        "stopped",
+        &held_caller("door", "resident", 1, Duration::from_millis(200)),
+    );
+    while tokio::time::timeout(PATIENCE, states.next())
+        .await
+        .expect("the call is answered")
+        .unwrap()
+        .args()
+        .unwrap()
+        .state
+        != call_state::ANSWERED
+    {}
+    let _sender = rig.send(g, TONES[0], 60.0);
+    events.expect(&groups, Event::Started(g, 1)).await;
+    rig.hears(Some(TONES[0]), 1.0).await;
+
+    let status = rig.pager.stop().expect("the pager ran");
+    assert!(status.success(), "{status:?}\n{}", rig.logs());
+    events
+        .expect(&groups, Event::Ended(g, end_reason::ENDED))
+        .await;
+    // The page still arrives, but nobody plays it; the call is resumed.
+    peer.succeeds(PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", rig.logs()));
+    rig.hears(None, 1.0).await;
+}

@@ -97,6 +97,12 @@ impl Arbiter {
         self.decide()
     }
 
+    /// The pager stops: no page plays any more, and the call is given back.
+    pub fn shut_down(&mut self) -> Vec<Action> {
+        self.arriving.clear();
+        self.decide()
+    }
+
     /// The SIP agent's answered call changed (`None`: no call).
     pub fn call(&mut self, call: Option<String>) -> Vec<Action> {
         if call.is_none() || call != self.held {
@@ -251,6 +257,21 @@ mod tests {
         );
         // Group 3 may not barge: it plays once the call has ended.
         assert_eq!(a.call(None), [play(3)]);
+    }
+
+    #[test]
+    fn stopping_ends_the_page_and_resumes_the_call() {
+        let mut a = arbiter(true, 1);
+        let call = "/org/doorphone/Sip1/call/3".to_owned();
+        a.call(Some(call.clone()));
+        assert_eq!(
+            a.arrived(group(1), Codec::Pcmu),
+            [Action::Hold(call.clone()), play(1)]
+        );
+        assert_eq!(
+            a.shut_down(),
+            [stop(1, end_reason::ENDED), Action::Resume(call)]
+        );
     }
 
     #[test]

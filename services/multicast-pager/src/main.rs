@@ -25,6 +25,9 @@ struct Args {
     iface: Option<String>,
 }
 
+/// How long stopping may take to stop the page and resume a held call.
+const STOP_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     doorphone_daemon::run(run(Args::parse())).await
@@ -71,7 +74,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     ));
     tokio::spawn(follow_calls(sip, calls, sip_owners, input_tx.clone()));
     tokio::spawn(follow_media(media_owners, input_tx));
-    tokio::spawn(pager.run(input_rx, heard_rx));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let pager = tokio::spawn(pager.run(input_rx, heard_rx, async {
+        stop_rx.await.ok();
+    }));
     tracing::info!(
         iface = args.iface.as_deref().unwrap_or("any"),
         "serving {BUS_NAME}"
@@ -79,6 +85,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     doorphone_daemon::notify_ready();
 
     doorphone_daemon::stop_requested().await?;
+    stop_tx.send(()).ok();
+    // Resuming a held call waits for the peer's answer to a re-INVITE: bounded,
+    // so that a peer gone silent does not hold up the stop.
+    if tokio::time::timeout(STOP_TIME, pager).await.is_err() {
+        tracing::warn!("the page and the call were not given back in {STOP_TIME:?}");
+    }
     Ok(())
 }
 

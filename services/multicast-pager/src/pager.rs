@@ -71,21 +71,25 @@ impl Pager {
         })
     }
 
-    /// Serves inputs and what the listeners hear until both channels close.
+    /// Serves inputs and what the listeners hear until `stop` fires; then the
+    /// page playing stops and a held call is resumed, so that neither outlives
+    /// the pager.
     pub async fn run(
         mut self,
         mut inputs: mpsc::UnboundedReceiver<Input>,
         mut heard: mpsc::UnboundedReceiver<Heard>,
+        stop: impl Future<Output = ()>,
     ) {
+        let mut stop = std::pin::pin!(stop);
         loop {
             tokio::select! {
-                input = inputs.recv() => match input {
-                    Some(input) => self.on_input(input).await,
-                    None => return,
-                },
+                () = &mut stop => break,
+                Some(input) = inputs.recv() => self.on_input(input).await,
                 Some(event) = heard.recv() => self.on_heard(event).await,
             }
         }
+        let actions = self.arbiter.shut_down();
+        self.execute(actions).await;
     }
 
     pub async fn on_input(&mut self, input: Input) {
