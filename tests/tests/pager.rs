@@ -1227,3 +1227,60 @@ async fn a_pager_that_stops_gives_the_speaker_and_the_call_back() {
         .unwrap_or_else(|e| panic!("{e:#}\n{}", rig.logs()));
     rig.hears(None, 1.0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_held_before_the_page_stays_held_after_it() {
+    let groups = [Group::new(23, 1)];
+    let g = groups[0];
+    let rig = Rig::start(multicast(&groups, true, 1), true).await;
+    let agent = Sip1Proxy::new(&rig.conn).await.unwrap();
+    let mut states = agent.receive_call_state_changed().await.unwrap();
+    let mut events = rig.events().await;
+    let mut peer = rig.call(
+        "held-before",
+        &held_caller("door", "resident", 1, Duration::from_millis(200)),
+    );
+    let call = loop {
+        let change = tokio::time::timeout(PATIENCE, states.next())
+            .await
+            .expect("the call is answered")
+            .unwrap();
+        let args = change.args().unwrap();
+        if args.state == call_state::ANSWERED {
+            break args.call.into_owned();
+        }
+    };
+    let call = CallProxy::builder(&rig.conn)
+        .path(call)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    let held = Instant::now();
+    call.hold().await.unwrap();
+
+    let mut sender = rig.send(g, TONES[0], 2.0);
+    events.expect(&groups, Event::Started(g, 1)).await;
+    sender.finish().await;
+    events
+        .expect(&groups, Event::Ended(g, end_reason::ENDED))
+        .await;
+    assert_eq!(call.state().await.unwrap(), call_state::HELD);
+    let held_for = held.elapsed().as_secs_f64();
+    call.resume().await.unwrap();
+    peer.succeeds(PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", rig.logs()));
+    let reinvites: Vec<_> = peer
+        .messages()
+        .into_iter()
+        .filter(|m| !m.sent && m.is_request("INVITE"))
+        .collect();
+    // Ours: the hold, then the resume after the page; none from the pager.
+    assert_eq!(reinvites.len(), 2, "{reinvites:#?}");
+    assert!(holds(&reinvites[0].text), "{}", reinvites[0].text);
+    assert!(
+        reinvites[1].at - reinvites[0].at >= held_for - 0.1,
+        "resumed before the page ended: {reinvites:#?}"
+    );
+}

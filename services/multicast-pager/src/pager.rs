@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use doorphone_interfaces::config::document::Multicast;
 use doorphone_interfaces::media::Media1Proxy;
 use doorphone_interfaces::pager::{Listening, OBJECT_PATH, Page, listen_state};
-use doorphone_interfaces::sip::CallProxy;
+use doorphone_interfaces::sip::{CallProxy, call_state};
 use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 use zbus::proxy::CacheProperties;
@@ -39,6 +39,8 @@ pub struct Pager {
     labels: HashMap<Group, String>,
     /// Media's stream of the page playing.
     stream: Option<(Group, OwnedObjectPath)>,
+    /// A call that was held when a page would have held it.
+    held_elsewhere: Option<String>,
     page: Page,
     revision: u64,
     heard_tx: mpsc::UnboundedSender<Heard>,
@@ -65,6 +67,7 @@ impl Pager {
             failed: HashSet::new(),
             labels: HashMap::new(),
             stream: None,
+            held_elsewhere: None,
             page: Page::default(),
             revision: 0,
             heard_tx,
@@ -250,19 +253,26 @@ impl Pager {
         }
     }
 
-    /// Holds (or resumes) the call `call` of the SIP agent.
-    async fn hold(&self, call: &str, hold: bool) {
+    /// Holds (or resumes) the call `call` of the SIP agent. A call someone else
+    /// held before the page is left as it is, and not resumed after it.
+    async fn hold(&mut self, call: &str, hold: bool) {
+        if !hold && self.held_elsewhere.take_if(|c| c == call).is_some() {
+            return;
+        }
         let result = async {
             let proxy = CallProxy::builder(&self.conn)
                 .path(zbus::ObjectPath::try_from(call.to_owned())?)
                 .cache_properties(CacheProperties::No)
                 .build()
                 .await?;
-            if hold {
-                proxy.hold().await
-            } else {
-                proxy.resume().await
+            if !hold {
+                return proxy.resume().await;
             }
+            if proxy.state().await? == call_state::HELD {
+                self.held_elsewhere = Some(call.to_owned());
+                return Ok(());
+            }
+            proxy.hold().await
         }
         .await;
         let what = if hold { "hold" } else { "resume" };
