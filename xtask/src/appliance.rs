@@ -59,6 +59,10 @@ const SERVICES: &[ServiceSpec] = &[
                 dir.join("relays.log").display().to_string(),
                 "--claims".into(),
                 dir.join("claims").display().to_string(),
+                // A named pipe the service makes: `echo GPIO LEVEL > inputs`
+                // sets an input line.
+                "--sim-inputs".into(),
+                dir.join("inputs").display().to_string(),
             ]
         },
     },
@@ -256,6 +260,14 @@ fn print_usage(env_file: &Path, address: &str, bins: &Path) {
          {doorctl} config set multicast.listen '[{{\"address\":\"239.1.1.1\",\"port\":5000,\"label\":\"Lobby\"}}]'\n  \
          {doorctl} page send 239.1.1.1:5000 --tone 800 --seconds 5 --iface lo\n  \
          {doorctl} page status\n\n\
+         Buttons on GPIO inputs are simulated by a named pipe taking `GPIO LEVEL` lines.\n\
+         Wire an exit button (gpio 23) to relay A and a call button (gpio 24) to button 1:\n  \
+         {doorctl} config set inputs '[{{\"gpio\":23,\"active_low\":true,\"opens\":\"A\"}},{{\"gpio\":24,\"active_low\":true,\"presses\":1}}]'\n\
+         then press the exit button (low is pressed; held longer than debounce_ms, 50 ms):\n  \
+         echo 23 0 > {state}/doorphone-relay/inputs; sleep 0.2; echo 23 1 > {state}/doorphone-relay/inputs\n\
+         and the call button, which places button 1's call once `{doorctl} button set 1 ...` made one:\n  \
+         echo 24 0 > {state}/doorphone-relay/inputs; sleep 0.2; echo 24 1 > {state}/doorphone-relay/inputs\n  \
+         busctl --address={address} monitor org.doorphone.Relay1\n\n\
          Logs and state: {state}\n",
         env = env_file.display(),
         doorctl = bins.join("doorctl").display(),
