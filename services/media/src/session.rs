@@ -226,7 +226,7 @@ impl CallPipeline {
         Ok(pipeline)
     }
 
-    /// Builds the pipeline for `stream`'s codec on `ports` and takes it to READY:
+    /// Builds the pipeline for `stream`'s codec on `ports` and takes it to PAUSED:
     /// sockets, microphone and speaker input ready, nothing sent (the valve is
     /// closed). [`CallPipeline::play`] starts it for the stream a call
     /// negotiated, which may differ from `stream` in all but the encoding.
@@ -465,10 +465,13 @@ impl CallPipeline {
             gst::BusSyncReply::Drop
         });
 
-        // Nothing leaves before a call has the pipeline.
+        // Nothing leaves before a call has the pipeline: live sources produce
+        // nothing before PLAYING, and the valve is shut besides. PAUSED has the
+        // devices open and every element ready to run, so a call only starts
+        // the clock.
         valve.set_property("drop", true);
         pipeline
-            .set_state(gst::State::Ready)
+            .set_state(gst::State::Paused)
             .map_err(|e| format!("the call pipeline does not get ready: {e}"))?;
         Ok(CallPipeline {
             pipeline,
