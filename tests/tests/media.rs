@@ -646,12 +646,19 @@ async fn only_the_sip_agent_pager_and_admins_may_drive_media() {
         .bus
         .busctl_as("nobody", &["introspect", dest[0], dest[1]]);
     assert!(introspect.status.success(), "{introspect:?}");
+    // busctl's sessions ended with its connection; one that lasts is read.
+    let (session, _) = rig
+        .proxy()
+        .await
+        .create_offer(HashMap::new())
+        .await
+        .unwrap();
     let state = rig.bus.busctl_as(
         "nobody",
         &[
             "get-property",
             dest[0],
-            "/org/doorphone/Media1/session/1",
+            session.as_str(),
             media::SESSION_INTERFACE,
             "State",
         ],
@@ -1054,4 +1061,42 @@ async fn a_media_config_change_prepares_again_from_the_new_settings() {
     let (path, port, _peer) = call_with_tones(&rig, &PCMA).await;
     assert_eq!(port, pcma, "the PCMA call did not get the prepared session");
     rig.proxy().await.stop(&path.as_ref()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_client_started_stops_when_it_leaves_the_bus() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start().await;
+    let watcher = rig.proxy().await;
+    let mut states = watcher.receive_session_state_changed().await.unwrap();
+    // A client (the SIP agent, the pager) on a connection of its own.
+    let client = rig.bus.connect().await.unwrap();
+    let media = Media1Proxy::new(&client).await.unwrap();
+    let (path, _) = media
+        .create_answer(&offer(free_port(), &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let options = HashMap::from([("solo", zbus::Variant::from(true))]);
+    let stream = media
+        .play_stream("239.255.77.2", free_port(), "PCMU", options)
+        .await
+        .unwrap();
+    drop(media);
+    client.close().await.unwrap();
+    let stopped = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let s = states.next().await.unwrap();
+            let a = s.args().unwrap();
+            if a.session.as_str() == path.as_str() && a.state == media::state::STOPPED {
+                return a.reason.to_owned();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(stopped, "its client left the bus");
+    assert!(matches!(
+        watcher.stop_stream(&stream.as_ref()).await,
+        Err(media::Error::NotFound(_))
+    ));
 }

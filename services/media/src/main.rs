@@ -100,6 +100,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     conn.request_name(BUS_NAME).await?;
     tokio::spawn(forward_events(conn.clone(), iface.clone(), rx));
     tokio::spawn(follow_config(conn.clone(), iface.clone(), media));
+    tokio::spawn(forget_departed(conn.clone(), iface.clone()));
     tracing::info!("serving {BUS_NAME}");
     doorphone_daemon::notify_ready();
 
@@ -140,6 +141,32 @@ async fn follow_config(
             if changed {
                 iface.get().await.media_changed();
             }
+        }
+    }
+}
+
+/// Stops what a client started once its connection leaves the bus.
+async fn forget_departed(
+    conn: zbus::Connection,
+    iface: zbus::object_server::InterfaceRef<MediaService>,
+) {
+    use futures_util::StreamExt;
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
+        return;
+    };
+    let Ok(mut changes) = dbus.receive_name_owner_changed().await else {
+        tracing::warn!("cannot watch clients leave the bus");
+        return;
+    };
+    while let Some(change) = changes.next().await {
+        let Ok(args) = change.args() else { continue };
+        if args.name.starts_with(':') && args.new_owner.is_none() {
+            let name = args.name.to_string();
+            iface
+                .get_mut()
+                .await
+                .forget(conn.object_server(), &conn, &name)
+                .await;
         }
     }
 }

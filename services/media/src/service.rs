@@ -47,11 +47,21 @@ struct Session {
     local_rtp: LocalTransport,
     /// Signalled when the pipeline is up (or will never be).
     started: Arc<std::sync::Condvar>,
+    /// The bus connection that made the session: when it goes, so does the session.
+    owner: Option<String>,
 }
 
 /// The session object at `/org/doorphone/Media1/session/N`.
 pub struct SessionObject {
     session: Arc<Mutex<Session>>,
+}
+
+/// Where the service's own object is.
+pub const MEDIA_PATH: &str = doorphone_interfaces::media::OBJECT_PATH;
+
+/// The unique bus name of a call's sender.
+fn sender(header: &zbus::message::Header<'_>) -> Option<String> {
+    header.sender().map(|s| s.to_string())
 }
 
 fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
@@ -464,6 +474,8 @@ pub struct MediaService {
     speaker: Arc<Speaker>,
     sessions: HashMap<u32, Arc<Mutex<Session>>>,
     streams: HashMap<u32, crate::stream::PageStream>,
+    /// The bus connection that started each stream.
+    stream_owners: HashMap<u32, String>,
     /// The stream that has the speaker to itself, if any.
     solo: Option<u32>,
     next_id: u32,
@@ -532,6 +544,7 @@ impl MediaService {
             speaker,
             sessions: HashMap::new(),
             streams: HashMap::new(),
+            stream_owners: HashMap::new(),
             solo: None,
             next_id: 1,
             events,
@@ -758,6 +771,69 @@ impl MediaService {
     }
 
     /// Ends a session: pipeline stopped, ports freed, object removed.
+    /// Stops stream `id`; false when there is none.
+    async fn end_stream(&mut self, id: u32) -> bool {
+        let Some(playing) = self.streams.remove(&id) else {
+            return false;
+        };
+        self.stream_owners.remove(&id);
+        if self.solo == Some(id) {
+            self.solo = None;
+            self.speaker.solo(None);
+        }
+        // Stopping waits for streaming threads: not on the bus's thread.
+        let _ = tokio::task::spawn_blocking(move || drop(playing)).await;
+        true
+    }
+
+    /// A bus connection went away (its service stopped or crashed): the
+    /// sessions and streams it started stop, so no call keeps sending to a
+    /// peer nobody speaks for, and no page keeps the speaker.
+    pub async fn forget(
+        &mut self,
+        server: &zbus::ObjectServer,
+        conn: &zbus::Connection,
+        owner: &str,
+    ) {
+        let sessions: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| lock(s).owner.as_deref() == Some(owner))
+            .map(|(id, _)| *id)
+            .collect();
+        let streams: Vec<u32> = self
+            .stream_owners
+            .iter()
+            .filter(|(_, o)| o.as_str() == owner)
+            .map(|(id, _)| *id)
+            .collect();
+        if sessions.is_empty() && streams.is_empty() {
+            return;
+        }
+        tracing::info!(
+            owner,
+            ?sessions,
+            ?streams,
+            "their client left the bus: stopping"
+        );
+        let emitter = SignalEmitter::new(conn, crate::service::MEDIA_PATH).ok();
+        for id in sessions {
+            self.end(server, id).await;
+            if let Some(emitter) = &emitter {
+                let _ = Self::session_state_changed(
+                    emitter,
+                    session_path(id).as_ref(),
+                    state::STOPPED,
+                    "its client left the bus",
+                )
+                .await;
+            }
+        }
+        for id in streams {
+            self.end_stream(id).await;
+        }
+    }
+
     pub async fn end(&mut self, server: &zbus::ObjectServer, id: u32) -> bool {
         let Some(session) = self.sessions.remove(&id) else {
             return false;
@@ -797,6 +873,7 @@ impl MediaService {
         &mut self,
         options: HashMap<String, OwnedVariant>,
         #[zbus(object_server)] server: &zbus::ObjectServer,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> Result<(OwnedObjectPath, String), Error> {
         let caps = self.caps(&options);
         // The prepared session when there is one: whether its codec is the one
@@ -829,6 +906,7 @@ impl MediaService {
                     held: false,
                     started: Arc::default(),
                     local_rtp: transport,
+                    owner: sender(&header),
                 },
             )
             .await?;
@@ -842,6 +920,7 @@ impl MediaService {
         offer: &str,
         options: HashMap<String, OwnedVariant>,
         #[zbus(object_server)] server: &zbus::ObjectServer,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> Result<(OwnedObjectPath, String), Error> {
         let remote = sdp::parse(offer).map_err(sdp_error)?;
         let caps = self.caps(&options);
@@ -893,6 +972,7 @@ impl MediaService {
             held: false,
             started: Arc::default(),
             local_rtp: transport,
+            owner: sender(&header),
         };
         let (id, path, handle) = self.add_session(server, session).await?;
         // The reply would be a struct if it went through a dispatch notifier, so
@@ -994,6 +1074,7 @@ impl MediaService {
         port: u16,
         codec: &str,
         options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> Result<OwnedObjectPath, Error> {
         let ip: IpAddr = address
             .parse()
@@ -1020,6 +1101,9 @@ impl MediaService {
             self.solo = Some(id);
         }
         self.streams.insert(id, stream);
+        if let Some(owner) = sender(&header) {
+            self.stream_owners.insert(id, owner);
+        }
         tracing::info!(stream = id, %address, port, codec, solo, "playing a stream");
         Ok(stream_path(id))
     }
@@ -1031,17 +1115,10 @@ impl MediaService {
             .strip_prefix("/org/doorphone/Media1/stream/")
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| Error::NotFound(format!("{stream}: not a stream")))?;
-        let playing = self
-            .streams
-            .remove(&id)
-            .ok_or_else(|| Error::NotFound(format!("{stream}: no such stream")))?;
-        if self.solo == Some(id) {
-            self.solo = None;
-            self.speaker.solo(None);
+        if !self.end_stream(id).await {
+            return Err(Error::NotFound(format!("{stream}: no such stream")));
         }
-        tokio::task::spawn_blocking(move || drop(playing))
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))
+        Ok(())
     }
 
     /// The camera's current frame as a JPEG.
