@@ -1746,3 +1746,63 @@ async fn a_prefix_among_500_rules_rings_its_five_targets_and_other_numbers_go_as
     call.hangup().await.unwrap();
     c[5].succeeds(WAIT).await.unwrap();
 }
+
+/// Waits until a call is answered and returns it.
+async fn answered(rig: &Rig, states: &mut doorphone_interfaces::sip::CallStateChangedStream) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let s = states.next().await.unwrap();
+            if s.args().unwrap().state == sip::call_state::ANSWERED {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no call answered\n{}", rig.sip_log()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_listed_door_open_sources_end_the_call() {
+    doorphone_system_tests::require_root();
+    let rig = door_rig("all").await;
+    let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
+    let proxy = rig.proxy().await;
+    let mut states = proxy.receive_call_state_changed().await.unwrap();
+    let mut opened = relay.receive_door_opened().await.unwrap();
+
+    // Types [dtmf]: a door opened over the bus leaves the call alone.
+    let mut call = rig.call(
+        "api-ignored",
+        "door",
+        "200",
+        false,
+        Caller::AnsweredUntilBye,
+    );
+    answered(&rig, &mut states).await;
+    relay.open("A", "api").await.unwrap();
+    opened.next().await.unwrap();
+    // The call is still answered once the door has closed again (1 s hold).
+    let mut closed = relay.receive_door_closed().await.unwrap();
+    closed.next().await.unwrap();
+    let active = proxy.active_call().await.unwrap();
+    assert_ne!(active.as_str(), "/", "the call ended");
+    doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
+        .path(active)
+        .build()
+        .await
+        .unwrap()
+        .hangup()
+        .await
+        .unwrap();
+    call.succeeds(WAIT).await.unwrap();
+    assert_eq!(next_end(&mut states).await, sip::end_reason::LOCAL_HANGUP);
+
+    // Types [api]: the same open ends the call after the timeout.
+    rig.reconfigure(|doc| doc["calls"]["hang_up_after_open"]["types"] = json!(["api"]))
+        .await;
+    let mut call = rig.call("api-ends", "door", "200", false, Caller::AnsweredUntilBye);
+    answered(&rig, &mut states).await;
+    relay.open("A", "api").await.unwrap();
+    call.succeeds(WAIT).await.unwrap();
+    assert_eq!(next_end(&mut states).await, sip::end_reason::DOOR_OPENED);
+}
