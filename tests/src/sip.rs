@@ -592,6 +592,39 @@ fn parse_stamp(stamp: &str) -> Option<f64> {
     Some((days * 86400 + h * 3600 + min * 60) as f64 + sec)
 }
 
+/// Starts the SIP agent on `bus` as its own user, listening on a free loopback
+/// port, its call history in `dir/sip/` (made here); `extra` adds options.
+/// Returns the running agent and its SIP port.
+pub async fn start_agent(
+    bus: &crate::Bus,
+    dir: &Path,
+    extra: &[String],
+) -> Result<(crate::Service, u16)> {
+    let sip_dir = dir.join("sip");
+    std::fs::create_dir_all(&sip_dir)?;
+    crate::chown_to(&sip_dir, "doorphone-sip")?;
+    let port = free_port();
+    let mut args = vec![
+        "--address".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--port".to_owned(),
+        port.to_string(),
+        "--history".to_owned(),
+        sip_dir.join("history.db").display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    let agent = crate::start_service(
+        bus,
+        "doorphone-sip",
+        "doorphone-sip",
+        doorphone_interfaces::sip::BUS_NAME,
+        &args,
+        &dir.join("sip.log"),
+    )
+    .await?;
+    Ok((agent, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::relay::{self, Relay1Proxy};
 use doorphone_interfaces::{media, sip};
-use doorphone_system_tests::sip::{Callee, Sipp, callee, free_port};
+use doorphone_system_tests::sip::{Callee, Sipp, callee, free_port, start_agent};
 use doorphone_system_tests::{Bus, ConfigDb, Service, chown_to, start_config, start_service};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -86,26 +86,7 @@ impl Rig {
         )
         .await
         .unwrap();
-        let sip_dir = dir.path().join("sip");
-        std::fs::create_dir(&sip_dir).unwrap();
-        chown_to(&sip_dir, "doorphone-sip").unwrap();
-        let sip = start_service(
-            &bus,
-            "doorphone-sip",
-            "doorphone-sip",
-            sip::BUS_NAME,
-            &[
-                "--address".into(),
-                "127.0.0.1".into(),
-                "--port".into(),
-                free_port().to_string(),
-                "--history".into(),
-                sip_dir.join("history.db").display().to_string(),
-            ],
-            &dir.path().join("sip.log"),
-        )
-        .await
-        .unwrap();
+        let (sip, _) = start_agent(&bus, dir.path(), &[]).await.unwrap();
         Rig {
             _bus: bus,
             _db: db,

@@ -2,11 +2,10 @@
 //! service and SIP agent on a private bus, without a SIP peer (the SIPp tests place
 //! real calls). Each command with its output and exit code.
 
-use std::net::{TcpListener, UdpSocket};
 use std::process::{Output, Stdio};
 
 use doorphone_interfaces::sip;
-use doorphone_system_tests::{Bus, ConfigDb, Service, bin, chown_to, start_config, start_service};
+use doorphone_system_tests::{Bus, ConfigDb, Service, bin, start_config};
 use serde_json::{Value, json};
 
 struct Rig {
@@ -15,17 +14,6 @@ struct Rig {
     _config: Service,
     sip: Service,
     _dir: tempfile::TempDir,
-}
-
-/// A port free for both UDP and TCP on loopback (the agent binds both).
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("a free UDP port");
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// The config service with its defaults (no account enabled) and the SIP agent;
@@ -38,24 +26,9 @@ async fn rig() -> Rig {
         .prefix("doorctl-sip")
         .tempdir()
         .unwrap();
-    chown_to(dir.path(), "doorphone-sip").unwrap();
-    let sip = start_service(
-        &bus,
-        "doorphone-sip",
-        "doorphone-sip",
-        sip::BUS_NAME,
-        &[
-            "--address".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            free_port().to_string(),
-            "--history".into(),
-            dir.path().join("history.db").display().to_string(),
-        ],
-        &dir.path().join("sip.log"),
-    )
-    .await
-    .unwrap();
+    let (sip, _) = doorphone_system_tests::sip::start_agent(&bus, dir.path(), &[])
+        .await
+        .unwrap();
     Rig {
         bus,
         _db: db,

@@ -410,11 +410,9 @@ async fn the_sip_agent_serves_its_released_interfaces_to_the_callers_its_policy_
         .prefix("doorphone-sip")
         .tempdir()
         .unwrap();
-    let (media_dir, sip_dir) = (dir.path().join("media"), dir.path().join("sip"));
-    for (folder, user) in [(&media_dir, "doorphone-media"), (&sip_dir, "doorphone-sip")] {
-        std::fs::create_dir(folder).unwrap();
-        chown_to(folder, user).unwrap();
-    }
+    let media_dir = dir.path().join("media");
+    std::fs::create_dir(&media_dir).unwrap();
+    chown_to(&media_dir, "doorphone-media").unwrap();
     // Dialling asks media for an offer; the configuration may stay absent.
     let _media = start_service(
         &bus,
@@ -433,23 +431,9 @@ async fn the_sip_agent_serves_its_released_interfaces_to_the_callers_its_policy_
     )
     .await
     .unwrap();
-    let _sip = start_service(
-        &bus,
-        "doorphone-sip",
-        "doorphone-sip",
-        sip::BUS_NAME,
-        &[
-            "--address".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            "0".into(),
-            "--history".into(),
-            sip_dir.join("history.db").display().to_string(),
-        ],
-        &sip_dir.join("sip.log"),
-    )
-    .await
-    .unwrap();
+    let _sip = doorphone_system_tests::sip::start_agent(&bus, dir.path(), &[])
+        .await
+        .unwrap();
 
     // A callee that never answers keeps the call dialling while it is looked at.
     let callee = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::media;
 use doorphone_interfaces::pager::{self, Listening, Page, Pager1Proxy, end_reason, listen_state};
-use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy, call_state};
+use doorphone_interfaces::sip::{CallProxy, Sip1Proxy, call_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
-use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port, held_caller};
+use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port, held_caller, start_agent};
 use doorphone_system_tests::{
     Bus, ConfigDb, PATIENCE, Service, bin, check_released_interface, chown_to, repo_root,
     start_config, start_service,
@@ -104,27 +104,7 @@ impl Rig {
         chown_to(&media_dir, "doorphone-media").unwrap();
         let media = start_media(&bus, dir.path(), "media.log").await;
         let (sip, sip_port) = if with_sip {
-            let sip_dir = dir.path().join("sip");
-            std::fs::create_dir(&sip_dir).unwrap();
-            chown_to(&sip_dir, "doorphone-sip").unwrap();
-            let port = free_port();
-            let service = start_service(
-                &bus,
-                "doorphone-sip",
-                "doorphone-sip",
-                sip::BUS_NAME,
-                &[
-                    "--address".into(),
-                    "127.0.0.1".into(),
-                    "--port".into(),
-                    port.to_string(),
-                    "--history".into(),
-                    sip_dir.join("history.db").display().to_string(),
-                ],
-                &dir.path().join("sip.log"),
-            )
-            .await
-            .unwrap();
+            let (service, port) = start_agent(&bus, dir.path(), &[]).await.unwrap();
             (Some(service), port)
         } else {
             (None, 0)

@@ -14,7 +14,7 @@ use doorphone_interfaces::sip::{self, Sip1Proxy, account_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
 use doorphone_system_tests::servers::{FTP_SERVER, HTTP_SERVER, SMTP_SERVER, Server, closed_port};
 use doorphone_system_tests::sip::{
-    Callee, Caller, Sipp, Traced, callee, caller, free_port, registrar,
+    Callee, Caller, Sipp, Traced, callee, caller, free_port, registrar, start_agent,
 };
 use doorphone_system_tests::{
     Bus, ConfigDb, PATIENCE, Service, chown_to, start_config, start_service,
@@ -121,30 +121,7 @@ impl Rig {
         } else {
             None
         };
-        let sip_dir = dir.path().join("sip");
-        std::fs::create_dir(&sip_dir).unwrap();
-        chown_to(&sip_dir, "doorphone-sip").unwrap();
-        let port = free_port();
-        let sip = start_service(
-            &bus,
-            "doorphone-sip",
-            "doorphone-sip",
-            sip::BUS_NAME,
-            &[
-                "--address".into(),
-                "127.0.0.1".into(),
-                "--port".into(),
-                port.to_string(),
-                "--history".into(),
-                sip_dir.join("history.db").display().to_string(),
-            ]
-            .into_iter()
-            .chain(sip_args.iter().cloned())
-            .collect::<Vec<_>>(),
-            &dir.path().join("sip.log"),
-        )
-        .await
-        .unwrap();
+        let (sip, port) = start_agent(&bus, dir.path(), sip_args).await.unwrap();
         Rig {
             _bus: bus,
             _db: db,
@@ -1731,18 +1708,12 @@ async fn a_prefix_among_500_rules_rings_its_five_targets_and_other_numbers_go_as
         .dial(&address(&c[5]), Default::default())
         .await
         .unwrap();
+    answered(&rig, &mut states).await;
     let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
         .path(call)
         .build()
         .await
         .unwrap();
-    tokio::time::timeout(PATIENCE, async {
-        while call.state().await.unwrap() != sip::call_state::ANSWERED {
-            states.next().await;
-        }
-    })
-    .await
-    .unwrap();
     call.hangup().await.unwrap();
     c[5].succeeds(WAIT).await.unwrap();
 }

@@ -1090,10 +1090,11 @@ impl Agent {
                 .await;
             match ringing {
                 Ringing::Answered { leg, events, by } => {
+                    // The call is the active one before anyone hears of the answer.
+                    agent.answered(&out).await;
                     if let Some(tx) = outcome {
                         tx.send(Outcome::Answered(by)).ok();
                     }
-                    agent.answered(&out).await;
                     agent
                         .in_call(out, Leg::Client(leg), events, commands, session)
                         .await;

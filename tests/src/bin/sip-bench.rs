@@ -20,7 +20,7 @@ use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::media::{self, SessionProxy};
 use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy};
 use doorphone_system_tests::bench::{percentile, rss_kib};
-use doorphone_system_tests::sip::{Caller, Sipp, Traced, caller, free_port};
+use doorphone_system_tests::sip::{Caller, Sipp, Traced, caller, free_port, start_agent};
 use doorphone_system_tests::{Bus, ConfigDb, PATIENCE, chown_to, start_config, start_service};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -131,26 +131,7 @@ async fn main() -> Result<()> {
         &dir.path().join("media.log"),
     )
     .await?;
-    let sip_dir = dir.path().join("sip");
-    std::fs::create_dir(&sip_dir)?;
-    chown_to(&sip_dir, "doorphone-sip")?;
-    let port = free_port();
-    let agent_service = start_service(
-        &bus,
-        "doorphone-sip",
-        "doorphone-sip",
-        sip::BUS_NAME,
-        &[
-            "--address".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--history".into(),
-            sip_dir.join("history.db").display().to_string(),
-        ],
-        &dir.path().join("sip.log"),
-    )
-    .await?;
+    let (agent_service, port) = start_agent(&bus, dir.path(), &[]).await?;
     let pid = agent_service.pid().context("the agent runs")?;
     let target = SocketAddr::from(([127, 0, 0, 1], port));
     let rss_idle = rss_kib(pid);
