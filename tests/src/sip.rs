@@ -134,8 +134,8 @@ pub enum Caller {
     AnsweredUntilBye,
     /// 200 OK, never acknowledged: the caller goes away.
     AnsweredWithoutAck,
-    /// 200 OK; the caller presses `rtp` as RFC 4733 events (digits 0-9, from
-    /// SIPp's recordings), then `info` as SIP INFO `application/dtmf-relay`;
+    /// 200 OK; the caller presses `rtp` as RFC 4733 events (`0-9*#A-D`), then
+    /// `info` as SIP INFO `application/dtmf-relay`;
     /// then hangs up itself (`hang_up`) or waits for the door phone's BYE.
     Digits {
         rtp: &'static str,
@@ -177,7 +177,8 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
             s += &in_dialog("ACK", user, from_user, 1);
             for digit in rtp.chars() {
                 s += &format!(
-                    "  <nop><action><exec play_pcap_audio=\"/usr/share/sip-tester/dtmf_2833_{digit}.pcap\"/></action></nop>\n  <pause milliseconds=\"400\"/>\n"
+                    "  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n  <pause milliseconds=\"400\"/>\n",
+                    dtmf_pcap_name(digit)
                 );
             }
             let last = info.chars().count().saturating_sub(1);
@@ -382,6 +383,47 @@ pub fn registrar(user: &str, password: &str, expires: u32, rounds: u32) -> Strin
     s
 }
 
+/// The RFC 4733 event code of a DTMF digit.
+fn dtmf_event(digit: char) -> Option<u8> {
+    "0123456789*#ABCD"
+        .find(digit.to_ascii_uppercase())
+        .map(|n| n as u8)
+}
+
+fn dtmf_pcap_name(digit: char) -> String {
+    format!("dtmf-{}.pcap", dtmf_event(digit).expect("a DTMF digit"))
+}
+
+/// SIPp's recording of an RFC 4733 `1` (Debian's sip-tester ships digits 0-9
+/// only), rewritten for every digit: the event code of each packet changed and
+/// the UDP checksum left out (optional over IPv4). Written into `dir` as
+/// `dtmf-<event>.pcap` for the scenarios run there.
+fn write_dtmf_pcaps(dir: &Path) -> Result<()> {
+    let source = "/usr/share/sip-tester/dtmf_2833_1.pcap";
+    let pcap =
+        std::fs::read(source).with_context(|| format!("{source} (Debian package sip-tester)"))?;
+    for digit in "0123456789*#ABCD".chars() {
+        let event = dtmf_event(digit).expect("a DTMF digit");
+        let mut out = pcap.clone();
+        let mut at = 24;
+        while at + 16 <= out.len() {
+            let len = u32::from_le_bytes(out[at + 8..at + 12].try_into()?) as usize;
+            let packet = at + 16;
+            // Ethernet, then IPv4 (its header length), UDP and a 12-byte RTP header.
+            let udp = packet + 14 + usize::from(out[packet + 14] & 0x0f) * 4;
+            let payload = udp + 8 + 12;
+            if payload < packet + len {
+                out[udp + 6] = 0;
+                out[udp + 7] = 0;
+                out[payload] = event;
+            }
+            at = packet + len;
+        }
+        std::fs::write(dir.join(dtmf_pcap_name(digit)), out)?;
+    }
+    Ok(())
+}
+
 /// One SIP message in SIPp's trace.
 #[derive(Debug, Clone)]
 pub struct Traced {
@@ -451,6 +493,9 @@ impl Sipp {
     ) -> Result<Sipp> {
         let file = dir.join(format!("{name}.xml"));
         std::fs::write(&file, scenario)?;
+        if scenario.contains("play_pcap_audio") {
+            write_dtmf_pcaps(dir)?;
+        }
         let trace = dir.join(format!("{name}.msg"));
         let mut cmd = Command::new("sipp");
         cmd.arg("-sf")
