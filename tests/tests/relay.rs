@@ -1035,8 +1035,10 @@ async fn the_sysfs_backend_watches_inputs_in_a_fake_gpio_tree() {
     assert_eq!(relay.read("gpio23/edge"), "both");
     assert_eq!(relay.read("gpio24/direction"), "in");
     // A tmpfs file is no kernel attribute: no POLLPRI, the value is polled.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(log().contains("reading it every 10 ms"), "{}", log());
+    while !log().contains("reading it every 10 ms") {
+        assert!(Instant::now() < deadline, "{}", log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let proxy = Relay1Proxy::new(&conn).await.unwrap();
     let mut opens = proxy.receive_door_opened().await.unwrap();
