@@ -1815,3 +1815,58 @@ async fn only_the_listed_door_open_sources_end_the_call() {
     call.succeeds(WAIT).await.unwrap();
     assert_eq!(next_end(&mut states).await, sip::end_reason::DOOR_OPENED);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_account_unregisters() {
+    doorphone_system_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The first registration, then the one that ends it.
+    let mut reg = Sipp::start(
+        dir.path(),
+        "registrar",
+        &registrar("1001", "pw", 600, 2),
+        port,
+        None,
+        &[],
+    )
+    .unwrap();
+    let rig = Rig::start(30, |doc| {
+        doc["accounts"] = json!([account(1, "1001", &format!("127.0.0.1:{port}"), "pw")]);
+    })
+    .await;
+    let proxy = rig.proxy().await;
+    let mut changes = proxy.receive_account_state_changed().await.unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while proxy.accounts().await.unwrap()[0].state != account_state::REGISTERED {
+            changes.next().await;
+        }
+    })
+    .await
+    .unwrap();
+    rig.reconfigure(|doc| doc["accounts"][0]["enabled"] = json!(false))
+        .await;
+    reg.succeeds(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
+    let last = reg
+        .messages()
+        .into_iter()
+        .filter(|m| !m.sent && m.is_request("REGISTER"))
+        .last()
+        .unwrap();
+    assert!(
+        last.text
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("Expires: 0")),
+        "{}",
+        last.text
+    );
+    tokio::time::timeout(PATIENCE, async {
+        while proxy.accounts().await.unwrap()[0].state != account_state::DISABLED {
+            changes.next().await;
+        }
+    })
+    .await
+    .unwrap();
+}
