@@ -1852,8 +1852,8 @@ async fn a_disabled_account_unregisters() {
     let last = reg
         .messages()
         .into_iter()
-        .filter(|m| !m.sent && m.is_request("REGISTER"))
-        .last()
+        .rev()
+        .find(|m| !m.sent && m.is_request("REGISTER"))
         .unwrap();
     assert!(
         last.text
