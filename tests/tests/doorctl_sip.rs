@@ -176,6 +176,12 @@ async fn refusals_and_usage_errors() {
     assert_eq!(err.trim(), "doorctl: account 1 is not enabled");
     assert_eq!(json_of(&rig.ok(&["calls", "--json"])), json!([]));
 
+    // A direct call needs media for its offer; there is none on this bus.
+    let err = rig.fails(&["dial", "127.0.0.1:9"], 1);
+    assert!(
+        err.contains("the media service (org.doorphone.Media1) is not reachable"),
+        "{err}"
+    );
     let err = rig.fails(&["button", "press", "1"], 1);
     assert_eq!(err.trim(), "doorctl: button 1 is not configured");
 

@@ -1071,7 +1071,15 @@ impl Agent {
             .media
             .create_offer(self.media_options(video))
             .await
-            .map_err(|e| format!("media: {e}"))?;
+            .map_err(|e| match e {
+                media::Error::ZBus(e) => {
+                    format!(
+                        "media: the media service ({}) is not reachable: {e}",
+                        media::BUS_NAME
+                    )
+                }
+                e => format!("media: {e}"),
+            })?;
         let session = session.to_string();
         let peer = routes[0].peer();
         let (call, mut commands) = self.new_call("out", &routes[0].to, routes[0].via, video, peer);
