@@ -271,6 +271,56 @@ pub fn chown_to(path: &Path, user: &str) -> Result<()> {
     Ok(())
 }
 
+/// Changes the configuration through `Config1`: the whole document exported,
+/// changed by `change`, imported in one transaction. Returns the new revision.
+pub async fn reconfigure(
+    conn: &zbus::Connection,
+    change: impl FnOnce(&mut serde_json::Value),
+) -> Result<u64> {
+    let config = doorphone_interfaces::config::Config1Proxy::builder(conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?;
+    let mut doc: serde_json::Value = serde_json::from_str(&config.export().await?)?;
+    change(&mut doc);
+    config
+        .import(&doc.to_string())
+        .await
+        .map_err(|e| anyhow::anyhow!("the configuration was refused: {e}"))?;
+    Ok(config.revision().await?)
+}
+
+/// Waits until the service at `bus_name`, whose `interface` at `path` has a
+/// `ConfigRevision` property, works with configuration `revision` or a newer one.
+pub async fn applied(
+    conn: &zbus::Connection,
+    bus_name: &'static str,
+    path: &'static str,
+    interface: &'static str,
+    revision: u64,
+) -> Result<()> {
+    use futures_util::StreamExt;
+    let props = zbus::fdo::PropertiesProxy::builder(conn)
+        .destination(bus_name)
+        .path(path)
+        .build()
+        .await?;
+    let mut changes = props.receive_properties_changed().await?;
+    let interface = zbus::names::InterfaceName::try_from(interface)?;
+    let current = || async {
+        let value = props.get(interface.clone(), "ConfigRevision").await?;
+        Ok::<u64, anyhow::Error>(u64::try_from(value)?)
+    };
+    tokio::time::timeout(PATIENCE, async {
+        while current().await? < revision {
+            changes.next().await;
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+    .await
+    .with_context(|| format!("{bus_name} did not apply configuration {revision}"))?
+}
+
 /// Starts `doorphone-config` on `bus` as its own user and waits until it owns its name.
 pub async fn start_config(bus: &Bus, db: &ConfigDb) -> Result<Service> {
     let stderr_path = db.dir.path().join(format!(

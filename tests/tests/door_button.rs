@@ -8,7 +8,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::relay::{self, Relay1Proxy};
 use doorphone_interfaces::{media, sip};
 use doorphone_system_tests::sip::{Callee, Sipp, callee, free_port, start_agent};
@@ -35,10 +34,9 @@ impl Rig {
         let db = ConfigDb::new().unwrap();
         let config = start_config(&bus, &db).await.unwrap();
         let conn = bus.connect().await.unwrap();
-        let proxy = Config1Proxy::new(&conn).await.unwrap();
-        let mut doc: Value = serde_json::from_str(&proxy.export().await.unwrap()).unwrap();
-        change(&mut doc);
-        proxy.import(&doc.to_string()).await.unwrap();
+        doorphone_system_tests::reconfigure(&conn, change)
+            .await
+            .unwrap();
 
         let dir = tempfile::Builder::new()
             .prefix("doorphone-button")

@@ -9,15 +9,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::media;
 use doorphone_interfaces::pager::{self, Listening, Page, Pager1Proxy, end_reason, listen_state};
 use doorphone_interfaces::sip::{CallProxy, Sip1Proxy, call_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
 use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port, held_caller, start_agent};
 use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, Service, bin, check_released_interface, chown_to, repo_root,
-    start_config, start_service,
+    Bus, ConfigDb, PATIENCE, Service, applied, bin, check_released_interface, chown_to,
+    reconfigure, repo_root, start_config, start_service,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -83,12 +82,13 @@ impl Rig {
         let db = ConfigDb::new().unwrap();
         let config = start_config(&bus, &db).await.unwrap();
         let conn = bus.connect().await.unwrap();
-        let proxy = Config1Proxy::new(&conn).await.unwrap();
-        let mut doc: Value = serde_json::from_str(&proxy.export().await.unwrap()).unwrap();
-        doc["calls"]["auto_answer"] =
-            json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
-        doc["multicast"] = multicast;
-        proxy.import(&doc.to_string()).await.unwrap();
+        reconfigure(&conn, |doc| {
+            doc["calls"]["auto_answer"] =
+                json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
+            doc["multicast"] = multicast;
+        })
+        .await
+        .unwrap();
 
         let dir = tempfile::Builder::new()
             .prefix("doorphone-pager")
@@ -178,31 +178,16 @@ impl Rig {
     }
 
     /// Changes the configuration and waits until the pager works with it.
-    async fn reconfigure(&self, change: impl FnOnce(&mut Value)) -> Result<(), zbus::Error> {
-        let proxy = Config1Proxy::new(&self.conn).await.unwrap();
-        let mut doc: Value = serde_json::from_str(&proxy.export().await.unwrap()).unwrap();
-        change(&mut doc);
-        proxy
-            .import(&doc.to_string())
-            .await
-            .map_err(|e| zbus::Error::Failure(e.to_string()))?;
-        let revision = proxy.revision().await.unwrap();
-        let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
-            .destination(pager::BUS_NAME)
-            .path(pager::OBJECT_PATH)
-            .build()
-            .await
-            .unwrap();
-        let mut changes = props.receive_properties_changed().await.unwrap();
-        let pager = self.pager().await;
-        tokio::time::timeout(PATIENCE, async {
-            while pager.config_revision().await.unwrap() < revision {
-                changes.next().await;
-            }
-        })
+    async fn reconfigure(&self, change: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+        let revision = reconfigure(&self.conn, change).await?;
+        applied(
+            &self.conn,
+            pager::BUS_NAME,
+            pager::OBJECT_PATH,
+            pager::INTERFACE,
+            revision,
+        )
         .await
-        .expect("the pager applies the new configuration");
-        Ok(())
     }
 
     /// Waits until the speaker, from now on, has played `tone` (`None`:

@@ -7,17 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::media;
 use doorphone_interfaces::relay::{self, Relay1Proxy};
-use doorphone_interfaces::sip::{self, Sip1Proxy, account_state};
+use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy, account_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
 use doorphone_system_tests::servers::{FTP_SERVER, HTTP_SERVER, SMTP_SERVER, Server, closed_port};
 use doorphone_system_tests::sip::{
     Callee, Caller, Sipp, Traced, callee, caller, free_port, registrar, start_agent,
 };
 use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, Service, chown_to, start_config, start_service,
+    Bus, ConfigDb, PATIENCE, Service, applied, chown_to, reconfigure, start_config, start_service,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -62,12 +61,13 @@ impl Rig {
         let db = ConfigDb::new().unwrap();
         let config = start_config(&bus, &db).await.unwrap();
         let conn = bus.connect().await.unwrap();
-        let proxy = Config1Proxy::new(&conn).await.unwrap();
-        let mut doc: Value = serde_json::from_str(&proxy.export().await.unwrap()).unwrap();
-        doc["calls"]["auto_answer"] =
-            json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
-        change(&mut doc);
-        proxy.import(&doc.to_string()).await.unwrap();
+        reconfigure(&conn, |doc| {
+            doc["calls"]["auto_answer"] =
+                json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
+            change(doc);
+        })
+        .await
+        .unwrap();
 
         let dir = tempfile::Builder::new()
             .prefix("doorphone-sip")
@@ -147,37 +147,45 @@ impl Rig {
             .unwrap()
     }
 
-    async fn config(&self) -> Config1Proxy<'static> {
-        Config1Proxy::new(&self.conn).await.unwrap()
+    /// The agent's call state changes from now on.
+    async fn states(&self) -> doorphone_interfaces::sip::CallStateChangedStream {
+        self.proxy()
+            .await
+            .receive_call_state_changed()
+            .await
+            .unwrap()
     }
 
-    /// Changes the configuration while everything runs.
-    async fn reconfigure(&self, change: impl FnOnce(&mut Value)) {
-        let proxy = self.config().await;
-        let mut doc: Value = serde_json::from_str(&proxy.export().await.unwrap()).unwrap();
-        change(&mut doc);
-        proxy.import(&doc.to_string()).await.unwrap();
-        let revision = proxy.revision().await.unwrap();
-        self.applied(revision).await;
-    }
-
-    /// Waits until the agent works with config revision `revision`.
-    async fn applied(&self, revision: u64) {
-        let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
-            .destination(sip::BUS_NAME)
-            .path(sip::OBJECT_PATH)
+    /// The call object at `path`, its properties read afresh each time.
+    async fn call_object(&self, path: zbus::OwnedObjectPath) -> CallProxy<'static> {
+        CallProxy::builder(&self.conn)
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await
-            .unwrap();
-        let mut changes = props.receive_properties_changed().await.unwrap();
-        let proxy = self.proxy().await;
-        tokio::time::timeout(PATIENCE, async {
-            while proxy.config_revision().await.unwrap() < revision {
-                changes.next().await;
-            }
-        })
+            .unwrap()
+    }
+
+    /// The answered call.
+    async fn active_call(&self) -> CallProxy<'static> {
+        let path = self.proxy().await.active_call().await.unwrap();
+        assert_ne!(path.as_str(), "/", "no call is answered");
+        self.call_object(path).await
+    }
+
+    /// Changes the configuration while everything runs, and waits until the
+    /// agent applies it.
+    async fn reconfigure(&self, change: impl FnOnce(&mut Value)) {
+        let revision = reconfigure(&self.conn, change).await.unwrap();
+        applied(
+            &self.conn,
+            sip::BUS_NAME,
+            sip::OBJECT_PATH,
+            sip::INTERFACE,
+            revision,
+        )
         .await
-        .expect("the agent applies the new configuration");
+        .unwrap();
     }
 
     /// A SIPp caller calling `user` as `from_user`.
@@ -354,12 +362,7 @@ async fn dnd_refuses_with_its_return_code_on_its_own_account_only() {
         .unwrap();
     }
     // Account 2 has no DND: its call is answered.
-    let mut states = rig
-        .proxy()
-        .await
-        .receive_call_state_changed()
-        .await
-        .unwrap();
+    let mut states = rig.states().await;
     rig.call(
         "account-2",
         "2002",
@@ -458,12 +461,7 @@ async fn a_silent_caller_is_hung_up_after_the_rtp_timeout() {
     doorphone_system_tests::require_root();
     // SIPp sends no RTP at all.
     let rig = Rig::start(2, |_| {}).await;
-    let mut states = rig
-        .proxy()
-        .await
-        .receive_call_state_changed()
-        .await
-        .unwrap();
+    let mut states = rig.states().await;
     let mut call = rig.call("silent", "door", "200", false, Caller::AnsweredUntilBye);
     call.succeeds(WAIT).await.unwrap();
     let m = call.messages();
@@ -503,12 +501,7 @@ async fn a_dial_plan_prefix_rings_every_target_and_the_first_answer_cancels_the_
     let call = proxy.dial("9", Default::default()).await.unwrap();
     first.succeeds(WAIT).await.unwrap();
     third.succeeds(WAIT).await.unwrap();
-    let cp = doorphone_interfaces::sip::CallProxy::builder(&dir_rig.conn)
-        .path(call.clone())
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .unwrap();
+    let cp = dir_rig.call_object(call.clone()).await;
     assert_eq!(cp.state().await.unwrap(), sip::call_state::ANSWERED);
     assert!(
         cp.remote()
@@ -703,12 +696,7 @@ async fn switching_dnd_dials_the_on_and_off_codes_to_the_server() {
 async fn malformed_datagrams_do_not_stop_the_agent() {
     doorphone_system_tests::require_root();
     let rig = Rig::start(30, |_| {}).await;
-    let mut states = rig
-        .proxy()
-        .await
-        .receive_call_state_changed()
-        .await
-        .unwrap();
+    let mut states = rig.states().await;
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let valid = "INVITE sip:door@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:door@127.0.0.1>\r\nCall-ID: junk\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:9>\r\nContent-Length: 4\r\n\r\nv=0\n";
     let mut seed = 0x2545F4914F6CDD1Du64;
@@ -774,12 +762,7 @@ async fn a_full_call_from_baresip_carries_audio_both_ways_and_bye_frees_the_medi
     chown_to(speaker_dir.path(), "doorphone-media").unwrap();
     let speaker = speaker_dir.path().join("speaker.wav");
     let rig = Rig::start_with_sink(30, Some(&speaker), |_| {}).await;
-    let mut states = rig
-        .proxy()
-        .await
-        .receive_call_state_changed()
-        .await
-        .unwrap();
+    let mut states = rig.states().await;
     let sip_port = free_port();
     let records = peer.path().join("records");
     std::fs::create_dir(&records).unwrap();
@@ -893,12 +876,7 @@ async fn scanners_find_no_extension_ring_nothing_and_start_no_media() {
         doc["contacts"] = json!([contact(1, "200", true)]);
     })
     .await;
-    let mut states = rig
-        .proxy()
-        .await
-        .receive_call_state_changed()
-        .await
-        .unwrap();
+    let mut states = rig.states().await;
     let words = rig.dir.path().join("extensions.txt");
     std::fs::write(
         &words,
@@ -1090,12 +1068,7 @@ async fn a_dtmf_code_opens_its_door_and_the_call_ends_after_the_hang_up_time() {
 async fn wrong_codes_open_nothing_and_five_end_the_call() {
     doorphone_system_tests::require_root();
     let rig = door_rig("all").await;
-    let mut states = rig
-        .proxy()
-        .await
-        .receive_call_state_changed()
-        .await
-        .unwrap();
+    let mut states = rig.states().await;
     // A wrong 4-digit code (1235), then four more wrong digits: the fifth wrong
     // code ends the call.
     rig.call(
@@ -1136,12 +1109,7 @@ async fn wrong_codes_open_nothing_and_five_end_the_call() {
 async fn only_whitelisted_callers_open_doors_when_the_authority_is_contacts() {
     doorphone_system_tests::require_root();
     let rig = door_rig("contacts").await;
-    let mut states = rig
-        .proxy()
-        .await
-        .receive_call_state_changed()
-        .await
-        .unwrap();
+    let mut states = rig.states().await;
     // A stranger's right code opens nothing (the stranger hangs up).
     rig.call(
         "stranger",
@@ -1182,12 +1150,7 @@ async fn only_whitelisted_callers_open_doors_when_the_authority_is_contacts() {
 async fn nobody_opens_doors_when_the_authority_is_none() {
     doorphone_system_tests::require_root();
     let rig = door_rig("none").await;
-    let mut states = rig
-        .proxy()
-        .await
-        .receive_call_state_changed()
-        .await
-        .unwrap();
+    let mut states = rig.states().await;
     rig.call(
         "resident",
         "door",
@@ -1284,12 +1247,7 @@ async fn a_group_call_rings_everyone_and_the_first_answer_cancels_the_others() {
     assert!(by.contains(&c[1].port.to_string()), "{by}");
     c[0].succeeds(WAIT).await.unwrap();
     c[2].succeeds(WAIT).await.unwrap();
-    let active = rig.proxy().await.active_call().await.unwrap();
-    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
-        .path(active)
-        .build()
-        .await
-        .unwrap();
+    let call = rig.active_call().await;
     assert_eq!(call.state().await.unwrap(), sip::call_state::ANSWERED);
     call.hangup().await.unwrap();
     c[1].succeeds(WAIT).await.unwrap();
@@ -1316,13 +1274,7 @@ async fn a_group_refusal_ends_its_branch_or_every_branch() {
     .await;
     assert_eq!(press(&rig).await.0, "answered");
     c[0].succeeds(WAIT).await.unwrap();
-    let proxy = rig.proxy().await;
-    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
-        .path(proxy.active_call().await.unwrap())
-        .build()
-        .await
-        .unwrap();
-    call.hangup().await.unwrap();
+    rig.active_call().await.hangup().await.unwrap();
     c[1].succeeds(WAIT).await.unwrap();
     drop(rig);
 
@@ -1446,11 +1398,7 @@ async fn a_group_number_is_called_instead_of_the_list() {
     assert!(by.contains(&c[0].port.to_string()), "{by}");
     // Pressing again while the call lasts starts nothing.
     assert!(rig.proxy().await.press_button(1).await.is_err());
-    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
-        .path(rig.proxy().await.active_call().await.unwrap())
-        .build()
-        .await
-        .unwrap();
+    let call = rig.active_call().await;
     call.hangup().await.unwrap();
     c[0].succeeds(WAIT).await.unwrap();
     assert!(c[1].messages().is_empty(), "the list was called");
@@ -1726,11 +1674,7 @@ async fn a_prefix_among_500_rules_rings_its_five_targets_and_other_numbers_go_as
     let spread = starts.iter().cloned().fold(f64::MIN, f64::max)
         - starts.iter().cloned().fold(f64::MAX, f64::min);
     assert!(spread < 0.5, "the five were called {spread:.3} s apart");
-    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
-        .path(call)
-        .build()
-        .await
-        .unwrap();
+    let call = rig.call_object(call).await;
     assert!(
         call.remote()
             .await
@@ -1747,11 +1691,7 @@ async fn a_prefix_among_500_rules_rings_its_five_targets_and_other_numbers_go_as
         .await
         .unwrap();
     answered(&rig, &mut states).await;
-    let call = doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
-        .path(call)
-        .build()
-        .await
-        .unwrap();
+    let call = rig.call_object(call).await;
     call.hangup().await.unwrap();
     c[5].succeeds(WAIT).await.unwrap();
 }
@@ -1793,16 +1733,8 @@ async fn only_the_listed_door_open_sources_end_the_call() {
     // The call is still answered once the door has closed again (1 s hold).
     let mut closed = relay.receive_door_closed().await.unwrap();
     closed.next().await.unwrap();
-    let active = proxy.active_call().await.unwrap();
-    assert_ne!(active.as_str(), "/", "the call ended");
-    doorphone_interfaces::sip::CallProxy::builder(&rig.conn)
-        .path(active)
-        .build()
-        .await
-        .unwrap()
-        .hangup()
-        .await
-        .unwrap();
+    // The call is still answered after the door closed again.
+    rig.active_call().await.hangup().await.unwrap();
     call.succeeds(WAIT).await.unwrap();
     assert_eq!(next_end(&mut states).await, sip::end_reason::LOCAL_HANGUP);
 

@@ -16,14 +16,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::media::{self, SessionProxy};
 use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy};
 use doorphone_system_tests::bench::{percentile, rss_kib};
 use doorphone_system_tests::sip::{Caller, Sipp, Traced, caller, free_port, start_agent};
-use doorphone_system_tests::{Bus, ConfigDb, PATIENCE, chown_to, start_config, start_service};
+use doorphone_system_tests::{
+    Bus, ConfigDb, PATIENCE, applied, chown_to, reconfigure, start_config, start_service,
+};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SEQUENTIAL: usize = 200;
 const THROUGHPUT: usize = 800;
@@ -107,11 +108,12 @@ async fn main() -> Result<()> {
     let db = ConfigDb::new()?;
     let _config = start_config(&bus, &db).await?;
     let conn = bus.connect().await?;
-    let config = Config1Proxy::new(&conn).await?;
-    let mut doc: Value = serde_json::from_str(&config.export().await?)?;
-    doc["calls"]["auto_answer"] = json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
-    doc["calls"]["max_call_time"] = json!(0);
-    config.import(&doc.to_string()).await?;
+    reconfigure(&conn, |doc| {
+        doc["calls"]["auto_answer"] =
+            json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
+        doc["calls"]["max_call_time"] = json!(0);
+    })
+    .await?;
 
     let dir = tempfile::Builder::new().prefix("sip-bench").tempdir()?;
     chown_to(dir.path(), "doorphone-media")?;
@@ -218,15 +220,20 @@ async fn main() -> Result<()> {
     );
 
     // A flood of strangers while a whitelisted call talks.
-    let mut doc: Value = serde_json::from_str(&config.export().await?)?;
-    doc["accounts"] = json!([{"id": 1, "enabled": true, "user": "1001", "server": "127.0.0.1:9",
-        "prevent_sip_hacking": true}]);
-    doc["contacts"] = json!([{"id": 1, "name": "Resident", "number": "200", "account": "auto", "whitelist": true}]);
-    config.import(&doc.to_string()).await?;
-    let revision = config.revision().await?;
-    while proxy.config_revision().await? < revision {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let revision = reconfigure(&conn, |doc| {
+        doc["accounts"] = json!([{"id": 1, "enabled": true, "user": "1001", "server": "127.0.0.1:9",
+            "prevent_sip_hacking": true}]);
+        doc["contacts"] = json!([{"id": 1, "name": "Resident", "number": "200", "account": "auto", "whitelist": true}]);
+    })
+    .await?;
+    applied(
+        &conn,
+        sip::BUS_NAME,
+        sip::OBJECT_PATH,
+        sip::INTERFACE,
+        revision,
+    )
+    .await?;
     let mut states = proxy.receive_call_state_changed().await?;
     let talk = tempfile::tempdir()?;
     let mut resident = Sipp::start(
