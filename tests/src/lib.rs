@@ -321,6 +321,22 @@ pub async fn applied(
     .with_context(|| format!("{bus_name} did not apply configuration {revision}"))?
 }
 
+/// Starts `doorphone-media` on `bus` as its own user with its test microphone
+/// (a tone) and `args` (the speaker, the camera, ...), logging to `log`.
+pub async fn start_media(bus: &Bus, args: &[String], log: &Path) -> Result<Service> {
+    let mut all = vec!["--audio-source".to_owned(), "test".to_owned()];
+    all.extend_from_slice(args);
+    start_service(
+        bus,
+        "doorphone-media",
+        "doorphone-media",
+        doorphone_interfaces::media::BUS_NAME,
+        &all,
+        log,
+    )
+    .await
+}
+
 /// Starts `doorphone-config` on `bus` as its own user and waits until it owns its name.
 pub async fn start_config(bus: &Bus, db: &ConfigDb) -> Result<Service> {
     let stderr_path = db.dir.path().join(format!(

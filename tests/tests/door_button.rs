@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use doorphone_interfaces::relay::{self, Relay1Proxy};
-use doorphone_interfaces::{media, sip};
+use doorphone_interfaces::sip;
 use doorphone_system_tests::sip::{Callee, Sipp, callee, free_port, start_agent};
 use doorphone_system_tests::{Bus, ConfigDb, Service, chown_to, start_config, start_service};
 use futures_util::StreamExt;
@@ -43,14 +43,9 @@ impl Rig {
             .tempdir()
             .unwrap();
         chown_to(dir.path(), "doorphone-media").unwrap();
-        let media = start_service(
+        let media = doorphone_system_tests::start_media(
             &bus,
-            "doorphone-media",
-            "doorphone-media",
-            media::BUS_NAME,
             &[
-                "--audio-source".into(),
-                "test".into(),
                 "--audio-sink".into(),
                 "fake".into(),
                 "--video-source".into(),

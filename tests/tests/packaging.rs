@@ -402,8 +402,8 @@ fn no_state_directory_lies_inside_another_units() {
 /// history, the pager holds and resumes calls, root places and ends them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sip_agent_serves_its_released_interfaces_to_the_callers_its_policy_names() {
-    use doorphone_interfaces::{media, sip};
-    use doorphone_system_tests::{Bus, check_released_interface, chown_to, start_service};
+    use doorphone_interfaces::sip;
+    use doorphone_system_tests::{Bus, check_released_interface, chown_to};
 
     let bus = Bus::start().unwrap();
     let dir = tempfile::Builder::new()
@@ -414,14 +414,9 @@ async fn the_sip_agent_serves_its_released_interfaces_to_the_callers_its_policy_
     std::fs::create_dir(&media_dir).unwrap();
     chown_to(&media_dir, "doorphone-media").unwrap();
     // Dialling asks media for an offer; the configuration may stay absent.
-    let _media = start_service(
+    let _media = doorphone_system_tests::start_media(
         &bus,
-        "doorphone-media",
-        "doorphone-media",
-        media::BUS_NAME,
         &[
-            "--audio-source".into(),
-            "test".into(),
             "--audio-sink".into(),
             "fake".into(),
             "--video-source".into(),

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use doorphone_interfaces::media;
 use doorphone_interfaces::pager::{self, Listening, Page, Pager1Proxy, end_reason, listen_state};
 use doorphone_interfaces::sip::{CallProxy, Sip1Proxy, call_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
@@ -251,14 +250,9 @@ impl Rig {
 /// Media with its speaker writing `DIR/media/speaker.wav` and pages received on
 /// `lo`, logging to `DIR/LOG`.
 async fn start_media(bus: &Bus, dir: &std::path::Path, log: &str) -> Service {
-    start_service(
+    doorphone_system_tests::start_media(
         bus,
-        "doorphone-media",
-        "doorphone-media",
-        media::BUS_NAME,
         &[
-            "--audio-source".into(),
-            "test".into(),
             "--audio-sink".into(),
             format!("file:{}", dir.join("media/speaker.wav").display()),
             "--video-source".into(),

@@ -74,14 +74,9 @@ impl Rig {
             .tempdir()
             .unwrap();
         chown_to(dir.path(), "doorphone-media").unwrap();
-        let media = start_service(
+        let media = doorphone_system_tests::start_media(
             &bus,
-            "doorphone-media",
-            "doorphone-media",
-            media::BUS_NAME,
             &[
-                "--audio-source".into(),
-                "test".into(),
                 "--audio-sink".into(),
                 speaker.map_or("fake".into(), |p| format!("file:{}", p.display())),
                 "--video-source".into(),
@@ -201,6 +196,15 @@ impl Rig {
         .unwrap()
     }
 
+    /// A whole call from `from_user` to the door phone (audio only), as
+    /// `expect` scripts it; fails with the agent's log when it does not go so.
+    async fn call_through(&self, name: &str, from_user: &str, expect: Caller) {
+        self.call(name, "door", from_user, false, expect)
+            .succeeds(WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", self.sip_log()));
+    }
+
     /// A SIPp callee on its own port.
     fn callee(&self, name: &str, behaviour: Callee) -> Sipp {
         Sipp::start(
@@ -298,10 +302,7 @@ async fn whitelist_lets_contacts_ring_and_refuses_strangers_without_media() {
     assert_eq!(args.code, 403);
     assert!(args.caller.contains("666"), "{}", args.caller);
     // Known but not whitelisted: the same answer.
-    rig.call("known", "door", "300", false, Caller::Refused(403))
-        .succeeds(WAIT)
-        .await
-        .unwrap();
+    rig.call_through("known", "300", Caller::Refused(403)).await;
     assert!(
         stranger.messages().iter().all(|m| !m.is_response(180)),
         "a stranger must not hear ringing"
@@ -323,18 +324,14 @@ async fn whitelist_lets_contacts_ring_and_refuses_strangers_without_media() {
     // Off: both ring.
     rig.reconfigure(|doc| doc["accounts"][0]["prevent_sip_hacking"] = json!(false))
         .await;
-    rig.call(
+    rig.call_through(
         "stranger-off",
-        "door",
         "666",
-        false,
         Caller::Answered {
             hang_up_after: Duration::from_millis(300),
         },
     )
-    .succeeds(WAIT)
-    .await
-    .unwrap();
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -728,18 +725,14 @@ async fn malformed_datagrams_do_not_stop_the_agent() {
         };
         socket.send_to(&datagram, rig.agent()).unwrap();
     }
-    rig.call(
+    rig.call_through(
         "after-junk",
-        "door",
         "200",
-        false,
         Caller::Answered {
             hang_up_after: Duration::from_millis(200),
         },
     )
-    .succeeds(WAIT)
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
+    .await;
     assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
     assert_eq!(rig.media_sessions().await, 0);
 }
@@ -916,18 +909,14 @@ async fn scanners_find_no_extension_ring_nothing_and_start_no_media() {
     assert_eq!(rig.media_sessions().await, 0, "no media for scanners");
     // The scans rang nothing: the first state the agent reports is the
     // whitelisted caller's ringing that follows.
-    rig.call(
+    rig.call_through(
         "friend",
-        "door",
         "200",
-        false,
         Caller::Answered {
             hang_up_after: Duration::from_millis(200),
         },
     )
-    .succeeds(WAIT)
-    .await
-    .unwrap();
+    .await;
     let first = states.next().await.unwrap();
     let args = first.args().unwrap();
     assert_eq!(args.state, sip::call_state::RINGING);
@@ -1071,36 +1060,28 @@ async fn wrong_codes_open_nothing_and_five_end_the_call() {
     let mut states = rig.states().await;
     // A wrong 4-digit code (1235), then four more wrong digits: the fifth wrong
     // code ends the call.
-    rig.call(
+    rig.call_through(
         "wrong",
-        "door",
         "200",
-        false,
         Caller::Digits {
             rtp: "",
             info: "12359999",
             hang_up: false,
         },
     )
-    .succeeds(WAIT)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(next_end(&mut states).await, sip::end_reason::WRONG_CODES);
     // The right code in the next call opens B, and only B ever opened.
-    rig.call(
+    rig.call_through(
         "right",
-        "door",
         "200",
-        false,
         Caller::Digits {
             rtp: "",
             info: "1234",
             hang_up: false,
         },
     )
-    .succeeds(WAIT)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(next_end(&mut states).await, sip::end_reason::DOOR_OPENED);
     assert_eq!(rig.relays_energised(), ["B"]);
 }
@@ -1111,37 +1092,29 @@ async fn only_whitelisted_callers_open_doors_when_the_authority_is_contacts() {
     let rig = door_rig("contacts").await;
     let mut states = rig.states().await;
     // A stranger's right code opens nothing (the stranger hangs up).
-    rig.call(
+    rig.call_through(
         "stranger",
-        "door",
         "666",
-        false,
         Caller::Digits {
             rtp: "#",
             info: "#",
             hang_up: true,
         },
     )
-    .succeeds(WAIT)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
     assert!(rig.relays_energised().is_empty());
     // The resident's opens the door.
-    rig.call(
+    rig.call_through(
         "resident",
-        "door",
         "200",
-        false,
         Caller::Digits {
             rtp: "",
             info: "#",
             hang_up: false,
         },
     )
-    .succeeds(WAIT)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(next_end(&mut states).await, sip::end_reason::DOOR_OPENED);
     assert_eq!(rig.relays_energised(), ["A"]);
 }
@@ -1151,20 +1124,16 @@ async fn nobody_opens_doors_when_the_authority_is_none() {
     doorphone_system_tests::require_root();
     let rig = door_rig("none").await;
     let mut states = rig.states().await;
-    rig.call(
+    rig.call_through(
         "resident",
-        "door",
         "200",
-        false,
         Caller::Digits {
             rtp: "#",
             info: "#",
             hang_up: true,
         },
     )
-    .succeeds(WAIT)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
     assert!(rig.relays_energised().is_empty());
 }

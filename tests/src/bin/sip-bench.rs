@@ -16,12 +16,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use doorphone_interfaces::media::{self, SessionProxy};
+use doorphone_interfaces::media::SessionProxy;
 use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy};
 use doorphone_system_tests::bench::{percentile, rss_kib};
 use doorphone_system_tests::sip::{Caller, Sipp, Traced, caller, free_port, start_agent};
 use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, applied, chown_to, reconfigure, start_config, start_service,
+    Bus, ConfigDb, PATIENCE, applied, chown_to, reconfigure, start_config,
 };
 use futures_util::StreamExt;
 use serde_json::json;
@@ -117,14 +117,9 @@ async fn main() -> Result<()> {
 
     let dir = tempfile::Builder::new().prefix("sip-bench").tempdir()?;
     chown_to(dir.path(), "doorphone-media")?;
-    let _media = start_service(
+    let _media = doorphone_system_tests::start_media(
         &bus,
-        "doorphone-media",
-        "doorphone-media",
-        media::BUS_NAME,
         &[
-            "--audio-source".into(),
-            "test".into(),
             "--audio-sink".into(),
             "fake".into(),
             "--video-source".into(),
