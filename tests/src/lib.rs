@@ -337,6 +337,34 @@ pub async fn start_media(bus: &Bus, args: &[String], log: &Path) -> Result<Servi
     .await
 }
 
+/// Starts `doorphone-relay` on `bus` as its own user on simulated GPIO, its
+/// files in `dir/relay/` (made here): `relays.log` (each transition),
+/// `claims`, and the `inputs` pipe; logging to `dir/relay.log`.
+pub async fn start_sim_relay(bus: &Bus, dir: &Path) -> Result<Service> {
+    let relay_dir = dir.join("relay");
+    std::fs::create_dir_all(&relay_dir)?;
+    chown_to(&relay_dir, "doorphone-relay")?;
+    let file = |name: &str| relay_dir.join(name).display().to_string();
+    start_service(
+        bus,
+        "doorphone-relay",
+        "doorphone-relay",
+        doorphone_interfaces::relay::BUS_NAME,
+        &[
+            "--gpio".into(),
+            "sim".into(),
+            "--sim-log".into(),
+            file("relays.log"),
+            "--claims".into(),
+            file("claims"),
+            "--sim-inputs".into(),
+            file("inputs"),
+        ],
+        &dir.join("relay.log"),
+    )
+    .await
+}
+
 /// Starts `doorphone-config` on `bus` as its own user and waits until it owns its name.
 pub async fn start_config(bus: &Bus, db: &ConfigDb) -> Result<Service> {
     let stderr_path = db.dir.path().join(format!(

@@ -8,10 +8,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use doorphone_interfaces::relay::{self, Relay1Proxy};
+use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip;
 use doorphone_system_tests::sip::{Callee, Sipp, callee, free_port, start_agent};
-use doorphone_system_tests::{Bus, ConfigDb, Service, chown_to, start_config, start_service};
+use doorphone_system_tests::{Bus, ConfigDb, Service, chown_to, start_config};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -57,28 +57,9 @@ impl Rig {
         )
         .await
         .unwrap();
-        let relay_dir = dir.path().join("relay");
-        std::fs::create_dir(&relay_dir).unwrap();
-        chown_to(&relay_dir, "doorphone-relay").unwrap();
-        let relay = start_service(
-            &bus,
-            "doorphone-relay",
-            "doorphone-relay",
-            relay::BUS_NAME,
-            &[
-                "--gpio".into(),
-                "sim".into(),
-                "--sim-log".into(),
-                relay_dir.join("relays.log").display().to_string(),
-                "--claims".into(),
-                relay_dir.join("claims").display().to_string(),
-                "--sim-inputs".into(),
-                relay_dir.join("inputs").display().to_string(),
-            ],
-            &dir.path().join("relay.log"),
-        )
-        .await
-        .unwrap();
+        let relay = doorphone_system_tests::start_sim_relay(&bus, dir.path())
+            .await
+            .unwrap();
         let (sip, _) = start_agent(&bus, dir.path(), &[]).await.unwrap();
         Rig {
             _bus: bus,

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use doorphone_interfaces::media;
-use doorphone_interfaces::relay::{self, Relay1Proxy};
+use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy, account_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
 use doorphone_system_tests::servers::{FTP_SERVER, HTTP_SERVER, SMTP_SERVER, Server, closed_port};
@@ -16,7 +16,7 @@ use doorphone_system_tests::sip::{
     Callee, Caller, Sipp, Traced, callee, caller, free_port, registrar, start_agent,
 };
 use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, Service, applied, chown_to, reconfigure, start_config, start_service,
+    Bus, ConfigDb, PATIENCE, Service, applied, chown_to, reconfigure, start_config,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -91,27 +91,10 @@ impl Rig {
         .await
         .unwrap();
         let relay_service = if with_relay {
-            let relay_dir = dir.path().join("relay");
-            std::fs::create_dir(&relay_dir).unwrap();
-            chown_to(&relay_dir, "doorphone-relay").unwrap();
             Some(
-                start_service(
-                    &bus,
-                    "doorphone-relay",
-                    "doorphone-relay",
-                    relay::BUS_NAME,
-                    &[
-                        "--gpio".into(),
-                        "sim".into(),
-                        "--sim-log".into(),
-                        relay_dir.join("relays.log").display().to_string(),
-                        "--claims".into(),
-                        relay_dir.join("claims").display().to_string(),
-                    ],
-                    &dir.path().join("relay.log"),
-                )
-                .await
-                .unwrap(),
+                doorphone_system_tests::start_sim_relay(&bus, dir.path())
+                    .await
+                    .unwrap(),
             )
         } else {
             None
