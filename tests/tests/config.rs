@@ -199,6 +199,61 @@ fn rules() -> Vec<(&'static str, Value, Value, &'static str)> {
             "accounts[1].dnd.off_code: \"7a\" must be at most 16 of 0-9, * and #",
         ),
         (
+            "accounts.1.trusted_proxies",
+            json!([
+                "192.0.2.10",
+                "198.51.100.0/24",
+                "2001:db8::/32",
+                "10.0.0.1",
+                "10.0.0.2",
+                "10.0.0.3",
+                "10.0.0.4",
+                "10.0.0.5"
+            ]),
+            json!([
+                "192.0.2.10",
+                "198.51.100.0/24",
+                "2001:db8::/32",
+                "10.0.0.1",
+                "10.0.0.2",
+                "10.0.0.3",
+                "10.0.0.4",
+                "10.0.0.5",
+                "10.0.0.6"
+            ]),
+            "accounts[1].trusted_proxies: at most 8 entries",
+        ),
+        (
+            "accounts.1.trusted_proxies",
+            json!(["192.0.2.0/32"]),
+            json!(["192.0.2.0/33"]),
+            "accounts[1].trusted_proxies[1]: \"192.0.2.0/33\" is not an IP address or CIDR prefix",
+        ),
+        (
+            "accounts.1.trusted_proxies",
+            json!([]),
+            json!(["pbx.example.com"]),
+            "accounts[1].trusted_proxies[1]: \"pbx.example.com\" is not an IP address",
+        ),
+        (
+            "accounts.1.media_encryption",
+            json!("mandatory"),
+            json!("srtp"),
+            "accounts[1].media_encryption: unknown variant `srtp`",
+        ),
+        (
+            "device.ip_call.media_encryption",
+            json!("optional"),
+            json!("on"),
+            "device.ip_call.media_encryption: unknown variant `on`",
+        ),
+        (
+            "device.ip_call.prevent_sip_hacking",
+            json!(true),
+            json!("yes"),
+            "device.ip_call.prevent_sip_hacking: invalid type",
+        ),
+        (
             "accounts.1.user",
             json!("door-1"),
             json!(""),
@@ -945,7 +1000,7 @@ async fn a_schema_1_database_opens_with_every_value() {
     let version: u32 = doc
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3, "migrated to the current schema");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -960,7 +1015,7 @@ async fn a_database_from_a_newer_version_is_refused() {
     let (status, log) = run_config_to_exit(&bus, &db).unwrap();
     assert!(!status.success());
     assert!(
-        log.contains("has schema version 99, newer than this doorphone-config understands (2)"),
+        log.contains("has schema version 99, newer than this doorphone-config understands (3)"),
         "{log}"
     );
     // Refused, not touched.

@@ -175,6 +175,11 @@ impl Default for Device {
 pub struct IpCall {
     pub enabled: bool,
     pub port: u32,
+    /// Direct IP calls only from whitelisted contacts, matched by the
+    /// address the call comes from.
+    pub prevent_sip_hacking: bool,
+    /// SRTP for direct IP calls.
+    pub media_encryption: MediaEncryption,
 }
 
 impl Default for IpCall {
@@ -182,6 +187,45 @@ impl Default for IpCall {
         IpCall {
             enabled: true,
             port: 5060,
+            prevent_sip_hacking: false,
+            media_encryption: MediaEncryption::Off,
+        }
+    }
+}
+
+/// A `trusted_proxies` entry as a prefix: `192.0.2.10` (one address) or
+/// `192.0.2.0/24`; `None` when it is neither.
+pub fn trusted_net(entry: &str) -> Option<ipnet::IpNet> {
+    let entry = entry.trim();
+    entry.parse::<ipnet::IpNet>().ok().or_else(|| {
+        entry
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
+/// SRTP with SDES keys (RFC 4568) for a kind of call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaEncryption {
+    /// Plain RTP only.
+    #[default]
+    Off,
+    /// SRTP offered beside plain RTP; either is accepted.
+    Optional,
+    /// SRTP only (RTP/SAVP): a plain offer or answer is refused.
+    Mandatory,
+}
+
+impl MediaEncryption {
+    /// `off`, `optional` or `mandatory`, as the document and media's
+    /// `encryption` option spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaEncryption::Off => "off",
+            MediaEncryption::Optional => "optional",
+            MediaEncryption::Mandatory => "mandatory",
         }
     }
 }
@@ -205,6 +249,11 @@ pub struct Account {
     pub dnd: Dnd,
     /// Sent as `User-Agent`/`Server` when not empty; nothing is sent otherwise.
     pub user_agent: String,
+    /// Addresses (IPs or CIDR prefixes) besides the resolved `server` whose
+    /// requests are this account's calls: a proxy or SBC in front of it.
+    pub trusted_proxies: Vec<String>,
+    /// SRTP for this account's calls.
+    pub media_encryption: MediaEncryption,
 }
 
 impl Default for Account {
@@ -224,6 +273,8 @@ impl Default for Account {
             prevent_sip_hacking: false,
             dnd: Dnd::default(),
             user_agent: String::new(),
+            trusted_proxies: Vec::new(),
+            media_encryption: MediaEncryption::Off,
         }
     }
 }

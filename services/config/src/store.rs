@@ -98,6 +98,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
     CREATE INDEX contacts_by_number ON contacts (number);
     ",
+    // 3: who else speaks for an account's server, and SRTP per account.
+    "
+    ALTER TABLE accounts ADD COLUMN trusted_proxies TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE accounts ADD COLUMN media_encryption TEXT NOT NULL DEFAULT 'off';
+    ",
 ];
 
 /// The schema version this binary writes.
@@ -307,8 +312,10 @@ fn write_section(tx: &Transaction, section: &str, doc: &Document) -> Result<(), 
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO accounts (id, enabled, label, display_name, user, auth_user, password,
                    server, transport, register_expires, dtmf_mode, prevent_sip_hacking,
-                   dnd_enabled, dnd_return_code, dnd_on_code, dnd_off_code, user_agent)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                   dnd_enabled, dnd_return_code, dnd_on_code, dnd_off_code, user_agent,
+                   trusted_proxies, media_encryption)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                   ?18, ?19)",
             )?;
             for a in &doc.accounts {
                 stmt.execute(params![
@@ -329,6 +336,8 @@ fn write_section(tx: &Transaction, section: &str, doc: &Document) -> Result<(), 
                     a.dnd.on_code,
                     a.dnd.off_code,
                     a.user_agent,
+                    json(&a.trusted_proxies),
+                    word(&a.media_encryption),
                 ])?;
             }
             Ok(())
@@ -425,7 +434,7 @@ fn read_accounts(tx: &Transaction) -> Result<Vec<Account>, StoreError> {
     let mut stmt = tx.prepare(
         "SELECT id, enabled, label, display_name, user, auth_user, password, server, transport,
                 register_expires, dtmf_mode, prevent_sip_hacking, dnd_enabled, dnd_return_code,
-                dnd_on_code, dnd_off_code, user_agent
+                dnd_on_code, dnd_off_code, user_agent, trusted_proxies, media_encryption
          FROM accounts ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -452,13 +461,17 @@ fn read_accounts(tx: &Transaction) -> Result<Vec<Account>, StoreError> {
             },
             r.get::<_, String>(8)?,
             r.get::<_, String>(10)?,
+            r.get::<_, String>(17)?,
+            r.get::<_, String>(18)?,
         ))
     })?;
     let mut accounts = Vec::new();
     for row in rows {
-        let (mut account, transport, dtmf_mode) = row?;
+        let (mut account, transport, dtmf_mode, proxies, encryption) = row?;
         account.transport = parse_word("accounts.transport", &transport)?;
         account.dtmf_mode = parse_word("accounts.dtmf_mode", &dtmf_mode)?;
+        account.trusted_proxies = parse("accounts.trusted_proxies", &proxies)?;
+        account.media_encryption = parse_word("accounts.media_encryption", &encryption)?;
         accounts.push(account);
     }
     Ok(accounts)

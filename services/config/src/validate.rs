@@ -8,13 +8,16 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
-use doorphone_interfaces::config::document::{ActionKind, CallType, Document, WhenRefused};
+use doorphone_interfaces::config::document::{
+    ActionKind, CallType, Document, WhenRefused, trusted_net,
+};
 
 pub const MAX_CONTACTS: usize = 1000;
 pub const MAX_DIAL_RULES: usize = 500;
 pub const MAX_LISTEN: usize = 10;
 pub const MAX_RELAYS: usize = 8;
 pub const MAX_INPUTS: usize = 16;
+pub const MAX_TRUSTED_PROXIES: usize = 8;
 const MAX_NAME: usize = 64;
 
 /// A refused value: where it is and which rule it breaks.
@@ -310,6 +313,20 @@ fn accounts(doc: &Document) -> Check {
             return Err(invalid(format!("{p}.user_agent"), "printable ASCII only"));
         }
         text(&format!("{p}.user_agent"), &a.user_agent, 128)?;
+        if a.trusted_proxies.len() > MAX_TRUSTED_PROXIES {
+            return Err(invalid(
+                format!("{p}.trusted_proxies"),
+                format!("at most {MAX_TRUSTED_PROXIES} entries"),
+            ));
+        }
+        for (n, entry) in a.trusted_proxies.iter().enumerate() {
+            if trusted_net(entry).is_none() {
+                return Err(invalid(
+                    format!("{p}.trusted_proxies[{}]", n + 1),
+                    format!("{entry:?} is not an IP address or CIDR prefix (192.0.2.0/24)"),
+                ));
+            }
+        }
     }
     Ok(())
 }
