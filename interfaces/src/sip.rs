@@ -30,46 +30,143 @@ pub enum Error {
     Failed(String),
 }
 
-/// Call states, as the `State` property and `CallStateChanged` give them.
-pub mod call_state {
+/// A call's state, as the `State` property and `CallStateChanged` give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallState {
     /// Incoming, ringing at the door phone.
-    pub const RINGING: &str = "ringing";
+    Ringing,
     /// Outgoing, waiting for the callee to answer.
-    pub const DIALING: &str = "dialing";
+    Dialing,
     /// Answered: media flows.
-    pub const ANSWERED: &str = "answered";
+    Answered,
     /// Answered, and held by this door phone (a page plays).
-    pub const HELD: &str = "held";
+    Held,
     /// Ended; `EndReason` says why. The object goes away shortly after.
-    pub const ENDED: &str = "ended";
+    Ended,
 }
 
-/// Why a call ended, as `EndReason` and the history give it.
-pub mod end_reason {
+impl CallState {
+    /// The word on the bus.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CallState::Ringing => "ringing",
+            CallState::Dialing => "dialing",
+            CallState::Answered => "answered",
+            CallState::Held => "held",
+            CallState::Ended => "ended",
+        }
+    }
+
+    /// Answered or held: the call that has the door phone.
+    pub const fn is_active(self) -> bool {
+        matches!(self, CallState::Answered | CallState::Held)
+    }
+}
+
+/// Call states as words, for clients that compare the bus strings.
+pub mod call_state {
+    use super::CallState;
+    pub const RINGING: &str = CallState::Ringing.as_str();
+    pub const DIALING: &str = CallState::Dialing.as_str();
+    pub const ANSWERED: &str = CallState::Answered.as_str();
+    pub const HELD: &str = CallState::Held.as_str();
+    pub const ENDED: &str = CallState::Ended.as_str();
+}
+
+/// Why a call ended, or why the door phone refused it, as `EndReason`,
+/// `CallRefused` and the history give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
     /// The remote party hung up (BYE or CANCEL).
-    pub const REMOTE_HANGUP: &str = "remote_hangup";
+    RemoteHangup,
     /// Hung up here (`Hangup`).
-    pub const LOCAL_HANGUP: &str = "local_hangup";
+    LocalHangup,
     /// The remote party refused the call (a 4xx, 5xx or 6xx final answer).
-    pub const REFUSED: &str = "refused";
-    /// Refused by the door phone's call policy (whitelist, DND, busy).
-    pub const POLICY: &str = "policy";
+    Refused,
+    /// Refused: the request came from no source the door phone trusts for it
+    /// (direct IP calls are off and it is no account's server or proxy; an
+    /// in-dialog request from another address than the call's).
+    UntrustedSource,
+    /// Refused by prevent SIP hacking: the caller is no whitelisted contact.
+    NotWhitelisted,
+    /// Refused by the account's Do Not Disturb.
+    Dnd,
+    /// Refused: another call has the door phone.
+    Busy,
+    /// Five wrong door codes within ten minutes: door codes are locked for
+    /// this caller (the call ends; its next calls are refused while locked).
+    DoorCodesLocked,
     /// Nobody answered within the dial-in or dial-out time.
-    pub const NO_ANSWER: &str = "no_answer";
+    NoAnswer,
     /// The maximum call time was reached.
-    pub const MAX_CALL_TIME: &str = "max_call_time";
+    MaxCallTime,
     /// The peer sent no RTP for the media RTP timeout.
-    pub const RTP_TIMEOUT: &str = "rtp_timeout";
-    /// Another branch of the same dialling answered first.
-    pub const ANSWERED_ELSEWHERE: &str = "answered_elsewhere";
+    RtpTimeout,
     /// The door was opened and the hang-up-after-open rule ended the call.
-    pub const DOOR_OPENED: &str = "door_opened";
-    /// Five wrong door codes were entered in the call.
-    pub const WRONG_CODES: &str = "wrong_codes";
-    /// Signalling or media failed (no route, no media, a transport error).
-    pub const FAILED: &str = "failed";
+    DoorOpened,
+    /// The call's media session died (media stopped or crashed, its pipeline
+    /// failed).
+    MediaFailed,
+    /// Signalling failed (no route, a transport error, a refused answer).
+    Failed,
     /// The SIP agent stopped.
-    pub const SHUTDOWN: &str = "shutdown";
+    Shutdown,
+}
+
+impl EndReason {
+    /// The word on the bus.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EndReason::RemoteHangup => "remote_hangup",
+            EndReason::LocalHangup => "local_hangup",
+            EndReason::Refused => "refused",
+            EndReason::UntrustedSource => "untrusted_source",
+            EndReason::NotWhitelisted => "not_whitelisted",
+            EndReason::Dnd => "dnd",
+            EndReason::Busy => "busy",
+            EndReason::DoorCodesLocked => "door_codes_locked",
+            EndReason::NoAnswer => "no_answer",
+            EndReason::MaxCallTime => "max_call_time",
+            EndReason::RtpTimeout => "rtp_timeout",
+            EndReason::DoorOpened => "door_opened",
+            EndReason::MediaFailed => "media_failed",
+            EndReason::Failed => "failed",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+
+    /// A refusal by the door phone's own call policy (kept apart from the
+    /// calls in the history).
+    pub const fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            EndReason::UntrustedSource
+                | EndReason::NotWhitelisted
+                | EndReason::Dnd
+                | EndReason::Busy
+                | EndReason::DoorCodesLocked
+        )
+    }
+}
+
+/// End reasons as words, for clients that compare the bus strings.
+pub mod end_reason {
+    use super::EndReason;
+    pub const REMOTE_HANGUP: &str = EndReason::RemoteHangup.as_str();
+    pub const LOCAL_HANGUP: &str = EndReason::LocalHangup.as_str();
+    pub const REFUSED: &str = EndReason::Refused.as_str();
+    pub const UNTRUSTED_SOURCE: &str = EndReason::UntrustedSource.as_str();
+    pub const NOT_WHITELISTED: &str = EndReason::NotWhitelisted.as_str();
+    pub const DND: &str = EndReason::Dnd.as_str();
+    pub const BUSY: &str = EndReason::Busy.as_str();
+    pub const DOOR_CODES_LOCKED: &str = EndReason::DoorCodesLocked.as_str();
+    pub const NO_ANSWER: &str = EndReason::NoAnswer.as_str();
+    pub const MAX_CALL_TIME: &str = EndReason::MaxCallTime.as_str();
+    pub const RTP_TIMEOUT: &str = EndReason::RtpTimeout.as_str();
+    pub const DOOR_OPENED: &str = EndReason::DoorOpened.as_str();
+    pub const MEDIA_FAILED: &str = EndReason::MediaFailed.as_str();
+    pub const FAILED: &str = EndReason::Failed.as_str();
+    pub const SHUTDOWN: &str = EndReason::Shutdown.as_str();
 }
 
 /// Account states, as `Accounts` and `AccountStateChanged` give them.
@@ -148,9 +245,17 @@ pub trait Sip1 {
     #[zbus(property)]
     fn config_revision(&self) -> zbus::Result<u64>;
 
-    /// An incoming call was refused by the call policy.
+    /// An incoming call was refused by the call policy: `caller` is who the
+    /// door phone takes it for (a SIP URI, or `sip:ADDRESS` for a direct
+    /// call), `reason` one of the refusal [`EndReason`]s
+    /// (`untrusted_source`, `not_whitelisted`, `dnd`, `busy`,
+    /// `door_codes_locked`).
     #[zbus(signal)]
     fn call_refused(&self, caller: &str, code: u16, reason: &str) -> zbus::Result<()>;
+    /// Five wrong door codes within ten minutes: DTMF door opening is locked
+    /// for `caller` until `until` (Unix milliseconds).
+    #[zbus(signal)]
+    fn door_codes_locked(&self, caller: &str, until: u64) -> zbus::Result<()>;
     /// A call changed state (see [`call_state`]); `reason` says why.
     #[zbus(signal)]
     fn call_state_changed(
@@ -203,9 +308,16 @@ pub trait Call {
     /// `in` or `out`.
     #[zbus(property)]
     fn direction(&self) -> zbus::Result<String>;
-    /// The other party's URI.
+    /// The other party's URI, as its From (or our To) header names it: shown,
+    /// not trusted.
     #[zbus(property)]
     fn remote(&self) -> zbus::Result<String>;
+    /// Who the door phone verified the other party to be: for a call through
+    /// an account the caller's URI its server asserts (`sip:200@pbx`), for a
+    /// direct call the address it came from (`sip:192.0.2.7:5060`). The
+    /// whitelist and the DTMF authority go by this.
+    #[zbus(property)]
+    fn identity(&self) -> zbus::Result<String>;
     /// `1`, `2` or `ip`.
     #[zbus(property)]
     fn account(&self) -> zbus::Result<String>;

@@ -3,19 +3,27 @@
 //! Each run keeps SIPp's message trace, with timestamps, so tests can say what was
 //! sent and received, and when.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 /// A UDP and TCP port free on loopback (the SIP agent binds both).
 pub fn free_port() -> u16 {
+    free_port_at(LOOPBACK)
+}
+
+/// A UDP and TCP port free on `ip` (any 127.0.0.0/8 address binds without
+/// set-up).
+pub fn free_port_at(ip: IpAddr) -> u16 {
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("a free UDP port");
+        let udp = UdpSocket::bind((ip, 0)).expect("a free UDP port");
         let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind((ip, port)).is_ok() {
             return port;
         }
     }
@@ -467,7 +475,21 @@ impl Sipp {
         target: Option<SocketAddr>,
         extra: &[&str],
     ) -> Result<Sipp> {
-        Sipp::spawn(dir, name, scenario, port, target, extra, true)
+        Sipp::spawn(dir, name, scenario, LOOPBACK, port, target, extra, true)
+    }
+
+    /// As `start`, from another loopback address (`127.0.0.2`, ...): another
+    /// host, as the door phone sees it. Its RTP comes from there too.
+    pub fn start_at(
+        dir: &Path,
+        name: &str,
+        scenario: &str,
+        ip: IpAddr,
+        target: Option<SocketAddr>,
+        extra: &[&str],
+    ) -> Result<Sipp> {
+        let port = free_port_at(ip);
+        Sipp::spawn(dir, name, scenario, ip, port, target, extra, true)
     }
 
     /// As `start`, without the message trace (for runs of many calls).
@@ -479,13 +501,15 @@ impl Sipp {
         target: Option<SocketAddr>,
         extra: &[&str],
     ) -> Result<Sipp> {
-        Sipp::spawn(dir, name, scenario, port, target, extra, false)
+        Sipp::spawn(dir, name, scenario, LOOPBACK, port, target, extra, false)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         dir: &Path,
         name: &str,
         scenario: &str,
+        ip: IpAddr,
         port: u16,
         target: Option<SocketAddr>,
         extra: &[&str],
@@ -498,9 +522,10 @@ impl Sipp {
         }
         let trace = dir.join(format!("{name}.msg"));
         let mut cmd = Command::new("sipp");
+        let ip = ip.to_string();
         cmd.arg("-sf")
             .arg(&file)
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
+            .args(["-i", &ip, "-mi", &ip, "-p"])
             .arg(port.to_string())
             .args(["-nostdin"])
             .args(["-timeout", "60", "-timeout_error", "-max_recv_loops", "100"]);

@@ -179,6 +179,20 @@ impl Rig {
         .unwrap()
     }
 
+    /// A SIPp caller at another loopback address (`127.0.0.2`: another host
+    /// to the door phone) calling `user` as `from_user`.
+    fn call_at(&self, name: &str, ip: &str, user: &str, from_user: &str, expect: Caller) -> Sipp {
+        Sipp::start_at(
+            self.dir.path(),
+            name,
+            &caller(user, from_user, false, &expect),
+            ip.parse().unwrap(),
+            Some(self.agent()),
+            &[],
+        )
+        .unwrap()
+    }
+
     /// A whole call from `from_user` to the door phone (audio only), as
     /// `expect` scripts it; fails with the agent's log when it does not go so.
     async fn call_through(&self, name: &str, from_user: &str, expect: Caller) {
@@ -248,6 +262,16 @@ fn between(messages: &[Traced], a: impl Fn(&Traced) -> bool, b: impl Fn(&Traced)
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The caller, code and reason of the next refusal.
+async fn next_refusal(refused: &mut sip::CallRefusedStream) -> (String, u16, String) {
+    let signal = tokio::time::timeout(PATIENCE, refused.next())
+        .await
+        .expect("a refusal is signalled")
+        .unwrap();
+    let args = signal.args().unwrap();
+    (args.caller.to_owned(), args.code, args.reason.to_owned())
+}
+
 /// The reason of the next call that ends.
 async fn next_end(states: &mut doorphone_interfaces::sip::CallStateChangedStream) -> String {
     tokio::time::timeout(PATIENCE, async {
@@ -267,34 +291,53 @@ async fn next_end(states: &mut doorphone_interfaces::sip::CallStateChangedStream
 async fn whitelist_lets_contacts_ring_and_refuses_strangers_without_media() {
     doorphone_system_tests::require_root();
     let rig = Rig::start(30, |doc| {
-        // Account 1 guards the door phone; its server is not there, which does
-        // not matter to direct calls.
+        // Account 1's server is on 127.0.0.1 (it need not answer: calls to
+        // its user from there are its calls). It guards the door phone.
         let mut a = account(1, "1001", "127.0.0.1:9", "x");
         a["prevent_sip_hacking"] = json!(true);
         doc["accounts"] = json!([a]);
-        doc["contacts"] = json!([contact(1, "200", true), contact(2, "300", false)]);
+        doc["contacts"] = json!([
+            contact(1, "200", true),
+            contact(2, "300", false),
+            contact(3, "127.0.0.2", true)
+        ]);
+        doc["calls"]["auto_answer"]["sip"] = json!(true);
     })
     .await;
     let proxy = rig.proxy().await;
     let mut refused = proxy.receive_call_refused().await.unwrap();
 
-    let mut stranger = rig.call("stranger", "door", "666", false, Caller::Refused(403));
+    // A stranger through the account's server.
+    let mut stranger = rig.call("stranger", "1001", "666", false, Caller::Refused(403));
     stranger.succeeds(WAIT).await.unwrap();
-    let signal = refused.next().await.unwrap();
-    let args = signal.args().unwrap();
-    assert_eq!(args.code, 403);
-    assert!(args.caller.contains("666"), "{}", args.caller);
-    // Known but not whitelisted: the same answer.
-    rig.call_through("known", "300", Caller::Refused(403)).await;
+    let (caller, code, reason) = next_refusal(&mut refused).await;
+    assert_eq!((code, reason.as_str()), (403, "not_whitelisted"));
+    assert!(caller.contains("666"), "{caller}");
     assert!(
         stranger.messages().iter().all(|m| !m.is_response(180)),
         "a stranger must not hear ringing"
     );
+    // Known but not whitelisted: the same answer.
+    rig.call("known", "1001", "300", false, Caller::Refused(403))
+        .succeeds(WAIT)
+        .await
+        .unwrap();
+    assert_eq!(next_refusal(&mut refused).await.2, "not_whitelisted");
+    // The resident's From user, sent straight to the door phone from anywhere
+    // but the server: a direct call, whose caller is its address, not its From.
+    rig.call_at("spoofed", "127.0.0.3", "door", "200", Caller::Refused(403))
+        .succeeds(WAIT)
+        .await
+        .unwrap();
+    let (caller, _, reason) = next_refusal(&mut refused).await;
+    assert_eq!(reason, "not_whitelisted");
+    assert!(caller.starts_with("sip:127.0.0.3:"), "{caller}");
     assert_eq!(rig.media_sessions().await, 0, "no media for strangers");
 
+    // The resident through the server, and the whitelisted address directly.
     let mut friend = rig.call(
         "friend",
-        "door",
+        "1001",
         "200",
         false,
         Caller::Answered {
@@ -303,8 +346,20 @@ async fn whitelist_lets_contacts_ring_and_refuses_strangers_without_media() {
     );
     friend.succeeds(WAIT).await.unwrap();
     assert!(friend.messages().iter().any(|m| m.is_response(180)));
+    rig.call_at(
+        "friend-ip",
+        "127.0.0.2",
+        "door",
+        "anyone",
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(300),
+        },
+    )
+    .succeeds(WAIT)
+    .await
+    .unwrap();
 
-    // Off: both ring.
+    // Off: strangers ring.
     rig.reconfigure(|doc| doc["accounts"][0]["prevent_sip_hacking"] = json!(false))
         .await;
     rig.call_through(
@@ -359,7 +414,7 @@ async fn dnd_refuses_with_its_return_code_on_its_own_account_only() {
     let history = rig.proxy().await.history().await.unwrap();
     let refusals: Vec<u16> = history
         .iter()
-        .filter(|h| h.end_reason == "policy")
+        .filter(|h| h.end_reason == "dnd")
         .map(|h| h.code)
         .collect();
     assert_eq!(refusals, [404, 480, 486, 603]);
@@ -849,7 +904,8 @@ async fn scanners_find_no_extension_ring_nothing_and_start_no_media() {
         let mut a = account(1, "1001", "127.0.0.1:9", "x");
         a["prevent_sip_hacking"] = json!(true);
         doc["accounts"] = json!([a]);
-        doc["contacts"] = json!([contact(1, "200", true)]);
+        // The resident's phone, on a host of its own.
+        doc["contacts"] = json!([contact(1, "127.0.0.2", true)]);
     })
     .await;
     let mut states = rig.states().await;
@@ -892,14 +948,18 @@ async fn scanners_find_no_extension_ring_nothing_and_start_no_media() {
     assert_eq!(rig.media_sessions().await, 0, "no media for scanners");
     // The scans rang nothing: the first state the agent reports is the
     // whitelisted caller's ringing that follows.
-    rig.call_through(
+    rig.call_at(
         "friend",
+        "127.0.0.2",
+        "door",
         "200",
         Caller::Answered {
             hang_up_after: Duration::from_millis(200),
         },
     )
-    .await;
+    .succeeds(WAIT)
+    .await
+    .unwrap();
     let first = states.next().await.unwrap();
     let args = first.args().unwrap();
     assert_eq!(args.state, sip::call_state::RINGING);
@@ -956,7 +1016,8 @@ async fn door_rig(authority: &str) -> Rig {
         ]);
         doc["calls"]["hang_up_after_open"] = json!({"types": ["dtmf"], "timeout": 2});
         doc["dtmf_authority"] = json!(authority);
-        doc["contacts"] = json!([contact(1, "200", true)]);
+        // The resident's phone, on a host of its own.
+        doc["contacts"] = json!([contact(1, "127.0.0.2", true)]);
     })
     .await
 }
@@ -1037,12 +1098,13 @@ async fn a_dtmf_code_opens_its_door_and_the_call_ends_after_the_hang_up_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn wrong_codes_open_nothing_and_five_end_the_call() {
+async fn wrong_codes_open_nothing_and_five_lock_the_caller_out() {
     doorphone_system_tests::require_root();
     let rig = door_rig("all").await;
     let mut states = rig.states().await;
+    let mut locks = rig.proxy().await.receive_door_codes_locked().await.unwrap();
     // A wrong 4-digit code (1235), then four more wrong digits: the fifth wrong
-    // code ends the call.
+    // code locks this caller's door codes and ends the call.
     rig.call_through(
         "wrong",
         "200",
@@ -1053,10 +1115,28 @@ async fn wrong_codes_open_nothing_and_five_end_the_call() {
         },
     )
     .await;
-    assert_eq!(next_end(&mut states).await, sip::end_reason::WRONG_CODES);
-    // The right code in the next call opens B, and only B ever opened.
-    rig.call_through(
+    assert_eq!(
+        next_end(&mut states).await,
+        sip::end_reason::DOOR_CODES_LOCKED
+    );
+    let signal = tokio::time::timeout(PATIENCE, locks.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let args = signal.args().unwrap();
+    assert!(args.caller.starts_with("sip:127.0.0.1:"), "{}", args.caller);
+    let minutes = (args.until as f64 - doorphone_sip_now_ms()) / 60_000.0;
+    assert!(
+        (9.0..=10.0).contains(&minutes),
+        "locked for {minutes:.2} min"
+    );
+    // Calling again does not unlock it: the next call is refused.
+    rig.call_through("again", "200", Caller::Refused(403)).await;
+    // The right code from another caller opens B, and only B ever opened.
+    rig.call_at(
         "right",
+        "127.0.0.2",
+        "door",
         "200",
         Caller::Digits {
             rtp: "",
@@ -1064,9 +1144,31 @@ async fn wrong_codes_open_nothing_and_five_end_the_call() {
             hang_up: false,
         },
     )
-    .await;
+    .succeeds(WAIT)
+    .await
+    .unwrap();
     assert_eq!(next_end(&mut states).await, sip::end_reason::DOOR_OPENED);
     assert_eq!(rig.relays_energised(), ["B"]);
+    let history = rig.proxy().await.history().await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.end_reason == "door_codes_locked" && h.answered > 0),
+        "the locked call is in the history"
+    );
+    assert!(
+        history
+            .iter()
+            .any(|h| h.end_reason == "door_codes_locked" && h.code == 403),
+        "the refused call is in the history"
+    );
+}
+
+fn doorphone_sip_now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1074,10 +1176,11 @@ async fn only_whitelisted_callers_open_doors_when_the_authority_is_contacts() {
     doorphone_system_tests::require_root();
     let rig = door_rig("contacts").await;
     let mut states = rig.states().await;
-    // A stranger's right code opens nothing (the stranger hangs up).
+    // A stranger's right code opens nothing, even with the resident's From
+    // user (the stranger hangs up).
     rig.call_through(
         "stranger",
-        "666",
+        "200",
         Caller::Digits {
             rtp: "#",
             info: "#",
@@ -1087,17 +1190,21 @@ async fn only_whitelisted_callers_open_doors_when_the_authority_is_contacts() {
     .await;
     assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
     assert!(rig.relays_energised().is_empty());
-    // The resident's opens the door.
-    rig.call_through(
+    // The resident's phone opens the door.
+    rig.call_at(
         "resident",
-        "200",
+        "127.0.0.2",
+        "door",
+        "666",
         Caller::Digits {
             rtp: "",
             info: "#",
             hang_up: false,
         },
     )
-    .await;
+    .succeeds(WAIT)
+    .await
+    .unwrap();
     assert_eq!(next_end(&mut states).await, sip::end_reason::DOOR_OPENED);
     assert_eq!(rig.relays_energised(), ["A"]);
 }

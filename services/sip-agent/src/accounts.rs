@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, Settings};
-use crate::policy::Via;
-use crate::service;
+use crate::agent::Agent;
+use crate::events::Event;
+use crate::identity::Via;
+use crate::settings::{Settings, resolve};
 use crate::stack::{CallEvent, Credential, Invite};
 
 /// How long a REGISTER may take before it counts as failed.
@@ -71,16 +72,12 @@ async fn set(agent: &Agent, id: u32, state: &str, code: u16, reason: &str, aor: 
         *slot = status.clone();
     }
     tracing::info!(account = id, state, code, reason, "account");
-    service::account_changed(&agent.conn, &status).await;
+    agent.announce(Event::AccountChanged(&status)).await;
 }
 
 /// Keeps account `id` registered as the configuration says, until `stop`.
-pub async fn run(
-    agent: Arc<Agent>,
-    id: u32,
-    mut config: watch::Receiver<Arc<Settings>>,
-    stop: CancellationToken,
-) {
+pub async fn run(agent: Arc<Agent>, id: u32, stop: CancellationToken) {
+    let mut config: watch::Receiver<Arc<Settings>> = agent.subscribe();
     let mut dnd = config
         .borrow()
         .doc
@@ -123,6 +120,11 @@ pub async fn run(
                 Ok(Ok(r)) if r.expires.is_some() => {
                     failures = 0;
                     registered = true;
+                    // Where the server is now: its calls are trusted from there.
+                    match resolve(&account.server).await {
+                        Ok(addrs) => agent.server_resolved(id, &addrs),
+                        Err(e) => tracing::warn!(account = id, "server {}: {e}", account.server),
+                    }
                     set(
                         &agent,
                         id,
@@ -221,7 +223,17 @@ async fn feature_code(agent: Arc<Agent>, id: u32, code: String) {
             return;
         }
     };
-    let media = agent.create_offer(false).await;
+    let media = match agent
+        .media()
+        .create_offer(agent.media_options(Via::Account(id), false))
+        .await
+    {
+        Ok(session) => Some(session),
+        Err(e) => {
+            tracing::warn!(account = id, "DND code {code}: no media offer: {e}");
+            None
+        }
+    };
     let invite = Invite {
         from: route.from,
         display_name: route.display_name,

@@ -10,8 +10,10 @@ use doorphone_interfaces::relay::source;
 use tokio::sync::oneshot;
 
 use crate::actions::{self, Snapshot};
-use crate::agent::{Agent, Outcome, Plan};
-use crate::service;
+use crate::agent::Agent;
+use crate::error::AgentError;
+use crate::events::Event;
+use crate::machine::plan::{Outcome, Plan};
 
 /// The call plan of a button.
 pub fn plan(button: &Button, max_dial_out: Duration) -> Plan {
@@ -37,7 +39,7 @@ pub fn numbers(button: &Button) -> Vec<String> {
 }
 
 /// Starts button `number`'s call plan.
-pub async fn press(agent: &Arc<Agent>, number: u16) -> Result<(), String> {
+pub async fn press(agent: &Arc<Agent>, number: u16) -> Result<(), AgentError> {
     let settings = agent.settings();
     let Some(button) = settings
         .doc
@@ -46,13 +48,17 @@ pub async fn press(agent: &Arc<Agent>, number: u16) -> Result<(), String> {
         .find(|b| b.button == u32::from(number))
         .cloned()
     else {
-        return Err(format!("button {number} is not configured"));
+        return Err(AgentError::NotFound(format!(
+            "button {number} is not configured"
+        )));
     };
     if agent.active_call().is_some() {
-        return Err("a call is in progress".into());
+        return Err(AgentError::InProgress("a call is in progress".into()));
     }
     if !agent.pressed.lock().expect("pressed lock").insert(number) {
-        return Err(format!("button {number}'s call is already in progress"));
+        return Err(AgentError::InProgress(format!(
+            "button {number}'s call is already in progress"
+        )));
     }
     let placed = async {
         let routes = agent.resolve(&settings, &numbers(&button), None)?;
@@ -61,8 +67,8 @@ pub async fn press(agent: &Arc<Agent>, number: u16) -> Result<(), String> {
             Duration::from_secs(u64::from(settings.doc.calls.max_dial_out_time)),
         );
         let (tx, rx) = oneshot::channel();
-        agent.place(&settings, routes, None, plan, Some(tx)).await?;
-        Ok::<_, String>(rx)
+        crate::calls::outgoing::place(agent, &settings, routes, None, plan, Some(tx)).await?;
+        Ok::<_, AgentError>(rx)
     };
     let outcome = match placed.await {
         Ok(rx) => rx,
@@ -74,19 +80,21 @@ pub async fn press(agent: &Arc<Agent>, number: u16) -> Result<(), String> {
     tracing::info!(button = number, "button pressed: calling");
     let agent = agent.clone();
     tokio::spawn(async move {
-        let outcome = outcome.await.unwrap_or(Outcome::Failed);
+        let (outcome, answered_by) = outcome.await.unwrap_or((Outcome::Failed, String::new()));
         agent.pressed.lock().expect("pressed lock").remove(&number);
-        let answered_by = match &outcome {
-            Outcome::Answered(by) => by.clone(),
-            _ => String::new(),
-        };
         tracing::info!(
             button = number,
             outcome = outcome.name(),
             answered_by,
             "button call finished"
         );
-        service::button_call_finished(&agent.conn, number, outcome.name(), &answered_by).await;
+        agent
+            .announce(Event::ButtonCallFinished {
+                button: number,
+                outcome: outcome.name(),
+                answered_by: &answered_by,
+            })
+            .await;
         if !matches!(outcome, Outcome::Answered(_) | Outcome::Cancelled) {
             no_answer(&agent, &button, number).await;
         }
@@ -98,7 +106,7 @@ pub async fn press(agent: &Arc<Agent>, number: u16) -> Result<(), String> {
 async fn no_answer(agent: &Arc<Agent>, button: &Button, number: u16) {
     let what = &button.no_answer;
     for relay in &what.relays {
-        if let Err(e) = agent.relay().open(relay, source::NO_ANSWER).await {
+        if let Err(e) = agent.relay().open(relay.clone(), source::NO_ANSWER).await {
             tracing::warn!(button = number, relay, "no-answer relay: {e}");
         }
     }
@@ -110,7 +118,7 @@ async fn no_answer(agent: &Arc<Agent>, button: &Button, number: u16) {
         .iter()
         .any(|a| !matches!(a, doorphone_interfaces::config::document::ActionKind::Http));
     let snapshot = if needs_picture {
-        match agent.snapshot().await {
+        match agent.media().snapshot().await {
             Ok(jpeg) => Some(Snapshot {
                 jpeg,
                 taken: SystemTime::now(),
@@ -145,7 +153,12 @@ async fn no_answer(agent: &Arc<Agent>, button: &Button, number: u16) {
                     action = actions::action_name(kind),
                     "no-answer action failed: {e}"
                 );
-                service::action_failed(&agent.conn, actions::action_name(kind), &e).await;
+                agent
+                    .announce(Event::ActionFailed {
+                        action: actions::action_name(kind),
+                        error: &e,
+                    })
+                    .await;
             }
         }
     }

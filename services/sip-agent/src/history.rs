@@ -1,6 +1,8 @@
-//! Call history: every call, answered or refused, the last 1000, in an SQLite
-//! file of the agent's own. Writes go through one thread, in batches, so a flood
-//! of refused INVITEs never waits on the disk.
+//! Call history: the last 1000 calls and, apart from them, the last 100
+//! calls the policy refused, in an SQLite file of the agent's own (0600 in a
+//! 0700 folder: it names who called the door). Refusals are kept apart so a
+//! flood of strangers never pushes the real calls out. Writes go through one
+//! thread, in batches, so a flood never waits on the disk.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -10,8 +12,10 @@ use rusqlite::{Connection, params};
 
 /// How many calls are kept.
 pub const KEEP: i64 = 1000;
+/// How many refused calls are kept.
+pub const KEEP_REFUSALS: i64 = 100;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub struct History {
     writer: mpsc::Sender<Request>,
@@ -19,17 +23,14 @@ pub struct History {
 
 enum Request {
     Add(HistoryEntry),
+    Refused(HistoryEntry),
     List(tokio::sync::oneshot::Sender<Vec<HistoryEntry>>),
 }
 
 impl History {
     /// Opens (or creates) the history at `path`.
     pub fn open(path: &Path) -> Result<History, String> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
+        private_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let db = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let setup = || -> rusqlite::Result<()> {
             db.pragma_update(None, "journal_mode", "WAL")?;
@@ -49,6 +50,22 @@ impl History {
                         code INTEGER NOT NULL
                     );
                     PRAGMA user_version = 1;",
+                )?;
+            }
+            if version < 2 {
+                db.execute_batch(
+                    "CREATE TABLE refusals (
+                        id INTEGER PRIMARY KEY,
+                        direction TEXT NOT NULL,
+                        remote TEXT NOT NULL,
+                        account TEXT NOT NULL,
+                        start INTEGER NOT NULL,
+                        answered INTEGER NOT NULL,
+                        end INTEGER NOT NULL,
+                        end_reason TEXT NOT NULL,
+                        code INTEGER NOT NULL
+                    );
+                    PRAGMA user_version = 2;",
                 )?;
             }
             Ok(())
@@ -76,7 +93,13 @@ impl History {
         self.writer.send(Request::Add(entry)).ok();
     }
 
-    /// Every kept call, oldest first (after the writes already asked for).
+    /// Records a call the policy refused.
+    pub fn add_refusal(&self, entry: HistoryEntry) {
+        self.writer.send(Request::Refused(entry)).ok();
+    }
+
+    /// Every kept call and refusal, oldest first (after the writes already
+    /// asked for).
     pub async fn list(&self) -> Vec<HistoryEntry> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.writer.send(Request::List(tx)).is_err() {
@@ -91,17 +114,24 @@ fn writer(mut db: Connection, rx: mpsc::Receiver<Request>) {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         let mut adds = Vec::new();
+        let mut refused = Vec::new();
         let mut lists = Vec::new();
         for req in batch {
             match req {
                 Request::Add(e) => adds.push(e),
+                Request::Refused(e) => refused.push(e),
                 Request::List(reply) => lists.push(reply),
             }
         }
-        if !adds.is_empty()
-            && let Err(e) = insert(&mut db, &adds)
-        {
-            tracing::error!("call history: {e}");
+        for (table, entries, keep) in [
+            ("calls", &adds, KEEP),
+            ("refusals", &refused, KEEP_REFUSALS),
+        ] {
+            if !entries.is_empty()
+                && let Err(e) = insert(&mut db, table, entries, keep)
+            {
+                tracing::error!("call history: {e}");
+            }
         }
         for reply in lists {
             reply.send(list(&db).unwrap_or_default()).ok();
@@ -109,13 +139,18 @@ fn writer(mut db: Connection, rx: mpsc::Receiver<Request>) {
     }
 }
 
-fn insert(db: &mut Connection, entries: &[HistoryEntry]) -> rusqlite::Result<()> {
+fn insert(
+    db: &mut Connection,
+    table: &str,
+    entries: &[HistoryEntry],
+    keep: i64,
+) -> rusqlite::Result<()> {
     let tx = db.transaction()?;
     {
-        let mut add = tx.prepare_cached(
-            "INSERT INTO calls (direction, remote, account, start, answered, end, end_reason, code)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
+        let mut add = tx.prepare_cached(&format!(
+            "INSERT INTO {table} (direction, remote, account, start, answered, end, end_reason, code)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))?;
         for e in entries {
             add.execute(params![
                 e.direction,
@@ -129,8 +164,8 @@ fn insert(db: &mut Connection, entries: &[HistoryEntry]) -> rusqlite::Result<()>
             ])?;
         }
         tx.execute(
-            "DELETE FROM calls WHERE id <= (SELECT max(id) FROM calls) - ?1",
-            [KEEP],
+            &format!("DELETE FROM {table} WHERE id <= (SELECT max(id) FROM {table}) - ?1"),
+            [keep],
         )?;
     }
     tx.commit()
@@ -138,8 +173,9 @@ fn insert(db: &mut Connection, entries: &[HistoryEntry]) -> rusqlite::Result<()>
 
 fn list(db: &Connection) -> rusqlite::Result<Vec<HistoryEntry>> {
     let mut q = db.prepare_cached(
-        "SELECT direction, remote, account, start, answered, end, end_reason, code
-         FROM calls ORDER BY id",
+        "SELECT direction, remote, account, start, answered, end, end_reason, code FROM (
+             SELECT *, 0 AS kind FROM calls UNION ALL SELECT *, 1 AS kind FROM refusals
+         ) ORDER BY end, kind, id",
     )?;
     q.query_map([], |r| {
         Ok(HistoryEntry {
@@ -154,6 +190,28 @@ fn list(db: &Connection) -> rusqlite::Result<Vec<HistoryEntry>> {
         })
     })?
     .collect()
+}
+
+/// Creates `path` (and its folder) readable by this service alone, before
+/// SQLite opens it: SQLite gives its WAL and shared-memory files the mode of
+/// the database file.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(test)]
@@ -171,6 +229,52 @@ mod tests {
             end_reason: "policy".into(),
             code: 403,
         }
+    }
+
+    fn refusal(n: u64) -> HistoryEntry {
+        HistoryEntry {
+            end_reason: "not_whitelisted".into(),
+            start: 10_000 + n,
+            end: 10_000 + n,
+            ..entry(n)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_refusals_never_pushes_the_calls_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("history.db")).unwrap();
+        for n in 0..10 {
+            h.add(entry(n));
+        }
+        for n in 0..5000 {
+            h.add_refusal(refusal(n));
+        }
+        let all = h.list().await;
+        assert_eq!(all.len(), 10 + KEEP_REFUSALS as usize);
+        assert_eq!(&all[..10], &(0..10).map(entry).collect::<Vec<_>>()[..]);
+        assert_eq!(all.last().unwrap(), &refusal(4999));
+    }
+
+    #[tokio::test]
+    async fn the_history_is_readable_by_the_agent_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sip/history.db");
+        // The tests run with the usual umask (022), which would leave the
+        // files readable by everyone.
+        let h = History::open(&path).unwrap();
+        h.add(entry(1));
+        h.list().await;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        for file in ["history.db", "history.db-wal", "history.db-shm"] {
+            let p = path.with_file_name(file);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{file}");
+            }
+        }
+        assert!(path.with_file_name("history.db-wal").exists());
     }
 
     #[tokio::test]

@@ -9,15 +9,19 @@ use doorphone_interfaces::config::{Config1Proxy, Document};
 use doorphone_interfaces::media::Media1Proxy;
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{BUS_NAME, OBJECT_PATH};
-use doorphone_sip::accounts;
-use doorphone_sip::agent::{Agent, Settings};
+use doorphone_sip::agent::Agent;
 use doorphone_sip::history::History;
-use doorphone_sip::service::SipService;
+use doorphone_sip::ports::BUS_CALL_TIMEOUT;
+use doorphone_sip::service::{BusAnnouncer, SipService};
+use doorphone_sip::settings::Settings;
 use doorphone_sip::stack::Stack;
+use doorphone_sip::{accounts, buttons};
 use futures_util::StreamExt;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zbus::proxy::CacheProperties;
+
+/// How long a stop may take, calls ended and accounts unregistered included.
+const STOP_PATIENCE: Duration = Duration::from_millis(4500);
 
 /// The door phone's SIP agent (org.doorphone.Sip1 on the system bus): accounts,
 /// direct IP calls, the incoming call policy and outgoing calls.
@@ -80,14 +84,17 @@ async fn load(config: &Config1Proxy<'_>) -> (Document, u64) {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let history = History::open(&args.history)?;
-    let conn = zbus::connection::Builder::system().build().await?;
+    let conn = zbus::connection::Builder::system()
+        .method_timeout(BUS_CALL_TIMEOUT)
+        .build()
+        .await?;
     let config = Config1Proxy::builder(&conn)
         .cache_properties(CacheProperties::No)
         .build()
         .await?;
     // Subscribed before the first read, so no change is missed.
     let mut changes = config.receive_changed().await?;
-    let mut owners = config.inner().receive_owner_changed().await?;
+    let mut config_owners = config.inner().receive_owner_changed().await?;
     let (doc, revision) = load(&config).await;
     let port = args
         .port
@@ -111,13 +118,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let (stack, mut requests) =
         Stack::bind(SocketAddr::new(args.address, port), contact_ip, tls_ca).await?;
-    let user_agent = doc
-        .accounts
-        .iter()
-        .map(|a| a.user_agent.clone())
-        .find(|u| !u.is_empty());
-    stack.set_user_agent(&user_agent.unwrap_or_default());
-    let (settings_tx, settings_rx) = watch::channel(Arc::new(Settings::new(doc, revision).await));
 
     let media = Media1Proxy::builder(&conn)
         .cache_properties(CacheProperties::No)
@@ -125,6 +125,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let mut media_states = media.receive_session_state_changed().await?;
     let mut media_dtmf = media.receive_dtmf_received().await?;
+    let mut media_owners = media.inner().receive_owner_changed().await?;
     let relay = Relay1Proxy::builder(&conn)
         .cache_properties(CacheProperties::No)
         .build()
@@ -133,10 +134,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut call_buttons = relay.receive_button_pressed().await?;
     let agent = Arc::new(Agent::new(
         stack,
-        conn.clone(),
-        media,
-        relay,
-        settings_rx.clone(),
+        Arc::new(media),
+        Arc::new(relay),
+        Arc::new(BusAnnouncer::new(conn.clone())),
+        Settings::new(doc, revision).await,
         history,
     ));
     conn.object_server()
@@ -149,14 +150,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let stop = CancellationToken::new();
     let registrations: Vec<_> = [1, 2]
         .into_iter()
-        .map(|id| {
-            tokio::spawn(accounts::run(
-                agent.clone(),
-                id,
-                settings_rx.clone(),
-                stop.clone(),
-            ))
-        })
+        .map(|id| tokio::spawn(accounts::run(agent.clone(), id, stop.clone())))
         .collect();
 
     let sip = agent.clone();
@@ -166,85 +160,95 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             tokio::spawn(async move { agent.on_request(request).await });
         }
     });
-    let watcher = agent.clone();
-    tokio::spawn(async move {
-        while let Some(signal) = media_states.next().await {
-            if let Ok(args) = signal.args() {
-                watcher.on_media_state(args.session.as_str(), args.state);
-            }
-        }
-    });
+    // Every signal stream ends only with the bus connection.
+    let bus_lost = CancellationToken::new();
     let listener = agent.clone();
+    let lost = bus_lost.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
+                state = media_states.next() => match state {
+                    Some(signal) => if let Ok(args) = signal.args() {
+                        listener.on_media_state(args.session.as_str(), args.state, args.reason);
+                    },
+                    None => break,
+                },
                 digit = media_dtmf.next() => match digit {
                     Some(signal) => if let Ok(args) = signal.args() {
                         listener.on_dtmf(args.session.as_str(), args.digit);
                     },
-                    None => return,
+                    None => break,
+                },
+                owner = media_owners.next() => match owner {
+                    Some(None) => listener.media_gone(),
+                    Some(Some(_)) => {}
+                    None => break,
                 },
                 door = doors.next() => match door {
                     Some(signal) => if let Ok(args) = signal.args() {
                         listener.on_door_opened(args.source);
                     },
-                    None => return,
+                    None => break,
                 },
                 press = call_buttons.next() => match press {
                     // A call button wired to a relay-service input.
                     Some(signal) => if let Ok(args) = signal.args() {
                         let (agent, button) = (listener.clone(), args.button);
                         tokio::spawn(async move {
-                            if let Err(e) = doorphone_sip::buttons::press(&agent, button).await {
+                            if let Err(e) = buttons::press(&agent, button).await {
                                 tracing::info!(button, "call button input: {e}");
                             }
                         });
                     },
-                    None => return,
+                    None => break,
                 },
             }
         }
+        lost.cancel();
     });
     let follower = agent.clone();
+    let lost = bus_lost.clone();
     tokio::spawn(async move {
         loop {
-            // Either stream ends only with the bus connection: nothing more to follow.
             let reload = tokio::select! {
                 change = changes.next() => match change {
                     Some(_) => true,
-                    None => return,
+                    None => break,
                 },
-                owner = owners.next() => match owner {
+                owner = config_owners.next() => match owner {
                     Some(owner) => owner.is_some(),
-                    None => return,
+                    None => break,
                 },
             };
             if !reload {
                 continue;
             }
             let (doc, revision) = load(&config).await;
-            let ua = doc
-                .accounts
-                .iter()
-                .map(|a| a.user_agent.clone())
-                .find(|u| !u.is_empty());
-            follower.stack.set_user_agent(&ua.unwrap_or_default());
-            settings_tx.send_replace(Arc::new(Settings::new(doc, revision).await));
-            doorphone_sip::service::config_revision_changed(&follower.conn).await;
+            follower.apply(Settings::new(doc, revision).await).await;
             tracing::info!(revision, "configuration reloaded");
         }
+        lost.cancel();
     });
     tracing::info!(sip = %agent.stack.local_addr(), contact = %contact_ip, "serving {BUS_NAME}");
     doorphone_daemon::notify_ready();
 
-    doorphone_daemon::stop_requested().await?;
-    agent.hang_up_all().await;
-    stop.cancel();
-    for task in registrations {
-        tokio::time::timeout(Duration::from_secs(3), task)
-            .await
-            .ok();
+    let outcome = tokio::select! {
+        stopped = doorphone_daemon::stop_requested() => stopped.map_err(Into::into),
+        _ = bus_lost.cancelled() => Err("lost the connection to the system bus".into()),
+    };
+    if let Err(e) = &outcome {
+        tracing::error!("{e}: ending every call and stopping");
+    }
+    let stopping = async {
+        agent.hang_up_all(Duration::from_secs(3)).await;
+        stop.cancel();
+        for task in registrations {
+            task.await.ok();
+        }
+    };
+    if tokio::time::timeout(STOP_PATIENCE, stopping).await.is_err() {
+        tracing::warn!("stopping took too long: leaving");
     }
     agent.stack.shutdown();
-    Ok(())
+    outcome
 }

@@ -1,5 +1,5 @@
-//! `org.doorphone.Sip1` on the bus, and one `org.doorphone.Sip1.Call` object per
-//! call in progress.
+//! `org.doorphone.Sip1` on the bus, one `org.doorphone.Sip1.Call` object per
+//! call in progress, and the agent's [`Event`]s as signals and properties.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,8 +9,11 @@ use zbus::interface;
 use zbus::object_server::SignalEmitter;
 use zbus::{ObjectPath, OwnedObjectPath, OwnedVariant as OwnedValue};
 
-use crate::agent::{Agent, CallShared, Command};
-use crate::policy::Via;
+use crate::agent::Agent;
+use crate::call::{CallShared, Command};
+use crate::events::{Announcer, Event};
+use crate::identity::Via;
+use crate::ports::BoxFuture;
 
 pub struct SipService {
     agent: Arc<Agent>,
@@ -55,26 +58,18 @@ impl SipService {
             Some(Ok(v)) => Some(v),
             Some(Err(_)) => return Err(Error::Invalid("video: must be a boolean".into())),
         };
-        match self.agent.dial(number, account, video).await {
-            Ok(call) => Ok(call.path.clone()),
-            Err(e) if e.starts_with("media") => Err(Error::Failed(e)),
-            Err(e) => Err(Error::Invalid(e)),
-        }
+        let call = self.agent.dial(number, account, video).await?;
+        Ok(call.path.clone())
     }
 
     /// Starts call button `button`'s group or sequence call (as a press of
     /// the physical button does).
     async fn press_button(&self, button: u16) -> Result<(), Error> {
-        crate::buttons::press(&self.agent, button)
-            .await
-            .map_err(|e| match e {
-                e if e.contains("not configured") => Error::NotFound(e),
-                e if e.starts_with("media") || e.contains("in progress") => Error::Failed(e),
-                e => Error::Invalid(e),
-            })
+        Ok(crate::buttons::press(&self.agent, button).await?)
     }
 
-    /// Ended calls, oldest first (the last 1000).
+    /// Ended and refused calls, oldest first (the last 1000 calls and the last
+    /// 100 refusals).
     async fn history(&self) -> Vec<HistoryEntry> {
         self.agent.history.list().await
     }
@@ -105,13 +100,24 @@ impl SipService {
         self.agent.settings().revision
     }
 
-    /// An incoming call was refused by the call policy.
+    /// An incoming call was refused by the call policy; `reason` is one of
+    /// `untrusted_source`, `not_whitelisted`, `dnd`, `busy`,
+    /// `door_codes_locked`.
     #[zbus(signal)]
     async fn call_refused(
         emitter: &SignalEmitter<'_>,
         caller: &str,
         code: u16,
         reason: &str,
+    ) -> zbus::Result<()>;
+
+    /// Five wrong door codes within ten minutes: DTMF door opening is locked
+    /// for `caller` until `until` (Unix milliseconds).
+    #[zbus(signal)]
+    async fn door_codes_locked(
+        emitter: &SignalEmitter<'_>,
+        caller: &str,
+        until: u64,
     ) -> zbus::Result<()>;
 
     /// A call changed state; `reason` says why.
@@ -157,46 +163,49 @@ pub struct CallObject {
     call: Arc<CallShared>,
 }
 
-fn failed(e: String) -> Error {
-    Error::Failed(e)
-}
-
 #[interface(name = "org.doorphone.Sip1.Call")]
 impl CallObject {
     /// Answers a ringing incoming call.
     async fn answer(&self) -> Result<(), Error> {
-        self.call.ask(Command::Answer).await.map_err(failed)
+        Ok(self.call.ask(Command::Answer).await?)
     }
 
     /// Ends the call: refuses it while it rings, cancels it while it dials, BYE
     /// once answered.
     async fn hangup(&self) -> Result<(), Error> {
-        self.call.ask(Command::Hangup).await.map_err(failed)
+        Ok(self.call.ask(Command::Hangup).await?)
     }
 
     /// Holds an answered call.
     async fn hold(&self) -> Result<(), Error> {
-        self.call.ask(Command::Hold).await.map_err(failed)
+        Ok(self.call.ask(Command::Hold).await?)
     }
 
     /// Resumes a held call.
     async fn resume(&self) -> Result<(), Error> {
-        self.call.ask(Command::Resume).await.map_err(failed)
+        Ok(self.call.ask(Command::Resume).await?)
     }
 
     #[zbus(property)]
     fn state(&self) -> String {
-        self.call.props().state
+        self.call.state().as_str().to_owned()
     }
 
     #[zbus(property)]
     fn direction(&self) -> String {
-        self.call.props().direction
+        self.call.props().direction.as_str().to_owned()
     }
 
+    /// What the peer's header names it (shown, not trusted).
     #[zbus(property)]
     fn remote(&self) -> String {
         self.call.props().remote
+    }
+
+    /// Who the door phone verified the peer to be.
+    #[zbus(property)]
+    fn identity(&self) -> String {
+        self.call.props().identity
     }
 
     #[zbus(property)]
@@ -206,7 +215,12 @@ impl CallObject {
 
     #[zbus(property)]
     fn media_mode(&self) -> String {
-        self.call.props().media_mode
+        if self.call.props().video {
+            "video"
+        } else {
+            "audio"
+        }
+        .to_owned()
     }
 
     #[zbus(property)]
@@ -221,7 +235,11 @@ impl CallObject {
 
     #[zbus(property)]
     fn end_reason(&self) -> String {
-        self.call.props().end_reason
+        self.call
+            .props()
+            .end_reason
+            .map_or("", |r| r.as_str())
+            .to_owned()
     }
 
     #[zbus(property)]
@@ -240,129 +258,109 @@ fn log(result: zbus::Result<()>) {
     }
 }
 
-async fn sip_iface(
-    conn: &zbus::Connection,
-) -> Option<zbus::object_server::InterfaceRef<SipService>> {
-    conn.object_server()
-        .interface::<_, SipService>(OBJECT_PATH)
-        .await
-        .ok()
+/// The agent's events on the bus.
+pub struct BusAnnouncer {
+    conn: zbus::Connection,
 }
 
-/// Puts a call's object on the bus and announces it.
-pub async fn publish(agent: &Arc<Agent>, call: &Arc<CallShared>) {
-    let object = CallObject { call: call.clone() };
-    if let Err(e) = agent.conn.object_server().at(&call.path, object).await {
-        tracing::warn!("cannot serve {}: {e}", call.path);
+impl BusAnnouncer {
+    pub fn new(conn: zbus::Connection) -> BusAnnouncer {
+        BusAnnouncer { conn }
     }
-    let p = call.props();
-    if let Some(iface) = sip_iface(&agent.conn).await {
+
+    async fn sip(&self) -> Option<zbus::object_server::InterfaceRef<SipService>> {
+        self.conn
+            .object_server()
+            .interface::<_, SipService>(OBJECT_PATH)
+            .await
+            .ok()
+    }
+
+    async fn emit(&self, event: Event<'_>) {
+        let Some(iface) = self.sip().await else {
+            return;
+        };
         let emitter = iface.signal_emitter();
-        log(SipService::call_state_changed(emitter, call.path.as_ref(), &p.state, "new").await);
-        log(iface.get().await.calls_changed(emitter).await);
+        match event {
+            Event::CallAdded(call) => {
+                let object = CallObject { call: call.clone() };
+                if let Err(e) = self.conn.object_server().at(&call.path, object).await {
+                    tracing::warn!("cannot serve {}: {e}", call.path);
+                }
+                let state = call.state().as_str();
+                log(
+                    SipService::call_state_changed(emitter, call.path.as_ref(), state, "new").await,
+                );
+                log(iface.get().await.calls_changed(emitter).await);
+            }
+            Event::CallState(call, state, reason) => {
+                if let Ok(object) = self
+                    .conn
+                    .object_server()
+                    .interface::<_, CallObject>(&call.path)
+                    .await
+                {
+                    log(object
+                        .get()
+                        .await
+                        .state_changed(object.signal_emitter())
+                        .await);
+                }
+                log(SipService::call_state_changed(
+                    emitter,
+                    call.path.as_ref(),
+                    state.as_str(),
+                    reason,
+                )
+                .await);
+            }
+            Event::CallRemoved(call) => {
+                self.conn
+                    .object_server()
+                    .remove::<CallObject, _>(&call.path)
+                    .await
+                    .ok();
+                log(iface.get().await.calls_changed(emitter).await);
+            }
+            Event::ActiveCallChanged => {
+                log(iface.get().await.active_call_changed(emitter).await);
+            }
+            Event::CallRefused {
+                caller,
+                code,
+                reason,
+            } => log(SipService::call_refused(emitter, caller, code, reason.as_str()).await),
+            Event::DoorCodesLocked { caller, until } => {
+                log(SipService::door_codes_locked(emitter, caller, until).await)
+            }
+            Event::AccountChanged(status) => {
+                log(SipService::account_state_changed(
+                    emitter,
+                    status.id,
+                    &status.state,
+                    status.code,
+                    &status.reason,
+                )
+                .await);
+                log(iface.get().await.accounts_changed(emitter).await);
+            }
+            Event::ConfigRevision => {
+                log(iface.get().await.config_revision_changed(emitter).await);
+            }
+            Event::ButtonCallFinished {
+                button,
+                outcome,
+                answered_by,
+            } => log(SipService::button_call_finished(emitter, button, outcome, answered_by).await),
+            Event::ActionFailed { action, error } => {
+                log(SipService::action_failed(emitter, action, error).await)
+            }
+        }
     }
 }
 
-/// Takes an ended call's object off the bus.
-pub async fn unpublish(conn: &zbus::Connection, call: &Arc<CallShared>) {
-    conn.object_server()
-        .remove::<CallObject, _>(&call.path)
-        .await
-        .ok();
-    if let Some(iface) = sip_iface(conn).await {
-        log(iface
-            .get()
-            .await
-            .calls_changed(iface.signal_emitter())
-            .await);
-    }
-}
-
-pub async fn call_state_changed(
-    conn: &zbus::Connection,
-    call: &CallShared,
-    state: &str,
-    reason: &str,
-) {
-    if let Ok(iface) = conn
-        .object_server()
-        .interface::<_, CallObject>(&call.path)
-        .await
-    {
-        log(iface
-            .get()
-            .await
-            .state_changed(iface.signal_emitter())
-            .await);
-    }
-    if let Some(iface) = sip_iface(conn).await {
-        log(SipService::call_state_changed(
-            iface.signal_emitter(),
-            call.path.as_ref(),
-            state,
-            reason,
-        )
-        .await);
-    }
-}
-
-pub async fn active_call_changed(conn: &zbus::Connection) {
-    if let Some(iface) = sip_iface(conn).await {
-        log(iface
-            .get()
-            .await
-            .active_call_changed(iface.signal_emitter())
-            .await);
-    }
-}
-
-pub async fn call_refused(conn: &zbus::Connection, caller: &str, code: u16, reason: &str) {
-    if let Some(iface) = sip_iface(conn).await {
-        log(SipService::call_refused(iface.signal_emitter(), caller, code, reason).await);
-    }
-}
-
-pub async fn account_changed(conn: &zbus::Connection, status: &AccountStatus) {
-    if let Some(iface) = sip_iface(conn).await {
-        let emitter = iface.signal_emitter();
-        log(SipService::account_state_changed(
-            emitter,
-            status.id,
-            &status.state,
-            status.code,
-            &status.reason,
-        )
-        .await);
-        log(iface.get().await.accounts_changed(emitter).await);
-    }
-}
-
-pub async fn config_revision_changed(conn: &zbus::Connection) {
-    if let Some(iface) = sip_iface(conn).await {
-        log(iface
-            .get()
-            .await
-            .config_revision_changed(iface.signal_emitter())
-            .await);
-    }
-}
-
-pub async fn button_call_finished(
-    conn: &zbus::Connection,
-    button: u16,
-    outcome: &str,
-    answered_by: &str,
-) {
-    if let Some(iface) = sip_iface(conn).await {
-        log(
-            SipService::button_call_finished(iface.signal_emitter(), button, outcome, answered_by)
-                .await,
-        );
-    }
-}
-
-pub async fn action_failed(conn: &zbus::Connection, action: &str, error: &str) {
-    if let Some(iface) = sip_iface(conn).await {
-        log(SipService::action_failed(iface.signal_emitter(), action, error).await);
+impl Announcer for BusAnnouncer {
+    fn announce<'a>(&'a self, event: Event<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(self.emit(event))
     }
 }
