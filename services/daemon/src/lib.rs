@@ -7,13 +7,16 @@ use std::process::ExitCode;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Logs to stderr at `RUST_LOG`'s levels (`info` when unset), runs `service`,
+/// Logs to stderr at `RUST_LOG`'s levels (`info` when unset, the SIP stack's
+/// own at `error`), runs `service`,
 /// and turns its outcome into the exit code (an error is logged first).
 pub async fn run<E: std::fmt::Display>(service: impl Future<Output = Result<(), E>>) -> ExitCode {
+    // The SIP stack logs every message it handles at INFO, which under attack
+    // would fill a device's flash: only its errors unless asked for.
+    let default = || tracing_subscriber::EnvFilter::new("info,rsipstack=error");
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default()),
         )
         .with_writer(std::io::stderr)
         .init();
