@@ -8,6 +8,7 @@
 pub mod audio;
 pub mod bench;
 pub mod compat;
+pub mod rig;
 pub mod servers;
 pub mod sip;
 
@@ -116,6 +117,12 @@ impl Bus {
         })
     }
 
+    /// Kills the bus daemon, as a crash would: every client loses the bus.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A client connection, as root.
     pub async fn connect(&self) -> Result<zbus::Connection> {
         Ok(zbus::connection::Builder::address(self.address.as_str())
@@ -210,6 +217,23 @@ impl Service {
             .args(["-TERM", &child.id().to_string()])
             .status();
         child.wait().ok()
+    }
+
+    /// Waits at most `patience` for the process to exit by itself.
+    pub async fn exited(&mut self, patience: Duration) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("the service is not running")?;
+        let waited = tokio::time::timeout(
+            patience,
+            tokio::task::spawn_blocking(move || {
+                let status = child.wait();
+                (child, status)
+            }),
+        )
+        .await;
+        match waited {
+            Ok(joined) => Ok(joined?.1?),
+            Err(_) => bail!("the service still runs after {patience:?}"),
+        }
     }
 
     /// The process id, while it runs.

@@ -235,6 +235,75 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
     s
 }
 
+/// A caller whose INVITE carries no SDP (RFC 3261's late offer, as some PBXes
+/// and SBCs send it): the door phone's 200 must hold an offer; the caller's
+/// answer goes in the ACK, with its RTP at `media_port`; it hangs up after
+/// `hang_up_after`.
+pub fn late_offer_caller(
+    user: &str,
+    from_user: &str,
+    media_port: u16,
+    hang_up_after: Duration,
+) -> String {
+    let mut s = String::from(HEAD);
+    s += &invite(user, from_user, false)
+        .replace("      Content-Type: application/sdp\n", "")
+        .replace(
+            &format!("Content-Length: [len]\n\n{}", sdp(false)),
+            "Content-Length: 0\n",
+        );
+    s += r#"  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="1">
+    <action>
+      <ereg regexp="m=audio [0-9]+ RTP/AVP" search_in="body" check_it="true" assign_to="offer"/>
+    </action>
+  </recv>
+  <Reference variables="offer"/>
+"#;
+    s += &in_dialog("ACK", user, from_user, 1).replace(
+        "Content-Length: 0",
+        &format!(
+            "Content-Type: application/sdp\n      Content-Length: [len]\n\n{}",
+            sdp(false).replace("[auto_media_port]", &media_port.to_string())
+        ),
+    );
+    s += &format!(
+        "  <pause milliseconds=\"{}\"/>\n",
+        hang_up_after.as_millis()
+    );
+    s += &in_dialog("BYE", user, from_user, 2);
+    s += r#"  <recv response="200"/>
+</scenario>
+"#;
+    s
+}
+
+/// A request line of the caller's making (`FROBNICATE sip:door@... SIP/2.0`,
+/// `OPTIONS ... SIP/7.0`) that must get the final answer `expect`.
+pub fn odd_request(method: &str, version: &str, user: &str, expect: u16) -> String {
+    let mut s = String::from(HEAD);
+    s += &format!(
+        r#"  <send retrans="500">
+    <![CDATA[
+      {method} sip:{user}@[remote_ip]:[remote_port] {version}
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{user}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 {method}
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="{expect}"/>
+</scenario>
+"#
+    );
+    s
+}
+
 /// A caller whose call the door phone holds and resumes (a page barging in):
 /// after the answer it accepts `holds` pairs of re-INVITEs, the first of each
 /// answered `recvonly` and the second `sendrecv`, then hangs up after
@@ -660,6 +729,101 @@ fn parse_stamp(stamp: &str) -> Option<f64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146097 + doe - 719468;
     Some((days * 86400 + h * 3600 + min * 60) as f64 + sec)
+}
+
+/// A SIP peer that writes its datagrams by hand, byte for byte: for requests
+/// no real user agent would send (a NUL in the SDP, another SIP version, a
+/// method nobody knows, a spoofed identity).
+pub struct RawPeer {
+    socket: tokio::net::UdpSocket,
+}
+
+impl RawPeer {
+    /// Binds a free port on `ip` (any 127.0.0.0/8 address).
+    pub async fn bind(ip: &str) -> Result<RawPeer> {
+        Ok(RawPeer {
+            socket: tokio::net::UdpSocket::bind((ip, 0)).await?,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().expect("a bound socket")
+    }
+
+    pub async fn send(&self, to: SocketAddr, datagram: &[u8]) -> Result<()> {
+        self.socket.send_to(datagram, to).await?;
+        Ok(())
+    }
+
+    /// The next datagram that arrives within `patience`, as text.
+    pub async fn receive(&self, patience: Duration) -> Option<String> {
+        let mut buf = vec![0u8; 65536];
+        let (len, _) = tokio::time::timeout(patience, self.socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    /// The next final response (provisional ones skipped) within `patience`.
+    pub async fn final_response(&self, patience: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let text = self.receive(left).await?;
+            if !text.starts_with("SIP/2.0 1") {
+                return Some(text);
+            }
+        }
+    }
+
+    /// A request from this peer to `user` at `agent`, well formed but for
+    /// what the caller puts in: `method`, the From user, extra header lines
+    /// and the body (with its Content-Length).
+    pub fn request(
+        &self,
+        method: &str,
+        user: &str,
+        agent: SocketAddr,
+        from_user: &str,
+        extra: &[&str],
+        body: &[u8],
+    ) -> Vec<u8> {
+        let me = self.addr();
+        let n = RAW_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut head = format!(
+            "{method} sip:{user}@{agent} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-raw-{n}\r\n\
+             From: <sip:{from_user}@{me}>;tag=raw{n}\r\n\
+             To: <sip:{user}@{agent}>\r\n\
+             Call-ID: raw-{n}@{me}\r\n\
+             CSeq: 1 {method}\r\n\
+             Contact: <sip:{from_user}@{me}>\r\n\
+             Max-Forwards: 70\r\n"
+        );
+        for line in extra {
+            head.push_str(line);
+            head.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/sdp\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+static RAW_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// An SDP offer of PCMU from `ip`, port `port`, as a plain phone makes it.
+pub fn plain_offer(ip: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=raw 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    )
 }
 
 /// Starts the SIP agent on `bus` as its own user, listening on a free loopback

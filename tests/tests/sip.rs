@@ -2,290 +2,21 @@
 //! their own users on a private bus, and SIPp as callers, callees and registrars
 //! on loopback.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use doorphone_interfaces::media;
 use doorphone_interfaces::relay::Relay1Proxy;
-use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy, account_state};
+use doorphone_interfaces::sip::{self, account_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
+use doorphone_system_tests::rig::{
+    Rig, WAIT, account, between, contact, next_end, next_refusal, now_ms,
+};
 use doorphone_system_tests::servers::{FTP_SERVER, HTTP_SERVER, SMTP_SERVER, Server, closed_port};
-use doorphone_system_tests::sip::{
-    Callee, Caller, Sipp, Traced, callee, caller, free_port, registrar, start_agent,
-};
-use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, Service, applied, chown_to, reconfigure, start_config,
-};
+use doorphone_system_tests::sip::{Callee, Caller, Sipp, Traced, callee, free_port, registrar};
+use doorphone_system_tests::{PATIENCE, chown_to};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-
-struct Rig {
-    _bus: Bus,
-    _db: ConfigDb,
-    _config: Service,
-    _media: Service,
-    _relay: Option<Service>,
-    sip: Option<Service>,
-    dir: tempfile::TempDir,
-    conn: zbus::Connection,
-    port: u16,
-}
-
-impl Rig {
-    /// Config (with `change` applied to its document), media with test sources
-    /// and an RTP timeout of `rtp_timeout` seconds, and the SIP agent.
-    async fn start(rtp_timeout: u32, change: impl FnOnce(&mut Value)) -> Rig {
-        Rig::start_with_sink(rtp_timeout, None, change).await
-    }
-
-    /// As `start`; the speaker writes to `speaker` (a WAV file) when given.
-    async fn start_with_sink(
-        rtp_timeout: u32,
-        speaker: Option<&Path>,
-        change: impl FnOnce(&mut Value),
-    ) -> Rig {
-        Rig::start_full(rtp_timeout, speaker, false, &[], change).await
-    }
-
-    /// As `start_with_sink`, with the relay service (simulated GPIO) when `relay`.
-    async fn start_full(
-        rtp_timeout: u32,
-        speaker: Option<&Path>,
-        with_relay: bool,
-        sip_args: &[String],
-        change: impl FnOnce(&mut Value),
-    ) -> Rig {
-        let bus = Bus::start().unwrap();
-        let db = ConfigDb::new().unwrap();
-        let config = start_config(&bus, &db).await.unwrap();
-        let conn = bus.connect().await.unwrap();
-        reconfigure(&conn, |doc| {
-            doc["calls"]["auto_answer"] =
-                json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
-            change(doc);
-        })
-        .await
-        .unwrap();
-
-        let dir = tempfile::Builder::new()
-            .prefix("doorphone-sip")
-            .tempdir()
-            .unwrap();
-        chown_to(dir.path(), "doorphone-media").unwrap();
-        let media = doorphone_system_tests::start_media(
-            &bus,
-            &[
-                "--audio-sink".into(),
-                speaker.map_or("fake".into(), |p| format!("file:{}", p.display())),
-                "--video-source".into(),
-                "test".into(),
-                "--rtp-timeout".into(),
-                rtp_timeout.to_string(),
-                "--address".into(),
-                "127.0.0.1".into(),
-            ],
-            &dir.path().join("media.log"),
-        )
-        .await
-        .unwrap();
-        let relay_service = if with_relay {
-            Some(
-                doorphone_system_tests::start_sim_relay(&bus, dir.path())
-                    .await
-                    .unwrap(),
-            )
-        } else {
-            None
-        };
-        let (sip, port) = start_agent(&bus, dir.path(), sip_args).await.unwrap();
-        Rig {
-            _bus: bus,
-            _db: db,
-            _config: config,
-            _media: media,
-            _relay: relay_service,
-            sip: Some(sip),
-            dir,
-            conn,
-            port,
-        }
-    }
-
-    fn agent(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    async fn proxy(&self) -> Sip1Proxy<'static> {
-        Sip1Proxy::builder(&self.conn)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .unwrap()
-    }
-
-    /// The agent's call state changes from now on.
-    async fn states(&self) -> doorphone_interfaces::sip::CallStateChangedStream {
-        self.proxy()
-            .await
-            .receive_call_state_changed()
-            .await
-            .unwrap()
-    }
-
-    /// The call object at `path`, its properties read afresh each time.
-    async fn call_object(&self, path: zbus::OwnedObjectPath) -> CallProxy<'static> {
-        CallProxy::builder(&self.conn)
-            .path(path)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .unwrap()
-    }
-
-    /// The answered call.
-    async fn active_call(&self) -> CallProxy<'static> {
-        let path = self.proxy().await.active_call().await.unwrap();
-        assert_ne!(path.as_str(), "/", "no call is answered");
-        self.call_object(path).await
-    }
-
-    /// Changes the configuration while everything runs, and waits until the
-    /// agent applies it.
-    async fn reconfigure(&self, change: impl FnOnce(&mut Value)) {
-        let revision = reconfigure(&self.conn, change).await.unwrap();
-        applied(
-            &self.conn,
-            sip::BUS_NAME,
-            sip::OBJECT_PATH,
-            sip::INTERFACE,
-            revision,
-        )
-        .await
-        .unwrap();
-    }
-
-    /// A SIPp caller calling `user` as `from_user`.
-    fn call(&self, name: &str, user: &str, from_user: &str, video: bool, expect: Caller) -> Sipp {
-        Sipp::start(
-            self.dir.path(),
-            name,
-            &caller(user, from_user, video, &expect),
-            free_port(),
-            Some(self.agent()),
-            &[],
-        )
-        .unwrap()
-    }
-
-    /// A SIPp caller at another loopback address (`127.0.0.2`: another host
-    /// to the door phone) calling `user` as `from_user`.
-    fn call_at(&self, name: &str, ip: &str, user: &str, from_user: &str, expect: Caller) -> Sipp {
-        Sipp::start_at(
-            self.dir.path(),
-            name,
-            &caller(user, from_user, false, &expect),
-            ip.parse().unwrap(),
-            Some(self.agent()),
-            &[],
-        )
-        .unwrap()
-    }
-
-    /// A whole call from `from_user` to the door phone (audio only), as
-    /// `expect` scripts it; fails with the agent's log when it does not go so.
-    async fn call_through(&self, name: &str, from_user: &str, expect: Caller) {
-        self.call(name, "door", from_user, false, expect)
-            .succeeds(WAIT)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", self.sip_log()));
-    }
-
-    /// A SIPp callee on its own port.
-    fn callee(&self, name: &str, behaviour: Callee) -> Sipp {
-        Sipp::start(
-            self.dir.path(),
-            name,
-            &callee(&behaviour),
-            free_port(),
-            None,
-            &[],
-        )
-        .unwrap()
-    }
-
-    /// Media sessions alive now.
-    async fn media_sessions(&self) -> usize {
-        let xml = zbus::fdo::IntrospectableProxy::builder(&self.conn)
-            .destination(media::BUS_NAME)
-            .path("/org/doorphone/Media1/session")
-            .build()
-            .await
-            .unwrap()
-            .introspect()
-            .await
-            .unwrap_or_default();
-        xml.matches("<node name=").count()
-    }
-
-    fn sip_log(&self) -> String {
-        self.sip.as_ref().map(Service::log).unwrap_or_default()
-    }
-}
-
-fn account(id: u32, user: &str, server: &str, password: &str) -> Value {
-    json!({
-        "id": id, "enabled": true, "label": format!("Account {id}"), "display_name": "Door",
-        "user": user, "auth_user": user, "password": password, "server": server,
-        "transport": "udp", "register_expires": 60,
-    })
-}
-
-fn contact(id: u32, number: &str, whitelist: bool) -> Value {
-    json!({"id": id, "name": number, "number": number, "account": "auto", "whitelist": whitelist})
-}
-
-/// Seconds between the first message matching `a` and the first after it
-/// matching `b`.
-fn between(messages: &[Traced], a: impl Fn(&Traced) -> bool, b: impl Fn(&Traced) -> bool) -> f64 {
-    let start = messages
-        .iter()
-        .position(&a)
-        .expect("the first message is in the trace");
-    let end = messages[start..]
-        .iter()
-        .find(|m| b(m))
-        .expect("the second message is in the trace");
-    end.at - messages[start].at
-}
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// The caller, code and reason of the next refusal.
-async fn next_refusal(refused: &mut sip::CallRefusedStream) -> (String, u16, String) {
-    let signal = tokio::time::timeout(PATIENCE, refused.next())
-        .await
-        .expect("a refusal is signalled")
-        .unwrap();
-    let args = signal.args().unwrap();
-    (args.caller.to_owned(), args.code, args.reason.to_owned())
-}
-
-/// The reason of the next call that ends.
-async fn next_end(states: &mut doorphone_interfaces::sip::CallStateChangedStream) -> String {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let s = states.next().await.expect("the agent stays on the bus");
-            let a = s.args().unwrap();
-            if a.state == sip::call_state::ENDED {
-                return a.reason.to_owned();
-            }
-        }
-    })
-    .await
-    .expect("a call ends")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn whitelist_lets_contacts_ring_and_refuses_strangers_without_media() {
@@ -1022,20 +753,6 @@ async fn door_rig(authority: &str) -> Rig {
     .await
 }
 
-impl Rig {
-    /// The relays the simulated GPIO energised so far, in order.
-    fn relays_energised(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("relay/relays.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.get(2) == Some(&"on")).then(|| f[1].to_owned())
-            })
-            .collect()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dtmf_code_opens_its_door_and_the_call_ends_after_the_hang_up_time() {
     doorphone_system_tests::require_root();
@@ -1125,7 +842,7 @@ async fn wrong_codes_open_nothing_and_five_lock_the_caller_out() {
         .unwrap();
     let args = signal.args().unwrap();
     assert!(args.caller.starts_with("sip:127.0.0.1:"), "{}", args.caller);
-    let minutes = (args.until as f64 - doorphone_sip_now_ms()) / 60_000.0;
+    let minutes = (args.until as f64 - now_ms()) / 60_000.0;
     assert!(
         (9.0..=10.0).contains(&minutes),
         "locked for {minutes:.2} min"
@@ -1162,13 +879,6 @@ async fn wrong_codes_open_nothing_and_five_lock_the_caller_out() {
             .any(|h| h.end_reason == "door_codes_locked" && h.code == 403),
         "the refused call is in the history"
     );
-}
-
-fn doorphone_sip_now_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as f64
 }
 
 #[tokio::test(flavor = "multi_thread")]
