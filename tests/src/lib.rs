@@ -8,6 +8,7 @@
 pub mod audio;
 pub mod bench;
 pub mod compat;
+pub mod fuzz;
 pub mod rig;
 pub mod servers;
 pub mod sip;

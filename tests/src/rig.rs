@@ -175,6 +175,19 @@ impl Rig {
         .unwrap()
     }
 
+    /// Any caller scenario, run from `ip` (a loopback address) at the agent.
+    pub fn scenario_at(&self, name: &str, ip: &str, scenario: &str) -> Sipp {
+        Sipp::start_at(
+            self.dir.path(),
+            name,
+            scenario,
+            ip.parse().unwrap(),
+            Some(self.agent()),
+            &[],
+        )
+        .unwrap()
+    }
+
     /// A SIPp caller at another loopback address (`127.0.0.2`: another host
     /// to the door phone) calling `user` as `from_user`.
     pub fn call_at(

@@ -142,6 +142,9 @@ pub enum Caller {
     AnsweredUntilBye,
     /// 200 OK, never acknowledged: the caller goes away.
     AnsweredWithoutAck,
+    /// 200 OK; after `wait` the caller sends `info` as SIP INFO, then waits
+    /// for the door phone's BYE.
+    DigitsLater { wait: Duration, info: &'static str },
     /// 200 OK; the caller presses `rtp` as RFC 4733 events (`0-9*#A-D`), then
     /// `info` as SIP INFO `application/dtmf-relay`;
     /// then hangs up itself (`hang_up`) or waits for the door phone's BYE.
@@ -216,6 +219,29 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
                 s += &respond("200 OK", false).replace(";tag=[pid]SIPpTag01[call_number]", "");
             }
         }
+        Caller::DigitsLater { wait, info } => {
+            s += r#"  <recv response="180" optional="true"/>
+  <recv response="200" rtd="1"/>
+"#;
+            s += &in_dialog("ACK", user, from_user, 1);
+            s += &format!("  <pause milliseconds=\"{}\"/>\n", wait.as_millis());
+            let last = info.chars().count().saturating_sub(1);
+            for (n, digit) in info.chars().enumerate() {
+                let body = format!("Signal={digit}\nDuration=160\n");
+                s += &in_dialog("INFO", user, from_user, 2 + n as u32).replace(
+                    "Content-Length: 0",
+                    &format!("Content-Type: application/dtmf-relay\n      Content-Length: [len]\n\n{body}"),
+                );
+                s += if n == last {
+                    "  <recv response=\"200\" optional=\"true\"/>\n"
+                } else {
+                    "  <recv response=\"200\"/>\n"
+                };
+            }
+            s += r#"  <recv request="BYE"/>
+"#;
+            s += &respond("200 OK", false).replace(";tag=[pid]SIPpTag01[call_number]", "");
+        }
         Caller::AnsweredWithoutAck => {
             s += r#"  <recv response="180" optional="true"/>
   <recv response="200" rtd="1"/>
@@ -233,6 +259,29 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
     }
     s += "</scenario>\n";
     s
+}
+
+/// `scenario` with `headers` added to its INVITE (`P-Asserted-Identity: ...`).
+pub fn with_headers(scenario: &str, headers: &[&str]) -> String {
+    let at = scenario
+        .find("      Max-Forwards: 70\n")
+        .expect("a scenario with an INVITE");
+    let mut lines = String::new();
+    for h in headers {
+        lines.push_str("      ");
+        lines.push_str(h);
+        lines.push('\n');
+    }
+    format!("{}{lines}{}", &scenario[..at], &scenario[at..])
+}
+
+/// `scenario` with its From URIs claiming to be `uri` (`sip:friend@pbx`),
+/// tags kept: a header anyone can write.
+pub fn from_as(scenario: &str, from_user: &str, uri: &str) -> String {
+    scenario.replace(
+        &format!("From: <sip:{from_user}@[local_ip]:[local_port]>"),
+        &format!("From: <{uri}>"),
+    )
 }
 
 /// A caller whose INVITE carries no SDP (RFC 3261's late offer, as some PBXes

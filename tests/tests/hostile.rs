@@ -196,7 +196,11 @@ async fn hostile_datagrams_leave_the_agent_on_the_bus_and_answering() {
     );
     for (n, datagram) in corpus.iter().enumerate() {
         // The corpus names the agent by a placeholder: its port is new each run.
-        let datagram = replace_bytes(datagram, b"AGENT", rig.agent().to_string().as_bytes());
+        let datagram = doorphone_system_tests::fuzz::replace(
+            datagram,
+            b"AGENT",
+            rig.agent().to_string().as_bytes(),
+        );
         peer.send(rig.agent(), &datagram).await.unwrap();
         if n % 10 == 9 {
             pings(&rig).await;
@@ -207,27 +211,42 @@ async fn hostile_datagrams_leave_the_agent_on_the_bus_and_answering() {
     assert!(rig.sip.as_ref().unwrap().pid().is_some());
 }
 
-fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 /// Seconds since the Unix epoch now, as SIPp's trace stamps them.
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_fuzz_run_leaves_the_agent_answering() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |_| {}).await;
+    let probe = RawPeer::bind("127.0.0.9").await.unwrap();
+    let alive = || async {
+        let options = probe.request("OPTIONS", "door", rig.agent(), "probe", &[], b"");
+        probe.send(rig.agent(), &options).await?;
+        let answer = probe
+            .final_response(PATIENCE)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no answer to OPTIONS"))?;
+        anyhow::ensure!(answer.starts_with("SIP/2.0 200"), "OPTIONS got {answer}");
+        pings(&rig).await;
+        Ok(())
+    };
+    let report = doorphone_system_tests::fuzz::run(
+        rig.agent(),
+        &repo_root().join("tests/fuzz/sip-corpus"),
+        2000,
+        7,
+        250,
+        alive,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
+    assert!(report.sent >= 1900, "{report:?}");
+    answers(&rig, "after").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,7 @@
 //! - `test`: installs what is missing, then fmt, clippy, the Yocto layer's checks
 //!   (crate list, oelint-adv), unit and system tests.
 //! - `bench`: the benchmarks, with the figures the issues ask for.
+//! - `fuzz`: mutated hostile datagrams against the running SIP agent.
 //! - `assets`: shell completions and the man page of `doorctl`.
 //! - `yocto-crates`: the Yocto layer's crate list, generated from `Cargo.lock`.
 
@@ -43,6 +44,19 @@ enum Task {
     },
     /// Run the benchmarks and print the figures.
     Bench,
+    /// Fuzz the SIP agent's intake with mutated hostile datagrams (the real
+    /// bus, config and media behind it).
+    Fuzz {
+        /// Datagrams to send.
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// The run's seed (the same seed sends the same datagrams).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Keep inputs that drew a new answer in this folder.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
     /// Write shell completions and the man page of doorctl to target/assets.
     Assets,
     /// Write the Yocto layer's doorphone-crates.inc from Cargo.lock.
@@ -59,6 +73,7 @@ fn main() -> ExitCode {
         Task::Run { release } => appliance::run(release),
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Bench => bench(),
+        Task::Fuzz { count, seed, save } => fuzz(count, seed, save),
         Task::Assets => assets().map(|dir| println!("wrote {}", dir.display())),
         Task::YoctoCrates { check } => yocto::crates(check),
     };
@@ -150,6 +165,37 @@ fn test(cargo_args: &[String]) -> Result<()> {
     tests.args(["test", "--workspace"]).args(cargo_args);
     summary::cargo_test(tests)?;
     Ok(())
+}
+
+fn fuzz(count: usize, seed: u64, save: Option<PathBuf>) -> Result<()> {
+    deps::ensure(&[deps::RUN, deps::TEST])?;
+    if !is_root() {
+        bail!("the fuzzer runs the services as their own users: run it as root");
+    }
+    ensure_users()?;
+    run_step(
+        "build",
+        cargo().args(["build", "--release", "--workspace", "--bins"]),
+    )?;
+    let mut run = cargo();
+    run.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "doorphone-system-tests",
+        "--bin",
+        "sip-fuzz",
+        "--",
+        "--count",
+        &count.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    if let Some(dir) = save {
+        run.arg("--save").arg(dir);
+    }
+    run_step("fuzzing the SIP agent", &mut run)
 }
 
 fn bench() -> Result<()> {

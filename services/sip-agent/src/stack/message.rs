@@ -102,9 +102,7 @@ impl Incoming {
             .and_then(|u| u.user().map(str::to_owned))
             .unwrap_or_default();
         let asserted = req.headers().iter().find_map(|h| match h {
-            Header::Other(name, value) if name.eq_ignore_ascii_case("P-Asserted-Identity") => {
-                Some(value.clone())
-            }
+            Header::PAssertedIdentity(value) => Some(value.value().to_owned()),
             _ => None,
         });
         let claims = Claims {
