@@ -218,6 +218,14 @@ impl Rig {
             .unwrap_or_else(|e| panic!("{name}: {e}\n{}", self.sip_log()));
     }
 
+    /// Hangs up every call in progress (after a fuzzer's INVITEs were
+    /// answered, say).
+    pub async fn hang_up_all(&self) {
+        for path in self.proxy().await.calls().await.unwrap_or_default() {
+            self.call_object(path).await.hangup().await.ok();
+        }
+    }
+
     /// A SIPp callee on its own port.
     pub fn callee(&self, name: &str, behaviour: Callee) -> Sipp {
         Sipp::start(

@@ -246,6 +246,7 @@ async fn a_short_fuzz_run_leaves_the_agent_answering() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
     assert!(report.sent >= 1900, "{report:?}");
+    rig.hang_up_all().await;
     answers(&rig, "after").await;
 }
 

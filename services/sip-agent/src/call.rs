@@ -1,7 +1,7 @@
 //! A call in progress as the rest of the agent and the bus see it: its
 //! properties, the commands its task takes, and who the other party is.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use doorphone_interfaces::sip::{CALL_PATH_PREFIX, CallState, EndReason};
@@ -11,7 +11,7 @@ use zbus::OwnedObjectPath;
 use crate::error::AgentError;
 use crate::identity::{Identity, Via};
 use crate::machine::active::DigitFrom;
-use crate::stack::Dialog;
+use crate::ports::Leg;
 
 /// Where a command's outcome goes.
 pub type Done = oneshot::Sender<Result<(), AgentError>>;
@@ -79,7 +79,7 @@ pub struct CallShared {
     pub path: OwnedObjectPath,
     pub props: Mutex<CallProps>,
     /// The answered dialog.
-    pub dialog: Mutex<Option<Dialog>>,
+    pub dialog: Mutex<Option<Arc<dyn Leg>>>,
     /// Who is at the other end, as the network proved it.
     pub peer: Identity,
     pub via: Via,
@@ -177,7 +177,8 @@ impl CallShared {
             .lock()
             .expect("call lock")
             .as_ref()
-            .is_some_and(Dialog::ended);
+            .as_ref()
+            .is_some_and(|d| d.ended());
         p.state.is_active() && p.confirmed && alive
     }
 }

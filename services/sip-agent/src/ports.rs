@@ -81,6 +81,39 @@ pub trait RelayPort: Send + Sync {
     fn open(&self, relay: String, source: &'static str) -> BoxFuture<'_, Result<(), String>>;
 }
 
+/// The SIP side of an answered call: what the call's task asks of its
+/// dialog. The stack's dialogs implement it; unit tests, a fake.
+pub trait Leg: Send + Sync {
+    /// Ends the answered call (BYE).
+    fn bye(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// A re-INVITE with `sdp`; the peer's answer, if it gave one.
+    fn reinvite(&self, sdp: String) -> BoxFuture<'_, Result<Option<String>, String>>;
+    /// The dialog has ended, even if its task has not heard yet.
+    fn ended(&self) -> bool;
+}
+
+impl Leg for crate::stack::Dialog {
+    fn bye(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            crate::stack::Dialog::bye(self)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn reinvite(&self, sdp: String) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async move {
+            crate::stack::Dialog::reinvite(self, &sdp)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn ended(&self) -> bool {
+        crate::stack::Dialog::ended(self)
+    }
+}
+
 /// Waits at most [`BUS_CALL_TIMEOUT`] for a bus call.
 async fn bounded<T>(call: impl Future<Output = Result<T, media::Error>>) -> Result<T, MediaError> {
     match tokio::time::timeout(BUS_CALL_TIMEOUT, call).await {

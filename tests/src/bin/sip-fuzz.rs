@@ -109,7 +109,9 @@ async fn main() -> Result<()> {
         rig.sip_log().len() - log_before,
         report.sent
     );
-    // The door still answers a real call.
+    // The door still answers a real call, once the calls the fuzzer's
+    // INVITEs started (auto-answered) are hung up.
+    rig.hang_up_all().await;
     rig.call_through(
         "after-fuzz",
         "200",

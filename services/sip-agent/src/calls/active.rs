@@ -15,7 +15,8 @@ use crate::call::{CallShared, Command};
 use crate::codes::info_digit;
 use crate::error::AgentError;
 use crate::machine::active::{Act, Active as Machine, DigitFrom, DtmfPaths};
-use crate::stack::{CallEvent, CallEvents, Dialog, Ended};
+use crate::ports::Leg;
+use crate::stack::{CallEvent, CallEvents, Ended};
 
 /// Sleeps until `at`, or forever when there is no deadline.
 pub(crate) async fn until(at: Option<Instant>) {
@@ -27,7 +28,7 @@ pub(crate) async fn until(at: Option<Instant>) {
 
 /// An answered call.
 pub struct Active {
-    pub dialog: Dialog,
+    pub dialog: Arc<dyn Leg>,
     pub events: CallEvents,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub session: String,
@@ -185,7 +186,7 @@ impl Active {
     /// media.
     async fn rehold(&self, agent: &Agent, hold: bool) -> Result<(), AgentError> {
         let offer = agent.media().hold(self.session.clone(), hold).await?;
-        match self.dialog.reinvite(&offer).await {
+        match self.dialog.reinvite(offer).await {
             Ok(Some(answer)) => agent
                 .media()
                 .set_remote(self.session.clone(), answer)

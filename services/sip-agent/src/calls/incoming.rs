@@ -115,7 +115,7 @@ impl Incoming {
                 }
                 agent.answered(&call).await;
                 active::Active {
-                    dialog: self.server.into(),
+                    dialog: Arc::new(crate::stack::Dialog::from(self.server)),
                     events: self.events,
                     commands: self.commands,
                     session: answered.session,

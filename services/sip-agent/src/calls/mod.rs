@@ -9,3 +9,6 @@
 pub mod active;
 pub mod incoming;
 pub mod outgoing;
+
+#[cfg(test)]
+mod tests;

@@ -71,7 +71,7 @@ pub async fn place(
                     tx.send((Outcome::Answered(i), by)).ok();
                 }
                 active::Active {
-                    dialog: leg.into(),
+                    dialog: Arc::new(crate::stack::Dialog::from(leg)),
                     events,
                     commands,
                     session,
