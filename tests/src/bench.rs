@@ -18,6 +18,68 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// What a flood of strangers' INVITEs got.
+#[derive(Debug)]
+pub struct Flood {
+    pub sent: usize,
+    /// Refusals that came back (the rest met the per-source silence).
+    pub refused: usize,
+    /// From the first INVITE sent to the agent answering a probe sent after
+    /// the last: the time it took to decide on all of them.
+    pub took: std::time::Duration,
+}
+
+/// Sends `count` INVITEs for the door to `agent`, round robin from `sources`
+/// loopback addresses (127.0.2.1 and up), as fast as they go; then an OPTIONS
+/// from 127.0.0.9, whose answer says the agent has read everything before.
+pub async fn flood(
+    agent: std::net::SocketAddr,
+    sources: usize,
+    count: usize,
+) -> anyhow::Result<Flood> {
+    use crate::sip::{RawPeer, plain_offer};
+    let mut peers = Vec::new();
+    for i in 0..sources {
+        peers.push(RawPeer::bind(&format!("127.0.2.{}", i + 1)).await?);
+    }
+    let sdp = plain_offer("127.0.2.1", 7000);
+    let requests: Vec<Vec<u8>> = (0..count)
+        .map(|n| peers[n % sources].request("INVITE", "door", agent, "666", &[], sdp.as_bytes()))
+        .collect();
+    let probe = RawPeer::bind("127.0.0.9").await?;
+    let started = std::time::Instant::now();
+    for (n, request) in requests.iter().enumerate() {
+        peers[n % sources].send(agent, request).await?;
+        if n % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+    }
+    probe
+        .send(
+            agent,
+            &probe.request("OPTIONS", "door", agent, "probe", &[], b""),
+        )
+        .await?;
+    probe
+        .final_response(std::time::Duration::from_secs(60))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the agent did not answer the probe after the flood"))?;
+    let took = started.elapsed();
+    let mut refused = 0;
+    for peer in &peers {
+        while let Some(answer) = peer.receive(std::time::Duration::from_millis(1)).await {
+            if answer.starts_with("SIP/2.0 403") {
+                refused += 1;
+            }
+        }
+    }
+    Ok(Flood {
+        sent: count,
+        refused,
+        took,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,6 +246,10 @@ fn bench() -> Result<()> {
     run_step(
         "Resolve in process (criterion)",
         cargo().args(["bench", "-p", "doorphone-config", "--bench", "resolve"]),
+    )?;
+    run_step(
+        "the SIP agent's intake in process: guard, identity, policy (criterion)",
+        cargo().args(["bench", "-p", "doorphone-sip", "--bench", "intake"]),
     )
 }
 

@@ -17,7 +17,7 @@ use crate::budget::{Budget, Spend};
 use crate::call::{CallShared, Command, Direction, now_ms};
 use crate::events::{Announcer, Event};
 use crate::history::History;
-use crate::identity::{Claims, Identity, Trust, Via, whitelisted};
+use crate::identity::{Claims, Identity, Trust, Via};
 use crate::lockout::Lockouts;
 use crate::policy::{self, Decision};
 use crate::ports::{MediaOptions, MediaPort, RelayPort};
@@ -201,7 +201,7 @@ impl Agent {
             busy: req.kind() == Kind::Invite && self.busy(),
             locked,
         };
-        let decision = policy::decide(&settings.doc, via, &caller, state);
+        let decision = policy::decide(&settings.doc, &settings.whitelist, via, &caller, state);
         if req.kind() == Kind::Options {
             // Scanners probe with OPTIONS: a guarded door phone tells a
             // stranger no more than it tells a stranger's INVITE.
@@ -425,7 +425,7 @@ impl Agent {
         let settings = self.settings();
         let allowed = match settings.doc.dtmf_authority {
             DtmfAuthority::All => true,
-            DtmfAuthority::Contacts => whitelisted(&settings.doc, &call.peer),
+            DtmfAuthority::Contacts => settings.whitelist.contains(&call.peer),
             DtmfAuthority::None => false,
         };
         allowed

@@ -8,7 +8,7 @@ use doorphone_interfaces::config::Document;
 use doorphone_interfaces::config::document::MediaMode;
 use doorphone_interfaces::sip::EndReason;
 
-use crate::identity::{Identity, Via, whitelisted};
+use crate::identity::{Identity, Via, Whitelist};
 
 /// The policy's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +54,18 @@ pub fn guarded(doc: &Document, via: Via) -> bool {
 /// (untrusted: a direct call with direct calls off); the whitelist where it
 /// guards (the same 403 whatever user was asked for); door codes locked for
 /// this caller; DND (the account's return code); busy (486); otherwise ring.
-pub fn decide(doc: &Document, via: Via, caller: &Identity, state: State) -> Decision {
+pub fn decide(
+    doc: &Document,
+    whitelist: &Whitelist,
+    via: Via,
+    caller: &Identity,
+    state: State,
+) -> Decision {
     let refuse = |code, reason| Decision::Refuse { code, reason };
     if via == Via::Ip && !doc.device.ip_call.enabled {
         return refuse(403, EndReason::UntrustedSource);
     }
-    if guarded(doc, via) && !whitelisted(doc, caller) {
+    if guarded(doc, via) && !whitelist.contains(caller) {
         return refuse(403, EndReason::NotWhitelisted);
     }
     if state.locked {
@@ -158,7 +164,7 @@ mod tests {
         doc.accounts[0].dnd.return_code = 603;
         let via = Via::Account(1);
         assert_eq!(
-            decide(&doc, via, &user("666"), BUSY),
+            decide(&doc, &Whitelist::new(&doc), via, &user("666"), BUSY),
             refuse(403, EndReason::NotWhitelisted)
         );
         let locked = State {
@@ -166,31 +172,55 @@ mod tests {
             locked: true,
         };
         assert_eq!(
-            decide(&doc, via, &user("200"), locked),
+            decide(&doc, &Whitelist::new(&doc), via, &user("200"), locked),
             refuse(403, EndReason::DoorCodesLocked)
         );
         assert_eq!(
-            decide(&doc, via, &user("200"), BUSY),
+            decide(&doc, &Whitelist::new(&doc), via, &user("200"), BUSY),
             refuse(603, EndReason::Dnd)
         );
         // DND on account 1 leaves account 2 alone; busy comes last.
         assert_eq!(
-            decide(&doc, Via::Account(2), &user("666"), BUSY),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Account(2),
+                &user("666"),
+                BUSY
+            ),
             refuse(486, EndReason::Busy)
         );
         // A direct call is guarded when any account prevents SIP hacking,
         // and by its address only.
         assert_eq!(
-            decide(&doc, Via::Ip, &addr("192.0.2.1:5060"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Ip,
+                &addr("192.0.2.1:5060"),
+                IDLE
+            ),
             refuse(403, EndReason::NotWhitelisted)
         );
         assert!(matches!(
-            decide(&doc, Via::Ip, &addr("192.0.2.7:5060"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Ip,
+                &addr("192.0.2.7:5060"),
+                IDLE
+            ),
             Decision::Ring { .. }
         ));
         doc.device.ip_call.enabled = false;
         assert_eq!(
-            decide(&doc, Via::Ip, &addr("192.0.2.7:5060"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Ip,
+                &addr("192.0.2.7:5060"),
+                IDLE
+            ),
             refuse(403, EndReason::UntrustedSource)
         );
     }
@@ -199,21 +229,45 @@ mod tests {
     fn direct_calls_have_their_own_prevent_sip_hacking() {
         let mut doc = doc();
         assert!(matches!(
-            decide(&doc, Via::Ip, &addr("192.0.2.1:5060"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Ip,
+                &addr("192.0.2.1:5060"),
+                IDLE
+            ),
             Decision::Ring { .. }
         ));
         doc.device.ip_call.prevent_sip_hacking = true;
         assert_eq!(
-            decide(&doc, Via::Ip, &addr("192.0.2.1:5060"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Ip,
+                &addr("192.0.2.1:5060"),
+                IDLE
+            ),
             refuse(403, EndReason::NotWhitelisted)
         );
         assert!(matches!(
-            decide(&doc, Via::Ip, &addr("192.0.2.7:5999"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Ip,
+                &addr("192.0.2.7:5999"),
+                IDLE
+            ),
             Decision::Ring { .. }
         ));
         // It does not guard the accounts.
         assert!(matches!(
-            decide(&doc, Via::Account(1), &user("666"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Account(1),
+                &user("666"),
+                IDLE
+            ),
             Decision::Ring { .. }
         ));
     }
@@ -226,14 +280,26 @@ mod tests {
         doc.calls.auto_answer.delay = 3;
         doc.calls.auto_answer.mode = MediaMode::Audio;
         assert_eq!(
-            decide(&doc, Via::Ip, &addr("192.0.2.1:5060"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Ip,
+                &addr("192.0.2.1:5060"),
+                IDLE
+            ),
             Decision::Ring {
                 auto_answer: Some(Duration::from_secs(3)),
                 video: false
             }
         );
         assert_eq!(
-            decide(&doc, Via::Account(1), &user("200"), IDLE),
+            decide(
+                &doc,
+                &Whitelist::new(&doc),
+                Via::Account(1),
+                &user("200"),
+                IDLE
+            ),
             Decision::Ring {
                 auto_answer: None,
                 video: false

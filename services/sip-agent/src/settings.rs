@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use doorphone_interfaces::config::Document;
 use doorphone_interfaces::config::document::DialPlan;
 
-use crate::identity::Trust;
+use crate::identity::{Trust, Whitelist};
 
 pub struct Settings {
     /// The `Config1` revision `doc` is at (or after).
@@ -19,6 +19,7 @@ pub struct Settings {
     /// Who may speak for each account, as the document and the name look-ups
     /// said when it was read.
     pub trust: Trust,
+    pub whitelist: Whitelist,
 }
 
 /// `host` or `host:port` with SIP's default port.
@@ -64,6 +65,7 @@ impl Settings {
             revision,
             plan: DialPlan::new(&doc.dial_plan),
             trust: Trust::new(&doc, &ips),
+            whitelist: Whitelist::new(&doc),
             doc,
             servers,
         }

@@ -4,8 +4,9 @@
 //! - INVITE → 200 OK with auto-answer at 0 s, media's answer included, over 200
 //!   sequential calls (SIPp's response-time trace);
 //! - sustained call rate: sequential calls as fast as SIPp and the agent go;
-//! - refusals per second for a flood of non-whitelisted INVITEs while a call is
-//!   active, and whether that call's audio kept flowing;
+//! - a flood of strangers' INVITEs from 64 addresses while a call is active: how
+//!   fast the agent decides, how many it answers, and the call's RTP pace and
+//!   largest gap meanwhile; memory and log bytes after 100,000 of them;
 //! - resident memory idle and after 1,000 calls.
 //!
 //! Run with `cargo xtask bench`.
@@ -16,7 +17,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use doorphone_interfaces::media::SessionProxy;
 use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy};
 use doorphone_system_tests::bench::{percentile, rss_kib};
 use doorphone_system_tests::sip::{Caller, Sipp, Traced, caller, free_port, start_agent};
@@ -29,6 +29,8 @@ use serde_json::json;
 const SEQUENTIAL: usize = 200;
 const THROUGHPUT: usize = 800;
 const FLOOD: usize = 20_000;
+/// Refused INVITEs memory is read after.
+const HOSTILE: usize = 100_000;
 /// How long the SIP stack keeps a completed transaction (64 x T1), and a margin.
 const TRANSACTION_LINGER: Duration = Duration::from_secs(35);
 
@@ -214,11 +216,11 @@ async fn main() -> Result<()> {
         n = SEQUENTIAL + THROUGHPUT,
     );
 
-    // A flood of strangers while a whitelisted call talks.
+    // A flood of strangers from 64 addresses while a whitelisted call talks:
+    // only the resident's phone (127.0.0.2) may call directly.
     let revision = reconfigure(&conn, |doc| {
-        doc["accounts"] = json!([{"id": 1, "enabled": true, "user": "1001", "server": "127.0.0.1:9",
-            "prevent_sip_hacking": true}]);
-        doc["contacts"] = json!([{"id": 1, "name": "Resident", "number": "200", "account": "auto", "whitelist": true}]);
+        doc["device"]["ip_call"]["prevent_sip_hacking"] = json!(true);
+        doc["contacts"] = json!([{"id": 1, "name": "Resident", "number": "127.0.0.2", "account": "auto", "whitelist": true}]);
     })
     .await?;
     applied(
@@ -230,12 +232,16 @@ async fn main() -> Result<()> {
     )
     .await?;
     let mut states = proxy.receive_call_state_changed().await?;
+    // The resident's RTP comes here: the call's audio pace is measured on it.
+    let rtp = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.2:0").await?);
+    let rtp_port = rtp.local_addr()?.port();
     let talk = tempfile::tempdir()?;
-    let mut resident = Sipp::start(
+    let mut resident = Sipp::start_at(
         talk.path(),
         "resident",
-        &caller("door", "200", false, &Caller::AnsweredUntilBye),
-        free_port(),
+        &caller("door", "200", false, &Caller::AnsweredUntilBye)
+            .replace("m=audio [auto_media_port]", &format!("m=audio {rtp_port}")),
+        "127.0.0.2".parse()?,
         Some(target),
         &[],
     )?;
@@ -251,31 +257,67 @@ async fn main() -> Result<()> {
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await?;
-    let session = SessionProxy::builder(&conn)
-        .path(call.media_session().await?)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await?;
-    let before = session.packets_sent().await?;
-    let flood = tempfile::tempdir()?;
-    let stranger = caller("door", "666", false, &Caller::Refused(403));
-    let count = FLOOD.to_string();
-    let (took, _) = run_sipp(
-        flood.path(),
-        &stranger,
-        target,
-        &["-m", &count, "-r", "20000", "-l", "5000", "-timeout", "600"],
-        false,
-    )
-    .await?;
-    let sent = session.packets_sent().await? - before;
-    let expected = took.as_secs_f64() * 50.0;
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let (flowing, first) = tokio::sync::oneshot::channel();
+    let watcher = {
+        let (rtp, arrivals) = (rtp.clone(), arrivals.clone());
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let mut flowing = Some(flowing);
+            while rtp.recv_from(&mut buf).await.is_ok() {
+                arrivals.lock().expect("arrivals lock").push(Instant::now());
+                if let Some(tx) = flowing.take() {
+                    tx.send(()).ok();
+                }
+            }
+        })
+    };
+    tokio::time::timeout(PATIENCE, first)
+        .await
+        .context("the call's RTP does not arrive")??;
+    let flood_start = Instant::now();
+    let flood = doorphone_system_tests::bench::flood(target, 64, FLOOD).await?;
+    let flood_end = Instant::now();
+    let during: Vec<Instant> = arrivals
+        .lock()
+        .expect("arrivals lock")
+        .iter()
+        .copied()
+        .filter(|t| *t >= flood_start && *t <= flood_end)
+        .collect();
+    let largest_gap = during
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let pace = during.len() as f64 / (flood_end - flood_start).as_secs_f64();
     println!(
-        "flood: {FLOOD} non-whitelisted INVITEs refused with 403 in {:.1} s = {:.0} refusals/s; the active call sent {sent} RTP packets meanwhile ({:.0} % of 50 per second)",
-        took.as_secs_f64(),
-        FLOOD as f64 / took.as_secs_f64(),
-        100.0 * sent as f64 / expected
+        "flood: {} strangers' INVITEs from 64 addresses decided in {:.2} s = {:.0} per second ({} answered 403, the rest silenced past each source's budget); the active call's RTP meanwhile: {:.1} packets/s (50 due), largest gap {:.1} ms",
+        flood.sent,
+        flood.took.as_secs_f64(),
+        flood.sent as f64 / flood.took.as_secs_f64(),
+        flood.refused,
+        pace,
+        largest_gap.as_secs_f64() * 1e3
     );
+    // Memory after 100,000 refused INVITEs: refusals are stateless, so
+    // nothing lingers.
+    let before_hostile = rss_kib(pid);
+    let log_before = std::fs::metadata(dir.path().join("sip.log"))?.len();
+    let big = doorphone_system_tests::bench::flood(target, 64, HOSTILE).await?;
+    let after_hostile = rss_kib(pid);
+    let log_after = std::fs::metadata(dir.path().join("sip.log"))?.len();
+    println!(
+        "{} refused INVITEs in {:.1} s: agent RSS {:.1} -> {:.1} MiB ({:+.2}); log {} bytes ({:.0} per 10,000)",
+        big.sent,
+        big.took.as_secs_f64(),
+        mib(before_hostile),
+        mib(after_hostile),
+        mib(after_hostile) - mib(before_hostile),
+        log_after - log_before,
+        (log_after - log_before) as f64 * 10_000.0 / big.sent as f64
+    );
+    watcher.abort();
     call.hangup().await?;
     resident.finish(PATIENCE).await?;
     Ok(())

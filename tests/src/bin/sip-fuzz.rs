@@ -10,20 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use doorphone_interfaces::sip;
+use doorphone_system_tests::bench::rss_kib;
 use doorphone_system_tests::rig::Rig;
 use doorphone_system_tests::sip::RawPeer;
 use doorphone_system_tests::{PATIENCE, repo_root};
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// The agent answers a well-formed OPTIONS and a bus Ping.
 async fn alive(rig: &Rig, peer: &RawPeer) -> Result<()> {
