@@ -196,6 +196,18 @@ pub struct AccountStatus {
     pub aor: String,
 }
 
+/// One account's media encryption, as `MediaEncryption` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct AccountMedia {
+    /// 1 or 2.
+    pub id: u32,
+    /// `off`, `optional` or `mandatory` (the account's `media_encryption`).
+    pub encryption: String,
+    /// Empty, or why the encryption is weaker than it looks: SDES keys travel
+    /// in the SIP messages, in clear over any transport but TLS.
+    pub warning: String,
+}
+
 /// One ended call, as `History` gives it. Times are Unix milliseconds; 0 is never.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct HistoryEntry {
@@ -244,6 +256,9 @@ pub trait Sip1 {
     /// The `Config1` revision the agent works with (changes apply live).
     #[zbus(property)]
     fn config_revision(&self) -> zbus::Result<u64>;
+    /// Each configured account's media encryption, and its warning.
+    #[zbus(property)]
+    fn media_encryption(&self) -> zbus::Result<Vec<AccountMedia>>;
 
     /// An incoming call was refused by the call policy: `caller` is who the
     /// door phone takes it for (a SIP URI, or `sip:ADDRESS` for a direct

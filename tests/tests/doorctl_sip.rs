@@ -243,3 +243,53 @@ async fn refusals_and_usage_errors() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_show_their_media_encryption_and_warn_of_keys_in_clear() {
+    let rig = rig().await;
+    let conn = rig.bus.connect().await.unwrap();
+    let revision = doorphone_system_tests::reconfigure(&conn, |doc| {
+        doc["accounts"] = json!([
+            {"id": 1, "enabled": false, "user": "1001", "server": "127.0.0.1:9",
+             "transport": "udp", "media_encryption": "mandatory"},
+            {"id": 2, "enabled": false, "user": "2002", "server": "127.0.0.1:9",
+             "transport": "tls", "media_encryption": "optional"}
+        ]);
+    })
+    .await
+    .unwrap();
+    doorphone_system_tests::applied(
+        &conn,
+        sip::BUS_NAME,
+        sip::OBJECT_PATH,
+        sip::INTERFACE,
+        revision,
+    )
+    .await
+    .unwrap();
+    let accounts = json_of(&rig.ok(&["accounts", "--json"]));
+    assert_eq!(
+        accounts[0]["media_encryption"],
+        json!("mandatory"),
+        "{accounts}"
+    );
+    let warning = accounts[0]["warning"].as_str().unwrap();
+    assert!(warning.contains("in clear over udp"), "{warning}");
+    assert_eq!(accounts[1]["media_encryption"], json!("optional"));
+    assert_eq!(
+        accounts[1]["warning"],
+        json!(""),
+        "TLS carries the keys hidden"
+    );
+    let table = rig.ok(&["accounts"]);
+    assert!(table.lines().next().unwrap().contains("MEDIA"), "{table}");
+    assert!(table.contains("in clear over udp"), "{table}");
+    // Warned once in the log, not at every look.
+    rig.ok(&["accounts"]);
+    assert_eq!(
+        rig.sip.log().matches("in clear over udp").count(),
+        1,
+        "{}",
+        rig.sip.log()
+    );
+}

@@ -71,6 +71,11 @@ impl Agent {
             })
             .collect();
         stack.set_user_agent(settings.user_agent());
+        for m in settings.media_security() {
+            if !m.warning.is_empty() {
+                tracing::warn!(account = m.id, "{}", m.warning);
+            }
+        }
         Agent {
             stack,
             media,
@@ -101,6 +106,12 @@ impl Agent {
 
     /// A new configuration: the agent works with it from now on.
     pub async fn apply(&self, settings: Settings) {
+        let before = self.settings().media_security();
+        for m in settings.media_security() {
+            if !m.warning.is_empty() && !before.contains(&m) {
+                tracing::warn!(account = m.id, "{}", m.warning);
+            }
+        }
         self.stack.set_user_agent(settings.user_agent());
         *self.trust.write().expect("trust lock") = settings.trust.clone();
         self.config.send_replace(Arc::new(settings));

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use doorphone_interfaces::sip::{AccountStatus, Error, HistoryEntry, OBJECT_PATH};
+use doorphone_interfaces::sip::{AccountMedia, AccountStatus, Error, HistoryEntry, OBJECT_PATH};
 use zbus::interface;
 use zbus::object_server::SignalEmitter;
 use zbus::{ObjectPath, OwnedObjectPath, OwnedVariant as OwnedValue};
@@ -98,6 +98,13 @@ impl SipService {
     #[zbus(property)]
     fn config_revision(&self) -> u64 {
         self.agent.settings().revision
+    }
+
+    /// Each configured account's media encryption, and a warning where its
+    /// SDES keys travel in clear (any transport but TLS).
+    #[zbus(property)]
+    fn media_encryption(&self) -> Vec<AccountMedia> {
+        self.agent.settings().media_security()
     }
 
     /// An incoming call was refused by the call policy; `reason` is one of
@@ -345,7 +352,9 @@ impl BusAnnouncer {
                 log(iface.get().await.accounts_changed(emitter).await);
             }
             Event::ConfigRevision => {
-                log(iface.get().await.config_revision_changed(emitter).await);
+                let service = iface.get().await;
+                log(service.media_encryption_changed(emitter).await);
+                log(service.config_revision_changed(emitter).await);
             }
             Event::ButtonCallFinished {
                 button,

@@ -71,6 +71,34 @@ impl Settings {
         }
     }
 
+    /// Each configured account's media encryption, with a warning where
+    /// its SDES keys would travel in clear.
+    pub fn media_security(&self) -> Vec<doorphone_interfaces::sip::AccountMedia> {
+        use doorphone_interfaces::config::document::{MediaEncryption, Transport};
+        self.doc
+            .accounts
+            .iter()
+            .map(|a| doorphone_interfaces::sip::AccountMedia {
+                id: a.id,
+                encryption: a.media_encryption.name().to_owned(),
+                warning: if a.media_encryption != MediaEncryption::Off
+                    && a.transport != Transport::Tls
+                {
+                    format!(
+                        "SRTP keys (SDES) travel in clear over {}: use transport tls",
+                        match a.transport {
+                            Transport::Udp => "udp",
+                            Transport::Tcp => "tcp",
+                            Transport::Tls => "tls",
+                        }
+                    )
+                } else {
+                    String::new()
+                },
+            })
+            .collect()
+    }
+
     /// The user agent string of the first account that sets one.
     pub fn user_agent(&self) -> &str {
         self.doc
