@@ -1100,3 +1100,105 @@ async fn what_a_client_started_stops_when_it_leaves_the_bus() {
         Err(media::Error::NotFound(_))
     ));
 }
+
+/// The RFC 4733 presses a peer socket receives, each with the time its first
+/// packet came, read on a thread of their own until the socket's time-out.
+fn hear_presses(socket: UdpSocket) -> std::sync::Arc<std::sync::Mutex<Vec<(u32, u8, Instant)>>> {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = heard.clone();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let quiet_until = Instant::now() + PATIENCE * 2;
+        while Instant::now() < quiet_until {
+            let Ok(n) = socket.recv(&mut buf) else {
+                continue;
+            };
+            if n < 16 || buf[1] & 0x7f != 101 {
+                continue;
+            }
+            let timestamp = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            let mut presses = into.lock().unwrap();
+            if !presses
+                .iter()
+                .any(|p: &(u32, u8, Instant)| p.0 == timestamp)
+            {
+                presses.push((timestamp, buf[12], Instant::now()));
+            }
+        }
+    });
+    heard
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_answered_while_another_session_sends_digits() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let dialled = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dialled_port = dialled.local_addr().unwrap().port();
+    let (sending, _) = media
+        .create_answer(&offer(dialled_port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let presses = hear_presses(dialled);
+
+    // Ten digits go out on the first session: at 350 ms a digit, 3.5 s of work.
+    let digits = {
+        let media = media.clone();
+        let sending = sending.clone();
+        tokio::spawn(async move { media.send_dtmf(&sending.as_ref(), "0123456789").await })
+    };
+    until("the first digit at the first peer", || {
+        !presses.lock().unwrap().is_empty()
+    })
+    .await;
+
+    // A call comes in meanwhile: its answer and its first RTP do not wait for
+    // the digits.
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(PATIENCE)).unwrap();
+    let asked = Instant::now();
+    let (call, answer) = media
+        .create_answer(
+            &offer(peer.local_addr().unwrap().port(), &PCMU),
+            HashMap::new(),
+        )
+        .await
+        .unwrap();
+    let answered = asked.elapsed();
+    let pressed_by_then = presses.lock().unwrap().len();
+    let mut buf = [0u8; 2048];
+    peer.recv(&mut buf).expect("RTP from the new call");
+    let flowing = Instant::now();
+    assert!(audio_port(&answer) > 0);
+    assert!(
+        !digits.is_finished(),
+        "the digits were all sent before the call was answered ({answered:?})"
+    );
+    assert!(
+        pressed_by_then < 10,
+        "all ten digits had gone out when the answer came, after {answered:?}"
+    );
+    // The ten digits need 3.5 s; a busy machine answers far sooner.
+    assert!(
+        answered < Duration::from_millis(1500),
+        "answered after {answered:?}"
+    );
+
+    digits.await.unwrap().unwrap();
+    until("the ten digits at the first peer", || {
+        presses.lock().unwrap().len() >= 10
+    })
+    .await;
+    let presses = presses.lock().unwrap().clone();
+    let events: Vec<u8> = presses.iter().map(|p| p.1).collect();
+    assert_eq!(events, (0..10).collect::<Vec<u8>>());
+    assert!(
+        flowing < presses[9].2,
+        "the new call's media flowed only after the tenth digit"
+    );
+    media.stop(&call.as_ref()).await.unwrap();
+    media.stop(&sending.as_ref()).await.unwrap();
+}
