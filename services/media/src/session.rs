@@ -388,11 +388,11 @@ impl CallPipeline {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .telephone_event;
-                    if let (Some(pt), Ok(map)) = (te, buffer.map_readable()) {
+                    if let Some(pt) = te {
                         let digit = dedup
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .digit(map.as_slice(), pt);
+                            .digit(buffer, pt);
                         if let Some(d) = digit {
                             on_packet(Event::Dtmf(d));
                         }
