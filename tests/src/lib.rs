@@ -8,6 +8,7 @@
 pub mod audio;
 pub mod bench;
 pub mod compat;
+pub mod rtp;
 pub mod servers;
 pub mod sip;
 

@@ -157,6 +157,13 @@ impl SessionObject {
         self.reception().0
     }
 
+    /// RTP and RTCP packets dropped because they came from another source than
+    /// the call's peer (its described address, or the latched one).
+    #[zbus(property)]
+    async fn packets_rejected(&self) -> u64 {
+        self.counter(|c| c.packets_rejected.load(Ordering::Relaxed))
+    }
+
     /// Packets from the peer that never arrived (RTCP statistics).
     #[zbus(property)]
     async fn packets_lost(&self) -> i64 {
@@ -334,6 +341,7 @@ impl Preparer {
                 tone: self.tone,
                 speaker: &self.speaker,
                 rtp_timeout: self.rtp_timeout,
+                latching: lock(&self.media).rtp_latching,
             },
             move |event| match tag.load(Ordering::SeqCst) {
                 0 => {
@@ -675,6 +683,7 @@ impl MediaService {
         let mic = self.options.audio_source.clone();
         let tone = self.options.test_tone;
         let rtp_timeout = self.options.rtp_timeout;
+        let latching = lock(&self.media).rtp_latching;
         let speaker = self.speaker.clone();
         let events = self.events.clone();
         let build = move || {
@@ -718,6 +727,7 @@ impl MediaService {
                         tone,
                         speaker: &speaker,
                         rtp_timeout,
+                        latching,
                     },
                     video,
                     sending,
@@ -1021,7 +1031,7 @@ impl MediaService {
             p.set_sending(sends && !held);
             // An old-style hold (c=0.0.0.0) keeps the address media already has.
             if !audio.remote_rtp.ip().is_unspecified() {
-                p.set_remote(audio.remote_rtp, audio.remote_rtcp);
+                p.set_remote(audio);
             }
         }
         s.negotiated = Some(negotiated);
