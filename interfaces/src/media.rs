@@ -125,6 +125,11 @@ pub trait Session {
     fn bytes_sent(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn bytes_received(&self) -> zbus::Result<u64>;
+    /// RTP and RTCP packets dropped because they came from another source than
+    /// the call's peer: the address and port its SDP gives (`c=`, `m=`, `a=rtcp`,
+    /// following re-offers), or with `media.rtp_latching` the source it latched to.
+    #[zbus(property)]
+    fn packets_rejected(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn jitter_ms(&self) -> zbus::Result<u32>;
     #[zbus(property)]

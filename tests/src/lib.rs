@@ -10,6 +10,7 @@ pub mod bench;
 pub mod compat;
 pub mod fuzz;
 pub mod rig;
+pub mod rtp;
 pub mod servers;
 pub mod sip;
 

@@ -578,6 +578,12 @@ fn rules() -> Vec<(&'static str, Value, Value, &'static str)> {
             "media.rtp_ports[1]: 10001 must be even",
         ),
         (
+            "media.rtp_latching",
+            json!(true),
+            json!("yes"),
+            "media.rtp_latching: invalid type",
+        ),
+        (
             "media.audio_codecs",
             json!(["opus"]),
             json!([]),

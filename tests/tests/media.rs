@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use doorphone_interfaces::media::{self, Media1Proxy, SessionProxy};
 use doorphone_system_tests::audio::{dominant, read_wav, samples};
+use doorphone_system_tests::rtp::{Relay, unused_port};
 use doorphone_system_tests::{
     Bus, ConfigDb, PATIENCE, Service, chown_to, start_config, start_service,
 };
@@ -148,12 +149,15 @@ const G722: PeerCodec = PeerCodec {
     recv: "rtpg722depay ! avdec_g722",
 };
 
-/// The far end: sends its tone to `to`, and writes what it receives on `listen`
-/// as raw 8 kHz samples.
+/// The far end: sends its tone to `to` from its port `listen` (symmetric RTP, as
+/// phones do), and writes what it receives there as raw 8 kHz samples.
 struct Peer {
     sender: Child,
     receiver: Child,
     received: PathBuf,
+    /// The peer's RTP socket, with the relays that join it to the pipelines.
+    socket: UdpSocket,
+    _relays: [Relay; 2],
 }
 
 fn gst_launch(description: &str) -> Child {
@@ -177,9 +181,13 @@ impl Drop for Launched {
 
 impl Peer {
     fn start(dir: &Path, listen: u16, to: u16, codec: &PeerCodec) -> Peer {
+        let socket = UdpSocket::bind(("127.0.0.1", listen)).unwrap();
+        let outlet = unused_port().unwrap();
+        let delivered = Relay::deliver(&socket, outlet).unwrap();
+        let sent = Relay::send_from(&socket, ([127, 0, 0, 1], to).into()).unwrap();
         let received = dir.join(format!("peer-{listen}.raw"));
         let receiver = gst_launch(&format!(
-            "udpsrc port={listen} caps={} ! rtpjitterbuffer latency=60 ! {} ! audioconvert ! \
+            "udpsrc port={outlet} caps={} ! rtpjitterbuffer latency=60 ! {} ! audioconvert ! \
              audioresample ! audio/x-raw,format=S16LE,rate=8000,channels=1 ! filesink location={}",
             codec.recv_caps,
             codec.recv,
@@ -187,13 +195,15 @@ impl Peer {
         ));
         let sender = gst_launch(&format!(
             "audiotestsrc is-live=true wave=sine freq={PEER_TONE} volume=0.5 ! {} ! \
-             udpsink host=127.0.0.1 port={to}",
-            codec.send
+             udpsink host=127.0.0.1 port={}",
+            codec.send, sent.inlet
         ));
         Peer {
             sender,
             receiver,
             received,
+            socket,
+            _relays: [delivered, sent],
         }
     }
 
@@ -262,6 +272,7 @@ async fn until(what: &str, mut ready: impl FnMut() -> bool) {
 enum Counter {
     Sent,
     Received,
+    Rejected,
 }
 
 /// Waits until a session's packet counter reaches `target`.
@@ -272,6 +283,7 @@ async fn counter_reaches(session: &SessionProxy<'_>, target: u64, which: Counter
         let now = match which {
             Counter::Sent => session.packets_sent().await.unwrap(),
             Counter::Received => session.packets_received().await.unwrap(),
+            Counter::Rejected => session.packets_rejected().await.unwrap(),
         };
         if now >= target {
             return;
@@ -349,12 +361,17 @@ async fn two_way_pcmu_audio_dtmf_and_hold() {
     assert!(lost.abs() <= 1, "{lost} packets lost on loopback");
     assert!(session.jitter_ms().await.unwrap() < 20);
 
-    // DTMF from the peer, on its own socket (another SSRC), once per press.
+    // DTMF from the peer's port (another SSRC than its audio), once per press.
     let mut digits = media.receive_dtmf_received().await.unwrap();
-    let dtmf = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut seq = 1u16;
     for (i, event) in [1u8, 11, 10].into_iter().enumerate() {
-        press(&dtmf, media_port, &mut seq, 16000 * (i as u32 + 1), event);
+        press(
+            &peer.socket,
+            media_port,
+            &mut seq,
+            16000 * (i as u32 + 1),
+            event,
+        );
     }
     let mut got = String::new();
     while got.len() < 3 {
@@ -856,6 +873,12 @@ async fn a_remote_hold_re_offer_is_answered_and_stops_sending() {
         moved_peer.heard().len() >= 8000
     })
     .await;
+    // And takes the peer's packets from its new port only: the old one, still
+    // sending, is refused.
+    let rejected = session.packets_rejected().await.unwrap();
+    counter_reaches(&session, rejected + 25, Counter::Rejected).await;
+    let received = session.packets_received().await.unwrap();
+    counter_reaches(&session, received + 25, Counter::Received).await;
 
     // Our own re-offer is answered through SetRemote too.
     let reoffer = media.hold(&path.as_ref()).await.unwrap();
@@ -1099,4 +1122,280 @@ async fn what_a_client_started_stops_when_it_leaves_the_bus() {
         watcher.stop_stream(&stream.as_ref()).await,
         Err(media::Error::NotFound(_))
     ));
+}
+
+/// The RFC 4733 presses a peer socket receives, each with the time its first
+/// packet came, read on a thread of their own until the socket's time-out.
+fn hear_presses(socket: UdpSocket) -> std::sync::Arc<std::sync::Mutex<Vec<(u32, u8, Instant)>>> {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = heard.clone();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let quiet_until = Instant::now() + PATIENCE * 2;
+        while Instant::now() < quiet_until {
+            let Ok(n) = socket.recv(&mut buf) else {
+                continue;
+            };
+            if n < 16 || buf[1] & 0x7f != 101 {
+                continue;
+            }
+            let timestamp = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            let mut presses = into.lock().unwrap();
+            if !presses
+                .iter()
+                .any(|p: &(u32, u8, Instant)| p.0 == timestamp)
+            {
+                presses.push((timestamp, buf[12], Instant::now()));
+            }
+        }
+    });
+    heard
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_answered_while_another_session_sends_digits() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let dialled = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dialled_port = dialled.local_addr().unwrap().port();
+    let (sending, _) = media
+        .create_answer(&offer(dialled_port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let presses = hear_presses(dialled);
+
+    // Ten digits go out on the first session: at 350 ms a digit, 3.5 s of work.
+    let digits = {
+        let media = media.clone();
+        let sending = sending.clone();
+        tokio::spawn(async move { media.send_dtmf(&sending.as_ref(), "0123456789").await })
+    };
+    until("the first digit at the first peer", || {
+        !presses.lock().unwrap().is_empty()
+    })
+    .await;
+
+    // A call comes in meanwhile: its answer and its first RTP do not wait for
+    // the digits.
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(PATIENCE)).unwrap();
+    let asked = Instant::now();
+    let (call, answer) = media
+        .create_answer(
+            &offer(peer.local_addr().unwrap().port(), &PCMU),
+            HashMap::new(),
+        )
+        .await
+        .unwrap();
+    let answered = asked.elapsed();
+    let pressed_by_then = presses.lock().unwrap().len();
+    let mut buf = [0u8; 2048];
+    peer.recv(&mut buf).expect("RTP from the new call");
+    let flowing = Instant::now();
+    assert!(audio_port(&answer) > 0);
+    assert!(
+        !digits.is_finished(),
+        "the digits were all sent before the call was answered ({answered:?})"
+    );
+    assert!(
+        pressed_by_then < 10,
+        "all ten digits had gone out when the answer came, after {answered:?}"
+    );
+    // The ten digits need 3.5 s; a busy machine answers far sooner.
+    assert!(
+        answered < Duration::from_millis(1500),
+        "answered after {answered:?}"
+    );
+
+    digits.await.unwrap().unwrap();
+    until("the ten digits at the first peer", || {
+        presses.lock().unwrap().len() >= 10
+    })
+    .await;
+    let presses = presses.lock().unwrap().clone();
+    let events: Vec<u8> = presses.iter().map(|p| p.1).collect();
+    assert_eq!(events, (0..10).collect::<Vec<u8>>());
+    assert!(
+        flowing < presses[9].2,
+        "the new call's media flowed only after the tenth digit"
+    );
+    media.stop(&call.as_ref()).await.unwrap();
+    media.stop(&sending.as_ref()).await.unwrap();
+}
+
+/// The tone a third party injects into someone else's call.
+const INJECTED_TONE: f64 = 1700.0;
+/// The address the third party sends from: another host on the loopback network.
+const INJECTOR: &str = "127.0.0.7";
+/// RTP packets in one injection (20 ms each).
+const INJECTED_PACKETS: u64 = 100;
+
+/// A third party at [`INJECTOR`] sends [`INJECTED_PACKETS`] packets of PCMU in its
+/// own tone to `port` with GStreamer, to the end of its stream.
+async fn inject_audio(port: u16) {
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(
+                format!(
+                    "audiotestsrc is-live=true num-buffers={INJECTED_PACKETS} samplesperbuffer=160 \
+                     wave=sine freq={INJECTED_TONE} volume=0.8 ! audio/x-raw,rate=8000,channels=1 ! \
+                     mulawenc ! rtppcmupay pt=0 min-ptime=20000000 max-ptime=20000000 ! \
+                     udpsink host=127.0.0.1 port={port} bind-address={INJECTOR}"
+                )
+                .split_whitespace(),
+            )
+            .status()
+            .expect("gst-launch-1.0 runs")
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "the injector failed: {status}");
+}
+
+/// Five RTCP receiver reports from [`INJECTOR`] to `port`.
+fn inject_rtcp(port: u16) {
+    let socket = UdpSocket::bind((INJECTOR, 0)).unwrap();
+    let mut report = vec![0x80, 201, 0, 1];
+    report.extend_from_slice(&0x0bad_f00du32.to_be_bytes());
+    for _ in 0..5 {
+        socket.send_to(&report, ("127.0.0.1", port)).unwrap();
+    }
+}
+
+/// Whether the speaker's WAV (finished when the service stopped) ever played the
+/// injected tone.
+fn speaker_played_injected_tone(rig: &Rig) -> bool {
+    let (rate, speaker) = read_wav(&std::fs::read(rig.speaker()).unwrap()).unwrap();
+    speaker
+        .chunks(rate as usize / 5)
+        .any(|w| dominant(w, rate, &[MEDIA_TONE, PEER_TONE, INJECTED_TONE]) == Some(INJECTED_TONE))
+}
+
+/// Collects DTMF digits of `session` until `count` came.
+async fn digits_of(
+    digits: &mut (impl futures_util::Stream<Item = media::DtmfReceived> + Unpin),
+    session: &zbus::OwnedObjectPath,
+    count: usize,
+) -> String {
+    let mut got = String::new();
+    while got.len() < count {
+        let signal = tokio::time::timeout(PATIENCE, digits.next())
+            .await
+            .expect("a DTMF digit")
+            .unwrap();
+        let args = signal.args().unwrap();
+        assert_eq!(args.session.as_str(), session.as_str());
+        got.push_str(args.digit);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_peer_speaks_in_a_call_and_injected_packets_are_counted() {
+    let mut rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let peer_port = free_port();
+    let (path, answer) = media
+        .create_answer(&offer(peer_port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let media_port = audio_port(&answer);
+    let session = rig.session(&path).await;
+    let peer = Peer::start(rig.dir.path(), peer_port, media_port, &PCMU);
+    counter_reaches(&session, 25, Counter::Received).await;
+    let mut digits = media.receive_dtmf_received().await.unwrap();
+
+    // A third host sends digits, audio and RTCP to the session's ports; so does
+    // another port of the peer's own host.
+    let mut seq = 1u16;
+    let third = UdpSocket::bind((INJECTOR, 0)).unwrap();
+    press(&third, media_port, &mut seq, 8000, 9);
+    let same_host = UdpSocket::bind("127.0.0.1:0").unwrap();
+    press(&same_host, media_port, &mut seq, 9000, 5);
+    inject_rtcp(media_port + 1);
+    inject_audio(media_port).await;
+    let injected = INJECTED_PACKETS + 2 * 6 + 5;
+    counter_reaches(&session, injected, Counter::Rejected).await;
+
+    // The peer's own digits, sent after the injected ones, are the only ones.
+    for (i, event) in [1u8, 11, 10].into_iter().enumerate() {
+        press(
+            &peer.socket,
+            media_port,
+            &mut seq,
+            16000 * (i as u32 + 1),
+            event,
+        );
+    }
+    assert_eq!(digits_of(&mut digits, &path, 3).await, "1#*");
+    assert_eq!(session.packets_rejected().await.unwrap(), injected);
+    media.stop(&path.as_ref()).await.unwrap();
+    rig.media.stop();
+    assert_speaker_played_the_peer(&rig);
+    assert!(
+        !speaker_played_injected_tone(&rig),
+        "the speaker played the third party's tone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_latching_a_peer_behind_nat_is_heard_and_a_second_source_is_not() {
+    let mut rig = Rig::start_with(serde_json::json!({"media.rtp_latching": true})).await;
+    let media = rig.proxy().await;
+    // The peer's SDP names one port; its NAT sends from another.
+    let described = free_port();
+    let (path, answer) = media
+        .create_answer(&offer(described, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let media_port = audio_port(&answer);
+    let session = rig.session(&path).await;
+    let mapped = free_port();
+    assert_ne!(mapped, described);
+    let peer = Peer::start(rig.dir.path(), mapped, media_port, &PCMU);
+    counter_reaches(&session, 25, Counter::Received).await;
+    // Media answers where the peer sends from: the peer hears the door.
+    until("one second of the door's audio at the peer", || {
+        peer.heard().len() >= 8000
+    })
+    .await;
+    let heard = peer.heard();
+    assert_eq!(
+        dominant(&heard[heard.len() - 4000..], 8000, &[MEDIA_TONE, PEER_TONE]),
+        Some(MEDIA_TONE)
+    );
+
+    // A second source, after the latch, is refused: digits, audio and RTCP.
+    let mut digits = media.receive_dtmf_received().await.unwrap();
+    let mut seq = 1u16;
+    press(
+        &UdpSocket::bind((INJECTOR, 0)).unwrap(),
+        media_port,
+        &mut seq,
+        8000,
+        9,
+    );
+    inject_rtcp(media_port + 1);
+    inject_audio(media_port).await;
+    let injected = INJECTED_PACKETS + 6 + 5;
+    counter_reaches(&session, injected, Counter::Rejected).await;
+    for (i, event) in [4u8, 2].into_iter().enumerate() {
+        press(
+            &peer.socket,
+            media_port,
+            &mut seq,
+            16000 * (i as u32 + 1),
+            event,
+        );
+    }
+    assert_eq!(digits_of(&mut digits, &path, 2).await, "42");
+    assert_eq!(session.packets_rejected().await.unwrap(), injected);
+    media.stop(&path.as_ref()).await.unwrap();
+    rig.media.stop();
+    assert_speaker_played_the_peer(&rig);
+    assert!(!speaker_played_injected_tone(&rig));
 }

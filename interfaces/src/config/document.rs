@@ -631,6 +631,9 @@ pub struct Media {
     pub video_codecs: Vec<VideoCodec>,
     /// First and last UDP port for RTP and RTCP.
     pub rtp_ports: [u32; 2],
+    /// For peers behind NAT: take RTP and RTCP from the source of the peer's first
+    /// packet with a negotiated payload type, not only from its SDP's address.
+    pub rtp_latching: bool,
 }
 
 impl Default for Media {
@@ -644,6 +647,7 @@ impl Default for Media {
             ],
             video_codecs: vec![VideoCodec::H264],
             rtp_ports: [10000, 20000],
+            rtp_latching: false,
         }
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! A sender repeats the packets of one event (and its end packet three times); they
 //! all carry the event's RTP timestamp, so a press is one (SSRC, timestamp) pair.
+//! GStreamer's `RTPBuffer` reads the packets.
+
+use gstreamer as gst;
+use gstreamer_rtp as gst_rtp;
 
 /// The digit an RFC 4733 event code stands for.
 pub fn digit(event: u8) -> Option<char> {
@@ -27,24 +31,19 @@ pub fn event(digit: char) -> Option<u8> {
 }
 
 /// The (SSRC, timestamp, event) of an RTP packet carrying a telephone-event with
-/// payload type `pt`, or `None` for anything else (other payloads, short packets).
-pub fn parse(packet: &[u8], pt: u8) -> Option<(u32, u32, u8)> {
-    if packet.len() < 12 || packet[0] >> 6 != 2 {
+/// payload type `pt`, or `None` for anything else (other payloads, packets that are
+/// not RTP or too short for an event).
+pub fn parse(packet: &gst::BufferRef, pt: u8) -> Option<(u32, u32, u8)> {
+    let rtp = gst_rtp::RTPBuffer::from_buffer_readable(packet).ok()?;
+    if rtp.payload_type() != pt {
         return None;
     }
-    if packet[1] & 0x7f != pt {
-        return None;
-    }
-    let csrc = usize::from(packet[0] & 0x0f);
-    let mut offset = 12 + 4 * csrc;
-    if packet[0] & 0x10 != 0 {
-        let ext = packet.get(offset + 2..offset + 4)?;
-        offset += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
-    }
-    let payload = packet.get(offset..offset + 4)?;
-    let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-    let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-    Some((ssrc, timestamp, payload[0]))
+    let event = *rtp
+        .payload()
+        .ok()?
+        .first()
+        .filter(|_| rtp.payload_size() >= 4)?;
+    Some((rtp.ssrc(), rtp.timestamp(), event))
 }
 
 /// Remembers which presses were reported, so each is reported once.
@@ -55,7 +54,7 @@ pub struct Dedup {
 
 impl Dedup {
     /// The digit of `packet` when it starts a press not seen before.
-    pub fn digit(&mut self, packet: &[u8], pt: u8) -> Option<char> {
+    pub fn digit(&mut self, packet: &gst::BufferRef, pt: u8) -> Option<char> {
         let (ssrc, timestamp, event) = parse(packet, pt)?;
         if self.last == Some((ssrc, timestamp)) {
             return None;
@@ -70,12 +69,29 @@ impl Dedup {
 mod tests {
     use super::*;
 
-    fn packet(pt: u8, marker: bool, ts: u32, event: u8, end: bool) -> Vec<u8> {
-        let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }, 0, 1];
-        p.extend_from_slice(&ts.to_be_bytes());
-        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-        p.extend_from_slice(&[event, if end { 0x80 } else { 0 } | 10, 0, 160]);
-        p
+    use gst_rtp::prelude::*;
+
+    /// An RFC 4733 packet built with `RTPBuffer`: event, end bit, volume 10,
+    /// duration 160.
+    fn packet(pt: u8, marker: bool, ts: u32, event: u8, end: bool) -> gst::Buffer {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::new_rtp_with_sizes(4, 0, 0).unwrap();
+        {
+            let mut rtp =
+                gst_rtp::RTPBuffer::from_buffer_writable(buffer.get_mut().unwrap()).unwrap();
+            rtp.set_payload_type(pt);
+            rtp.set_marker(marker);
+            rtp.set_seq(1);
+            rtp.set_timestamp(ts);
+            rtp.set_ssrc(0x1234_5678);
+            rtp.payload_mut().unwrap().copy_from_slice(&[
+                event,
+                if end { 0x80 } else { 0 } | 10,
+                0,
+                160,
+            ]);
+        }
+        buffer
     }
 
     #[test]
@@ -95,10 +111,13 @@ mod tests {
     fn other_payloads_and_junk_are_ignored() {
         let mut dedup = Dedup::default();
         assert_eq!(dedup.digit(&packet(0, false, 1, 5, false), 101), None);
-        assert_eq!(dedup.digit(&[0x80, 101, 0], 101), None);
+        assert_eq!(
+            dedup.digit(&gst::Buffer::from_slice([0x80, 101, 0]), 101),
+            None
+        );
         assert_eq!(dedup.digit(&packet(101, true, 1, 200, false), 101), None);
         let mut short = packet(101, true, 1, 5, false);
-        short.truncate(13);
+        short.get_mut().unwrap().set_size(13);
         assert_eq!(dedup.digit(&short, 101), None);
     }
 

@@ -1,16 +1,17 @@
 //! G.722 (ITU-T, 64 kbit/s, 16 kHz wideband) for calls, without gst-libav.
 //!
-//! Two in-process GStreamer elements wrap spandsp's bit-exact codec:
+//! Two in-process GStreamer elements wrap spandsp's bit-exact codec on GStreamer's
+//! audio codec base classes, which negotiate the caps, gather the input into frames
+//! and time the output:
 //!
-//! - `doorphoneg722enc`: `audio/x-raw,format=S16LE,layout=interleaved,rate=16000,channels=1`
-//!   in, `audio/G722,rate=16000,channels=1` out (what `rtpg722pay` takes). One output byte
-//!   per two samples; an odd trailing sample is kept for the next buffer.
-//! - `doorphoneg722dec`: `audio/G722,rate=16000,channels=1` in (what `rtpg722depay` gives),
-//!   raw S16LE 16 kHz mono out, two samples per input byte.
+//! - `doorphoneg722enc` (an `AudioEncoder`): `audio/x-raw,format=S16LE,layout=interleaved,
+//!   rate=16000,channels=1` in, `audio/G722,rate=16000,channels=1` out (what `rtpg722pay`
+//!   takes), in frames of 20 ms: 320 samples to 160 bytes.
+//! - `doorphoneg722dec` (an `AudioDecoder`): `audio/G722,rate=16000,channels=1` in (what
+//!   `rtpg722depay` gives), raw S16LE 16 kHz mono out, two samples per input byte.
 //!
-//! Timestamps, durations and the DISCONT flag follow the input buffers. Call [`register`]
-//! once after `gstreamer::init()`; the elements are then available to `ElementFactory` and
-//! `parse::launch` by name.
+//! Call [`register`] once after `gstreamer::init()`; the elements are then available to
+//! `ElementFactory` and `parse::launch` by name.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -28,9 +29,9 @@ pub const RAW_CAPS: &str = "audio/x-raw,format=S16LE,layout=interleaved,rate=160
 pub const G722_CAPS: &str = "audio/G722,rate=16000,channels=1";
 
 /// Sample rate of the linear audio on either side of the codec.
-const SAMPLE_RATE: u64 = 16_000;
-/// Duration of one 16 kHz sample: exactly 62.5 µs.
-const SAMPLE_NS: u64 = 1_000_000_000 / SAMPLE_RATE;
+const SAMPLE_RATE: u32 = 16_000;
+/// Samples in one encoder frame: 20 ms, the packet time of every call.
+const FRAME_SAMPLES: i32 = 320;
 
 /// Registers `doorphoneg722enc` and `doorphoneg722dec` with the GStreamer registry of this
 /// process. Calling it again is harmless.
@@ -51,22 +52,17 @@ pub fn register() -> Result<(), glib::BoolError> {
 
 glib::wrapper! {
     struct G722Enc(ObjectSubclass<enc_imp::G722Enc>)
-        @extends gstreamer::Element, gstreamer::Object;
+        @extends gstreamer_audio::AudioEncoder, gstreamer::Element, gstreamer::Object;
 }
 
 glib::wrapper! {
     struct G722Dec(ObjectSubclass<dec_imp::G722Dec>)
-        @extends gstreamer::Element, gstreamer::Object;
+        @extends gstreamer_audio::AudioDecoder, gstreamer::Element, gstreamer::Object;
 }
 
 /// Locks a mutex, carrying on with the data if another streaming thread panicked.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Duration of `samples` 16 kHz samples.
-fn samples_duration(samples: usize) -> gstreamer::ClockTime {
-    gstreamer::ClockTime::from_nseconds(samples as u64 * SAMPLE_NS)
 }
 
 /// Builds the always-present sink and source pad templates of an element.
@@ -82,22 +78,22 @@ fn pad_templates(sink_caps: &str, src_caps: &str) -> Vec<gstreamer::PadTemplate>
     ]
 }
 
-/// Wraps codec output in a buffer carrying the given timing and DISCONT flag.
-fn output_buffer(
-    data: Vec<u8>,
-    pts: Option<gstreamer::ClockTime>,
-    duration: gstreamer::ClockTime,
-    discont: bool,
-) -> gstreamer::Buffer {
-    let mut buffer = gstreamer::Buffer::from_mut_slice(data);
-    let buffer_mut = buffer.make_mut();
-    buffer_mut.set_pts(pts);
-    buffer_mut.set_duration(duration);
-    if discont {
-        buffer_mut.set_flags(gstreamer::BufferFlags::DISCONT);
-    }
-    buffer
+/// The error a streaming thread posts when spandsp cannot allocate a codec state.
+fn no_codec(what: &str) -> gstreamer::ErrorMessage {
+    gstreamer::error_msg!(
+        gstreamer::LibraryError::Init,
+        ["Cannot allocate a G.722 {}", what]
+    )
 }
+
+/// The debug category of both elements.
+static CAT: std::sync::LazyLock<gstreamer::DebugCategory> = std::sync::LazyLock::new(|| {
+    gstreamer::DebugCategory::new(
+        "doorphoneg722",
+        gstreamer::DebugColorFlags::empty(),
+        Some("G.722 with spandsp"),
+    )
+});
 
 /// Safe owners of spandsp's G.722 codec states.
 mod spandsp {
@@ -245,114 +241,23 @@ mod spandsp {
 mod enc_imp {
     use std::sync::{LazyLock, Mutex};
 
-    use gstreamer::subclass::prelude::*;
-    use gstreamer::{glib, prelude::*};
+    use gstreamer::glib;
+    use gstreamer_audio::prelude::*;
+    use gstreamer_audio::subclass::prelude::*;
 
     use super::spandsp::Encoder;
-    use super::{G722_CAPS, RAW_CAPS, lock, output_buffer, samples_duration};
+    use super::{FRAME_SAMPLES, G722_CAPS, RAW_CAPS, lock, no_codec};
 
-    /// Per-stream encoder state, dropped on flush, new stream and stop.
+    /// The codec state of the running stream: made at start, renewed on flush.
     #[derive(Default)]
-    struct State {
-        encoder: Option<Encoder>,
-        /// Odd sample left over from the previous buffer, encoded with the next one.
-        carry: Option<i16>,
-    }
-
     pub(super) struct G722Enc {
-        sinkpad: gstreamer::Pad,
-        srcpad: gstreamer::Pad,
-        state: Mutex<State>,
+        encoder: Mutex<Option<Encoder>>,
     }
 
     impl G722Enc {
-        fn reset(&self) {
-            *lock(&self.state) = State::default();
-        }
-
-        fn sink_chain(
-            &self,
-            buffer: gstreamer::Buffer,
-        ) -> Result<gstreamer::FlowSuccess, gstreamer::FlowError> {
-            let Some(output) = self.encode(&buffer)? else {
-                return Ok(gstreamer::FlowSuccess::Ok);
-            };
-            self.srcpad.push(output)
-        }
-
-        fn encode(
-            &self,
-            buffer: &gstreamer::Buffer,
-        ) -> Result<Option<gstreamer::Buffer>, gstreamer::FlowError> {
-            let map = buffer.map_readable().map_err(|_| {
-                gstreamer::element_imp_error!(
-                    self,
-                    gstreamer::CoreError::Failed,
-                    ["Cannot read input buffer"]
-                );
-                gstreamer::FlowError::Error
-            })?;
-            let discont = buffer.flags().contains(gstreamer::BufferFlags::DISCONT);
-
-            let mut state = lock(&self.state);
-            if discont {
-                state.carry = None;
-            }
-            let carried = state.carry.take();
-            let mut pcm = Vec::with_capacity(1 + map.len() / 2);
-            pcm.extend(carried);
-            pcm.extend(
-                map.chunks_exact(2)
-                    .map(|bytes| i16::from_le_bytes([bytes[0], bytes[1]])),
-            );
-            if !pcm.len().is_multiple_of(2) {
-                state.carry = pcm.pop();
-            }
-            if pcm.is_empty() {
-                return Ok(None);
-            }
-
-            let encoder = match &mut state.encoder {
-                Some(encoder) => encoder,
-                slot @ None => slot.insert(Encoder::new().ok_or_else(|| {
-                    gstreamer::element_imp_error!(
-                        self,
-                        gstreamer::LibraryError::Init,
-                        ["Cannot allocate a G.722 encoder"]
-                    );
-                    gstreamer::FlowError::Error
-                })?),
-            };
-            let mut codes = Vec::with_capacity(pcm.len() / 2);
-            encoder.encode(&pcm, &mut codes);
-
-            // The output starts with the carried sample, if any, one sample before this
-            // buffer; it lasts exactly as long as the input when no sample moved across.
-            let pts = match carried {
-                Some(_) => buffer
-                    .pts()
-                    .map(|pts| pts.saturating_sub(samples_duration(1))),
-                None => buffer.pts(),
-            };
-            let duration = match (carried, state.carry, buffer.duration()) {
-                (None, None, Some(duration)) => duration,
-                _ => samples_duration(pcm.len()),
-            };
-            Ok(Some(output_buffer(codes, pts, duration, discont)))
-        }
-
-        fn sink_event(&self, pad: &gstreamer::Pad, event: gstreamer::Event) -> bool {
-            match event.view() {
-                gstreamer::EventView::Caps(_) => {
-                    let caps = self.srcpad.pad_template_caps();
-                    self.srcpad.push_event(gstreamer::event::Caps::new(&caps))
-                }
-                gstreamer::EventView::FlushStop(_) | gstreamer::EventView::StreamStart(_) => {
-                    self.reset();
-                    gstreamer::Pad::event_default(pad, Some(&*self.obj()), event)
-                }
-                _ => gstreamer::Pad::event_default(pad, Some(&*self.obj()), event),
-            }
+        fn renew(&self) -> Result<(), gstreamer::ErrorMessage> {
+            *lock(&self.encoder) = Some(Encoder::new().ok_or_else(|| no_codec("encoder"))?);
+            Ok(())
         }
     }
 
@@ -360,48 +265,10 @@ mod enc_imp {
     impl ObjectSubclass for G722Enc {
         const NAME: &'static str = "DoorphoneG722Enc";
         type Type = super::G722Enc;
-        type ParentType = gstreamer::Element;
-
-        fn with_class(klass: &Self::Class) -> Self {
-            let sink_template = klass.pad_template("sink").expect("sink template exists");
-            let sinkpad = gstreamer::Pad::builder_from_template(&sink_template)
-                .chain_function(|_pad, parent, buffer| {
-                    G722Enc::catch_panic_pad_function(
-                        parent,
-                        || Err(gstreamer::FlowError::Error),
-                        |enc| enc.sink_chain(buffer),
-                    )
-                })
-                .event_function(|pad, parent, event| {
-                    G722Enc::catch_panic_pad_function(
-                        parent,
-                        || false,
-                        |enc| enc.sink_event(pad, event),
-                    )
-                })
-                .build();
-            let src_template = klass.pad_template("src").expect("src template exists");
-            let srcpad = gstreamer::Pad::builder_from_template(&src_template).build();
-            Self {
-                sinkpad,
-                srcpad,
-                state: Mutex::default(),
-            }
-        }
+        type ParentType = gstreamer_audio::AudioEncoder;
     }
 
-    impl ObjectImpl for G722Enc {
-        fn constructed(&self) {
-            self.parent_constructed();
-            let element = self.obj();
-            element
-                .add_pad(&self.sinkpad)
-                .expect("sink pad is added once");
-            element
-                .add_pad(&self.srcpad)
-                .expect("src pad is added once");
-        }
-    }
+    impl ObjectImpl for G722Enc {}
 
     impl GstObjectImpl for G722Enc {}
 
@@ -423,16 +290,64 @@ mod enc_imp {
                 LazyLock::new(|| super::pad_templates(RAW_CAPS, G722_CAPS));
             &TEMPLATES
         }
+    }
 
-        fn change_state(
-            &self,
-            transition: gstreamer::StateChange,
-        ) -> Result<gstreamer::StateChangeSuccess, gstreamer::StateChangeError> {
-            let result = self.parent_change_state(transition)?;
-            if transition == gstreamer::StateChange::PausedToReady {
-                self.reset();
+    impl AudioEncoderImpl for G722Enc {
+        fn start(&self) -> Result<(), gstreamer::ErrorMessage> {
+            self.renew()
+        }
+
+        fn stop(&self) -> Result<(), gstreamer::ErrorMessage> {
+            *lock(&self.encoder) = None;
+            Ok(())
+        }
+
+        fn flush(&self) {
+            if let Err(e) = self.renew() {
+                self.post_error_message(e);
             }
-            Ok(result)
+        }
+
+        fn set_format(
+            &self,
+            _info: &gstreamer_audio::AudioInfo,
+        ) -> Result<(), gstreamer::LoggableError> {
+            let encoder = self.obj();
+            // Whole 20 ms frames (an even sample count, as spandsp encodes pairs); the
+            // base class keeps the rest for the next buffer.
+            encoder.set_frame_samples_min(FRAME_SAMPLES);
+            encoder.set_frame_samples_max(FRAME_SAMPLES);
+            encoder.set_hard_min(true);
+            let caps: gstreamer::Caps = G722_CAPS.parse().expect("static caps string parses");
+            encoder
+                .set_output_format(&caps)
+                .map_err(|_| gstreamer::loggable_error!(super::CAT, "G.722 caps refused"))
+        }
+
+        fn handle_frame(
+            &self,
+            buffer: Option<&gstreamer::Buffer>,
+        ) -> Result<gstreamer::FlowSuccess, gstreamer::FlowError> {
+            // Draining: a hard minimum leaves no partial frame to encode.
+            let Some(buffer) = buffer else {
+                return Ok(gstreamer::FlowSuccess::Ok);
+            };
+            let map = buffer
+                .map_readable()
+                .map_err(|_| gstreamer::FlowError::Error)?;
+            let pcm: Vec<i16> = map
+                .chunks_exact(2)
+                .map(|bytes| i16::from_le_bytes([bytes[0], bytes[1]]))
+                .collect();
+            let mut codes = Vec::with_capacity(pcm.len() / 2);
+            lock(&self.encoder)
+                .as_mut()
+                .ok_or(gstreamer::FlowError::Flushing)?
+                .encode(&pcm, &mut codes);
+            self.obj().finish_frame(
+                Some(gstreamer::Buffer::from_mut_slice(codes)),
+                pcm.len() as i32,
+            )
         }
     }
 }
@@ -440,85 +355,23 @@ mod enc_imp {
 mod dec_imp {
     use std::sync::{LazyLock, Mutex};
 
-    use gstreamer::subclass::prelude::*;
-    use gstreamer::{glib, prelude::*};
+    use gstreamer::glib;
+    use gstreamer_audio::prelude::*;
+    use gstreamer_audio::subclass::prelude::*;
 
     use super::spandsp::Decoder;
-    use super::{G722_CAPS, RAW_CAPS, lock, output_buffer, samples_duration};
+    use super::{G722_CAPS, RAW_CAPS, SAMPLE_RATE, lock, no_codec};
 
+    /// The codec state of the running stream: made at start, renewed on flush.
+    #[derive(Default)]
     pub(super) struct G722Dec {
-        sinkpad: gstreamer::Pad,
-        srcpad: gstreamer::Pad,
-        /// Dropped on flush, new stream and stop.
         decoder: Mutex<Option<Decoder>>,
     }
 
     impl G722Dec {
-        fn reset(&self) {
-            *lock(&self.decoder) = None;
-        }
-
-        fn sink_chain(
-            &self,
-            buffer: gstreamer::Buffer,
-        ) -> Result<gstreamer::FlowSuccess, gstreamer::FlowError> {
-            let Some(output) = self.decode(&buffer)? else {
-                return Ok(gstreamer::FlowSuccess::Ok);
-            };
-            self.srcpad.push(output)
-        }
-
-        fn decode(
-            &self,
-            buffer: &gstreamer::Buffer,
-        ) -> Result<Option<gstreamer::Buffer>, gstreamer::FlowError> {
-            let map = buffer.map_readable().map_err(|_| {
-                gstreamer::element_imp_error!(
-                    self,
-                    gstreamer::CoreError::Failed,
-                    ["Cannot read input buffer"]
-                );
-                gstreamer::FlowError::Error
-            })?;
-            if map.is_empty() {
-                return Ok(None);
-            }
-
-            let mut decoder = lock(&self.decoder);
-            let decoder = match &mut *decoder {
-                Some(decoder) => decoder,
-                slot @ None => slot.insert(Decoder::new().ok_or_else(|| {
-                    gstreamer::element_imp_error!(
-                        self,
-                        gstreamer::LibraryError::Init,
-                        ["Cannot allocate a G.722 decoder"]
-                    );
-                    gstreamer::FlowError::Error
-                })?),
-            };
-            let mut pcm = Vec::with_capacity(map.len() * 2);
-            decoder.decode(&map, &mut pcm);
-
-            let data: Vec<u8> = pcm.iter().flat_map(|sample| sample.to_le_bytes()).collect();
-            let duration = buffer
-                .duration()
-                .unwrap_or_else(|| samples_duration(pcm.len()));
-            let discont = buffer.flags().contains(gstreamer::BufferFlags::DISCONT);
-            Ok(Some(output_buffer(data, buffer.pts(), duration, discont)))
-        }
-
-        fn sink_event(&self, pad: &gstreamer::Pad, event: gstreamer::Event) -> bool {
-            match event.view() {
-                gstreamer::EventView::Caps(_) => {
-                    let caps = self.srcpad.pad_template_caps();
-                    self.srcpad.push_event(gstreamer::event::Caps::new(&caps))
-                }
-                gstreamer::EventView::FlushStop(_) | gstreamer::EventView::StreamStart(_) => {
-                    self.reset();
-                    gstreamer::Pad::event_default(pad, Some(&*self.obj()), event)
-                }
-                _ => gstreamer::Pad::event_default(pad, Some(&*self.obj()), event),
-            }
+        fn renew(&self) -> Result<(), gstreamer::ErrorMessage> {
+            *lock(&self.decoder) = Some(Decoder::new().ok_or_else(|| no_codec("decoder"))?);
+            Ok(())
         }
     }
 
@@ -526,48 +379,10 @@ mod dec_imp {
     impl ObjectSubclass for G722Dec {
         const NAME: &'static str = "DoorphoneG722Dec";
         type Type = super::G722Dec;
-        type ParentType = gstreamer::Element;
-
-        fn with_class(klass: &Self::Class) -> Self {
-            let sink_template = klass.pad_template("sink").expect("sink template exists");
-            let sinkpad = gstreamer::Pad::builder_from_template(&sink_template)
-                .chain_function(|_pad, parent, buffer| {
-                    G722Dec::catch_panic_pad_function(
-                        parent,
-                        || Err(gstreamer::FlowError::Error),
-                        |dec| dec.sink_chain(buffer),
-                    )
-                })
-                .event_function(|pad, parent, event| {
-                    G722Dec::catch_panic_pad_function(
-                        parent,
-                        || false,
-                        |dec| dec.sink_event(pad, event),
-                    )
-                })
-                .build();
-            let src_template = klass.pad_template("src").expect("src template exists");
-            let srcpad = gstreamer::Pad::builder_from_template(&src_template).build();
-            Self {
-                sinkpad,
-                srcpad,
-                decoder: Mutex::default(),
-            }
-        }
+        type ParentType = gstreamer_audio::AudioDecoder;
     }
 
-    impl ObjectImpl for G722Dec {
-        fn constructed(&self) {
-            self.parent_constructed();
-            let element = self.obj();
-            element
-                .add_pad(&self.sinkpad)
-                .expect("sink pad is added once");
-            element
-                .add_pad(&self.srcpad)
-                .expect("src pad is added once");
-        }
-    }
+    impl ObjectImpl for G722Dec {}
 
     impl GstObjectImpl for G722Dec {}
 
@@ -589,16 +404,55 @@ mod dec_imp {
                 LazyLock::new(|| super::pad_templates(G722_CAPS, RAW_CAPS));
             &TEMPLATES
         }
+    }
 
-        fn change_state(
-            &self,
-            transition: gstreamer::StateChange,
-        ) -> Result<gstreamer::StateChangeSuccess, gstreamer::StateChangeError> {
-            let result = self.parent_change_state(transition)?;
-            if transition == gstreamer::StateChange::PausedToReady {
-                self.reset();
+    impl AudioDecoderImpl for G722Dec {
+        fn start(&self) -> Result<(), gstreamer::ErrorMessage> {
+            self.renew()
+        }
+
+        fn stop(&self) -> Result<(), gstreamer::ErrorMessage> {
+            *lock(&self.decoder) = None;
+            Ok(())
+        }
+
+        fn flush(&self, _hard: bool) {
+            if let Err(e) = self.renew() {
+                self.post_error_message(e);
             }
-            Ok(result)
+        }
+
+        fn set_format(&self, _caps: &gstreamer::Caps) -> Result<(), gstreamer::LoggableError> {
+            let info = gstreamer_audio::AudioInfo::builder(
+                gstreamer_audio::AudioFormat::S16le,
+                SAMPLE_RATE,
+                1,
+            )
+            .build()
+            .map_err(|_| gstreamer::loggable_error!(super::CAT, "no raw audio format"))?;
+            self.obj()
+                .set_output_format(&info)
+                .map_err(|_| gstreamer::loggable_error!(super::CAT, "raw caps refused"))
+        }
+
+        fn handle_frame(
+            &self,
+            buffer: Option<&gstreamer::Buffer>,
+        ) -> Result<gstreamer::FlowSuccess, gstreamer::FlowError> {
+            let Some(buffer) = buffer else {
+                return Ok(gstreamer::FlowSuccess::Ok);
+            };
+            let map = buffer
+                .map_readable()
+                .map_err(|_| gstreamer::FlowError::Error)?;
+            let mut pcm = Vec::with_capacity(map.len() * 2);
+            lock(&self.decoder)
+                .as_mut()
+                .ok_or(gstreamer::FlowError::Flushing)?
+                .decode(&map, &mut pcm);
+            let data: Vec<u8> = pcm.iter().flat_map(|sample| sample.to_le_bytes()).collect();
+            self.obj()
+                .finish_frame(Some(gstreamer::Buffer::from_mut_slice(data)), 1)
         }
     }
 }
@@ -757,8 +611,13 @@ mod tests {
         }
     }
 
+    /// Duration of `samples` 16 kHz samples (62.5 µs each).
+    fn samples_duration(samples: usize) -> gstreamer::ClockTime {
+        gstreamer::ClockTime::from_nseconds(samples as u64 * 1_000_000_000 / u64::from(SAMPLE_RATE))
+    }
+
     #[test]
-    fn encoder_emits_one_byte_per_two_samples() {
+    fn encoder_emits_whole_20_ms_frames_of_one_byte_per_two_samples() {
         let collected = run(&format!(
             "audiotestsrc freq=1000 num-buffers={NUM_BUFFERS} \
              ! audio/x-raw,format=S16LE,rate=16000,channels=1 \
@@ -769,32 +628,37 @@ mod tests {
             caps == G722_CAPS.parse::<gstreamer::Caps>().unwrap(),
             "unexpected caps {caps}"
         );
-        assert_eq!(collected.data.len(), SAMPLES_PER_BUFFER * NUM_BUFFERS / 2);
-        for &(_, duration, len) in &collected.buffers {
-            assert_eq!(len, SAMPLES_PER_BUFFER / 2);
-            assert_eq!(
-                duration,
-                Some(samples_duration(SAMPLES_PER_BUFFER)),
-                "duration of {len} bytes"
+        // Whole frames only: the last partial one is not encoded.
+        let frames = SAMPLES_PER_BUFFER * NUM_BUFFERS / FRAME_SAMPLES as usize;
+        assert_eq!(collected.data.len(), frames * FRAME_SAMPLES as usize / 2);
+        let mut next = gstreamer::ClockTime::ZERO;
+        for &(pts, duration, len) in &collected.buffers {
+            assert!(
+                len.is_multiple_of(FRAME_SAMPLES as usize / 2),
+                "{len} bytes"
             );
+            assert_eq!(pts, Some(next));
+            assert_eq!(duration, Some(samples_duration(2 * len)));
+            next += samples_duration(2 * len);
         }
     }
 
     #[test]
-    fn encoder_carries_odd_samples_across_buffers() {
-        // 161 samples per buffer: every other buffer leaves one sample for the next.
+    fn encoder_frames_odd_sized_input() {
+        // 161 samples per buffer: frames cut across buffers, timed from the source.
         let collected = run(&format!(
             "audiotestsrc freq=1000 num-buffers={NUM_BUFFERS} samplesperbuffer=161 \
              ! audio/x-raw,format=S16LE,rate=16000,channels=1 \
              ! {ENCODER_NAME} ! appsink name=sink"
         ));
-        assert_eq!(collected.data.len(), 161 * NUM_BUFFERS / 2);
+        let frames = 161 * NUM_BUFFERS / FRAME_SAMPLES as usize;
+        assert_eq!(collected.data.len(), frames * FRAME_SAMPLES as usize / 2);
         let mut next = gstreamer::ClockTime::ZERO;
-        for &(pts, duration, len) in &collected.buffers {
+        for &(pts, duration, _) in &collected.buffers {
             assert_eq!(pts, Some(next));
-            assert_eq!(duration, Some(samples_duration(2 * len)));
-            next += samples_duration(2 * len);
+            next += duration.expect("buffers have durations");
         }
+        assert_eq!(next, samples_duration(frames * FRAME_SAMPLES as usize));
     }
 
     #[test]

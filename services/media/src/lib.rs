@@ -11,3 +11,4 @@ pub mod sdp;
 pub mod service;
 pub mod session;
 pub mod stream;
+pub mod trust;

@@ -163,7 +163,7 @@ async fn forget_departed(
         if args.name.starts_with(':') && args.new_owner.is_none() {
             let name = args.name.to_string();
             iface
-                .get_mut()
+                .get()
                 .await
                 .forget(conn.object_server(), &conn, &name)
                 .await;

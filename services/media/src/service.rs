@@ -49,6 +49,9 @@ struct Session {
     started: Arc<std::sync::Condvar>,
     /// The bus connection that made the session: when it goes, so does the session.
     owner: Option<String>,
+    /// Held while digits go out, so two `SendDtmf` calls on one session send
+    /// theirs one after the other.
+    dialling: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The session object at `/org/doorphone/Media1/session/N`.
@@ -64,8 +67,9 @@ fn sender(header: &zbus::message::Header<'_>) -> Option<String> {
     header.sender().map(|s| s.to_string())
 }
 
-fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
-    session.lock().unwrap_or_else(|e| e.into_inner())
+/// Locks a mutex, carrying on with the data if a thread panicked while it held it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SessionObject {
@@ -153,6 +157,13 @@ impl SessionObject {
         self.reception().0
     }
 
+    /// RTP and RTCP packets dropped because they came from another source than
+    /// the call's peer (its described address, or the latched one).
+    #[zbus(property)]
+    async fn packets_rejected(&self) -> u64 {
+        self.counter(|c| c.packets_rejected.load(Ordering::Relaxed))
+    }
+
     /// Packets from the peer that never arrived (RTCP statistics).
     #[zbus(property)]
     async fn packets_lost(&self) -> i64 {
@@ -210,10 +221,6 @@ struct Preparer {
     changed: Arc<tokio::sync::Notify>,
 }
 
-fn lock_slot(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
-    slot.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Preparer {
     /// Binds a port pair from the configured range (which follows the config).
     fn bind(&self) -> Result<PortPair, Error> {
@@ -240,7 +247,7 @@ impl Preparer {
 
     /// The prepared session's port and encoding, when one is ready.
     fn peek(&self) -> Option<(u16, Encoding)> {
-        lock_slot(&self.slot)
+        lock(&self.slot)
             .ready
             .as_ref()
             .filter(|r| r.usable())
@@ -250,7 +257,7 @@ impl Preparer {
     /// Takes the prepared session, if one is ready and sound.
     fn take(&self) -> Option<Ready> {
         let taken = {
-            let mut slot = lock_slot(&self.slot);
+            let mut slot = lock(&self.slot);
             match slot.ready.take() {
                 Some(r) if r.usable() => Some(r),
                 Some(broken) => {
@@ -270,7 +277,7 @@ impl Preparer {
     /// Prepares a session in the background unless one is ready or under way.
     fn ensure(&self) {
         let generation = {
-            let mut slot = lock_slot(&self.slot);
+            let mut slot = lock(&self.slot);
             if let Some(broken) = slot.ready.take_if(|r| !r.usable()) {
                 tracing::warn!("the prepared session broke while it waited");
                 discard(broken);
@@ -289,7 +296,7 @@ impl Preparer {
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
             let (installed, stale) = {
-                let mut slot = lock_slot(&this.slot);
+                let mut slot = lock(&this.slot);
                 if slot.building == Some(generation) {
                     slot.building = None;
                 }
@@ -334,6 +341,7 @@ impl Preparer {
                 tone: self.tone,
                 speaker: &self.speaker,
                 rtp_timeout: self.rtp_timeout,
+                latching: lock(&self.media).rtp_latching,
             },
             move |event| match tag.load(Ordering::SeqCst) {
                 0 => {
@@ -359,7 +367,7 @@ impl Preparer {
     /// (the service stops).
     fn renew(&self, again: bool) -> tokio::task::JoinHandle<()> {
         let old = {
-            let mut slot = lock_slot(&self.slot);
+            let mut slot = lock(&self.slot);
             slot.generation += 1;
             slot.building = None;
             slot.closed = !again;
@@ -384,7 +392,7 @@ impl Preparer {
         let ended = self.done.notified();
         tokio::pin!(ended);
         ended.as_mut().enable();
-        if lock_slot(&self.slot).building.is_none() {
+        if lock(&self.slot).building.is_none() {
             return false;
         }
         let _ = tokio::time::timeout(patience, ended).await;
@@ -398,11 +406,7 @@ impl Preparer {
 
     /// The ports of the prepared session, for `PreparedPorts`.
     fn ports_now(&self) -> Vec<u16> {
-        lock_slot(&self.slot)
-            .ready
-            .iter()
-            .map(Ready::port)
-            .collect()
+        lock(&self.slot).ready.iter().map(Ready::port).collect()
     }
 }
 
@@ -467,19 +471,30 @@ impl Claim {
     }
 }
 
+/// The service's object. Its methods take `&self` and the bus runs them side by
+/// side: each session sits behind its own lock, held only for the moment a
+/// method reads or changes it, so one session's slow work (a `SendDtmf` takes
+/// about 350 ms a digit) never holds up another's set-up or end.
 pub struct MediaService {
     options: Options,
     media: Arc<Mutex<Media>>,
     preparer: Preparer,
     speaker: Arc<Speaker>,
-    sessions: HashMap<u32, Arc<Mutex<Session>>>,
+    sessions: Mutex<HashMap<u32, Arc<Mutex<Session>>>>,
+    pages: Mutex<Pages>,
+    /// Session and stream numbers, never reused while the service runs.
+    next_id: AtomicU32,
+    events: EventSender,
+}
+
+/// The streams `PlayStream` started.
+#[derive(Default)]
+struct Pages {
     streams: HashMap<u32, crate::stream::PageStream>,
     /// The bus connection that started each stream.
-    stream_owners: HashMap<u32, String>,
+    owners: HashMap<u32, String>,
     /// The stream that has the speaker to itself, if any.
     solo: Option<u32>,
-    next_id: u32,
-    events: EventSender,
 }
 
 fn session_path(id: u32) -> OwnedObjectPath {
@@ -542,17 +557,15 @@ impl MediaService {
             preparer,
             media,
             speaker,
-            sessions: HashMap::new(),
-            streams: HashMap::new(),
-            stream_owners: HashMap::new(),
-            solo: None,
-            next_id: 1,
+            sessions: Mutex::default(),
+            pages: Mutex::default(),
+            next_id: AtomicU32::new(1),
             events,
         }
     }
 
     /// Binds a port pair from the configured range (which follows the config).
-    fn bind_ports(&mut self) -> Result<PortPair, Error> {
+    fn bind_ports(&self) -> Result<PortPair, Error> {
         self.preparer.bind()
     }
 
@@ -577,7 +590,7 @@ impl MediaService {
     /// Media for a new session: a fresh port pair, or, when the range has none
     /// left, the prepared session's (waiting for a preparation under way to
     /// end); `launch` builds a pipeline for another codec on its ports.
-    async fn claim(&mut self) -> Result<Claim, Error> {
+    async fn claim(&self) -> Result<Claim, Error> {
         let mut waited = false;
         loop {
             let error = match self.bind_ports() {
@@ -634,7 +647,7 @@ impl MediaService {
 
     fn session(&self, path: &ObjectPath<'_>) -> Result<(u32, Arc<Mutex<Session>>), Error> {
         let id = session_id(path)?;
-        self.sessions
+        lock(&self.sessions)
             .get(&id)
             .cloned()
             .map(|s| (id, s))
@@ -670,6 +683,7 @@ impl MediaService {
         let mic = self.options.audio_source.clone();
         let tone = self.options.test_tone;
         let rtp_timeout = self.options.rtp_timeout;
+        let latching = lock(&self.media).rtp_latching;
         let speaker = self.speaker.clone();
         let events = self.events.clone();
         let build = move || {
@@ -713,6 +727,7 @@ impl MediaService {
                         tone,
                         speaker: &speaker,
                         rtp_timeout,
+                        latching,
                     },
                     video,
                     sending,
@@ -749,12 +764,11 @@ impl MediaService {
     }
 
     async fn add_session(
-        &mut self,
+        &self,
         server: &zbus::ObjectServer,
         session: Session,
     ) -> Result<(u32, OwnedObjectPath, Arc<Mutex<Session>>), Error> {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let session = Arc::new(Mutex::new(session));
         let path = session_path(id);
         server
@@ -766,21 +780,25 @@ impl MediaService {
             )
             .await
             .map_err(|e| Error::Failed(e.to_string()))?;
-        self.sessions.insert(id, session.clone());
+        lock(&self.sessions).insert(id, session.clone());
         Ok((id, path, session))
     }
 
     /// Ends a session: pipeline stopped, ports freed, object removed.
     /// Stops stream `id`; false when there is none.
-    async fn end_stream(&mut self, id: u32) -> bool {
-        let Some(playing) = self.streams.remove(&id) else {
-            return false;
+    async fn end_stream(&self, id: u32) -> bool {
+        let playing = {
+            let mut pages = lock(&self.pages);
+            let Some(playing) = pages.streams.remove(&id) else {
+                return false;
+            };
+            pages.owners.remove(&id);
+            if pages.solo == Some(id) {
+                pages.solo = None;
+                self.speaker.solo(None);
+            }
+            playing
         };
-        self.stream_owners.remove(&id);
-        if self.solo == Some(id) {
-            self.solo = None;
-            self.speaker.solo(None);
-        }
         // Stopping waits for streaming threads: not on the bus's thread.
         let _ = tokio::task::spawn_blocking(move || drop(playing)).await;
         true
@@ -789,20 +807,14 @@ impl MediaService {
     /// A bus connection went away (its service stopped or crashed): the
     /// sessions and streams it started stop, so no call keeps sending to a
     /// peer nobody speaks for, and no page keeps the speaker.
-    pub async fn forget(
-        &mut self,
-        server: &zbus::ObjectServer,
-        conn: &zbus::Connection,
-        owner: &str,
-    ) {
-        let sessions: Vec<u32> = self
-            .sessions
+    pub async fn forget(&self, server: &zbus::ObjectServer, conn: &zbus::Connection, owner: &str) {
+        let sessions: Vec<u32> = lock(&self.sessions)
             .iter()
             .filter(|(_, s)| lock(s).owner.as_deref() == Some(owner))
             .map(|(id, _)| *id)
             .collect();
-        let streams: Vec<u32> = self
-            .stream_owners
+        let streams: Vec<u32> = lock(&self.pages)
+            .owners
             .iter()
             .filter(|(_, o)| o.as_str() == owner)
             .map(|(id, _)| *id)
@@ -834,8 +846,9 @@ impl MediaService {
         }
     }
 
-    pub async fn end(&mut self, server: &zbus::ObjectServer, id: u32) -> bool {
-        let Some(session) = self.sessions.remove(&id) else {
+    pub async fn end(&self, server: &zbus::ObjectServer, id: u32) -> bool {
+        let removed = lock(&self.sessions).remove(&id);
+        let Some(session) = removed else {
             return false;
         };
         let (pipeline, prepared) = {
@@ -870,7 +883,7 @@ impl MediaService {
     /// A new session and our SDP offer. Options: `video` (b), `address` (s).
     #[zbus(out_args("session", "sdp"))]
     async fn create_offer(
-        &mut self,
+        &self,
         options: HashMap<String, OwnedVariant>,
         #[zbus(object_server)] server: &zbus::ObjectServer,
         #[zbus(header)] header: zbus::message::Header<'_>,
@@ -905,6 +918,7 @@ impl MediaService {
                     state: state::PREPARED,
                     held: false,
                     started: Arc::default(),
+                    dialling: Arc::default(),
                     local_rtp: transport,
                     owner: sender(&header),
                 },
@@ -916,7 +930,7 @@ impl MediaService {
     /// A new session answering `offer`. Options as for `CreateOffer`.
     #[zbus(out_args("session", "sdp"))]
     async fn create_answer(
-        &mut self,
+        &self,
         offer: &str,
         options: HashMap<String, OwnedVariant>,
         #[zbus(object_server)] server: &zbus::ObjectServer,
@@ -971,6 +985,7 @@ impl MediaService {
             state: state::PREPARED,
             held: false,
             started: Arc::default(),
+            dialling: Arc::default(),
             local_rtp: transport,
             owner: sender(&header),
         };
@@ -988,7 +1003,7 @@ impl MediaService {
     /// empty string) or a re-offer (returns our answer).
     #[zbus(out_args("answer"))]
     async fn set_remote(
-        &mut self,
+        &self,
         session: ObjectPath<'_>,
         sdp: &str,
     ) -> Result<ResponseDispatchNotifier<String>, Error> {
@@ -1016,7 +1031,7 @@ impl MediaService {
             p.set_sending(sends && !held);
             // An old-style hold (c=0.0.0.0) keeps the address media already has.
             if !audio.remote_rtp.ip().is_unspecified() {
-                p.set_remote(audio.remote_rtp, audio.remote_rtcp);
+                p.set_remote(audio);
             }
         }
         s.negotiated = Some(negotiated);
@@ -1025,7 +1040,7 @@ impl MediaService {
 
     /// Holds the session; returns the re-offer to send.
     #[zbus(out_args("offer"))]
-    async fn hold(&mut self, session: ObjectPath<'_>) -> Result<String, Error> {
+    async fn hold(&self, session: ObjectPath<'_>) -> Result<String, Error> {
         let (_, handle) = self.session(&session)?;
         let mut s = lock(&handle);
         s.held = true;
@@ -1038,7 +1053,7 @@ impl MediaService {
 
     /// Resumes a held session; returns the re-offer to send.
     #[zbus(out_args("offer"))]
-    async fn resume(&mut self, session: ObjectPath<'_>) -> Result<String, Error> {
+    async fn resume(&self, session: ObjectPath<'_>) -> Result<String, Error> {
         let (_, handle) = self.session(&session)?;
         let mut s = lock(&handle);
         s.held = false;
@@ -1051,7 +1066,7 @@ impl MediaService {
 
     /// Stops the session and frees its ports.
     async fn stop(
-        &mut self,
+        &self,
         session: ObjectPath<'_>,
         #[zbus(object_server)] server: &zbus::ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
@@ -1069,7 +1084,7 @@ impl MediaService {
     /// Options: `solo` (b): only this stream is heard until it stops.
     #[zbus(out_args("stream"))]
     async fn play_stream(
-        &mut self,
+        &self,
         address: &str,
         port: u16,
         codec: &str,
@@ -1094,22 +1109,24 @@ impl MediaService {
             .get("solo")
             .and_then(|v| bool::try_from(v).ok())
             .unwrap_or(false);
-        let id = self.next_id;
-        self.next_id += 1;
-        if solo {
-            stream.with_input(|input| self.speaker.solo(Some(input)));
-            self.solo = Some(id);
-        }
-        self.streams.insert(id, stream);
-        if let Some(owner) = sender(&header) {
-            self.stream_owners.insert(id, owner);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut pages = lock(&self.pages);
+            if solo {
+                stream.with_input(|input| self.speaker.solo(Some(input)));
+                pages.solo = Some(id);
+            }
+            pages.streams.insert(id, stream);
+            if let Some(owner) = sender(&header) {
+                pages.owners.insert(id, owner);
+            }
         }
         tracing::info!(stream = id, %address, port, codec, solo, "playing a stream");
         Ok(stream_path(id))
     }
 
     /// Stops a stream that `PlayStream` started.
-    async fn stop_stream(&mut self, stream: ObjectPath<'_>) -> Result<(), Error> {
+    async fn stop_stream(&self, stream: ObjectPath<'_>) -> Result<(), Error> {
         let id = stream
             .as_str()
             .strip_prefix("/org/doorphone/Media1/stream/")
@@ -1136,11 +1153,12 @@ impl MediaService {
     }
 
     /// Sends DTMF digits (`0-9`, `*`, `#`, `A-D`) as RFC 4733 events.
-    async fn send_dtmf(&mut self, session: ObjectPath<'_>, digits: &str) -> Result<(), Error> {
+    async fn send_dtmf(&self, session: ObjectPath<'_>, digits: &str) -> Result<(), Error> {
         let (_, handle) = self.session(&session)?;
         if let Some(bad) = digits.chars().find(|d| crate::dtmf::event(*d).is_none()) {
             return Err(Error::Failed(format!("{bad:?} is not a DTMF digit")));
         }
+        let dialling = lock(&handle).dialling.clone();
         let pipeline = tokio::task::spawn_blocking(move || {
             // A session answered a moment ago may still be starting its media.
             let started = lock(&handle).started.clone();
@@ -1154,6 +1172,7 @@ impl MediaService {
         .await
         .map_err(|e| Error::Failed(e.to_string()))?
         .ok_or_else(|| Error::Failed("the session has no media".into()))?;
+        let _turn = dialling.lock().await;
         let digits = digits.to_owned();
         tokio::task::spawn_blocking(move || {
             for d in digits.chars() {
@@ -1221,7 +1240,7 @@ pub async fn forward_events(
             }
             Event::Failed(why) => {
                 tracing::error!(session = id, "pipeline failed: {why}");
-                iface.get_mut().await.end(server, id).await;
+                iface.get().await.end(server, id).await;
                 MediaService::session_state_changed(emitter, path.as_ref(), state::FAILED, why)
                     .await
             }
@@ -1237,7 +1256,8 @@ async fn set_state(
     id: u32,
     new: &'static str,
 ) {
-    if let Some(s) = iface.get().await.sessions.get(&id) {
-        lock(s).state = new;
+    let session = lock(&iface.get().await.sessions).get(&id).cloned();
+    if let Some(s) = session {
+        lock(&s).state = new;
     }
 }

@@ -18,6 +18,7 @@ use crate::devices::{self, AudioSource, Speaker, SpeakerInput};
 use crate::dtmf;
 use crate::ports::PortPair;
 use crate::sdp::{Encoding, Stream};
+use crate::trust::{self, Gate};
 
 /// What a session reports from GStreamer's threads.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,8 @@ pub struct Counters {
     pub bytes_sent: AtomicU64,
     pub packets_received: AtomicU64,
     pub bytes_received: AtomicU64,
+    /// RTP and RTCP from other sources than the call's peer, dropped.
+    pub packets_rejected: AtomicU64,
 }
 
 /// Encodings this build can carry (H.264 from the camera, audio through `elements`).
@@ -176,6 +179,10 @@ pub struct CallPipeline {
     stream: Arc<Mutex<Stream>>,
     port: u16,
     pub counters: Arc<Counters>,
+    /// Which sources the peer's audio RTP and RTCP may come from.
+    gate: Arc<Gate>,
+    /// `media.rtp_latching`, for the video stream's gate.
+    latching: bool,
     _speaker_input: Arc<Mutex<Option<SpeakerInput>>>,
     /// Held while the pipeline lives; given back by [`CallPipeline::release`].
     ports: Option<PortPair>,
@@ -188,6 +195,8 @@ pub struct CallIo<'a> {
     pub tone: f64,
     pub speaker: &'a Speaker,
     pub rtp_timeout: std::time::Duration,
+    /// `media.rtp_latching`: take the peer's packets from where they come from.
+    pub latching: bool,
 }
 
 /// A stand-in for the stream a prepared pipeline will carry: `encoding` on its
@@ -241,6 +250,7 @@ impl CallPipeline {
             tone,
             speaker,
             rtp_timeout,
+            latching,
         } = io;
         let els = elements(stream.codec.encoding)
             .ok_or_else(|| format!("{} is not available", stream.codec.encoding.name()))?;
@@ -366,6 +376,15 @@ impl CallPipeline {
 
         let counters = Arc::new(Counters::default());
         count(&rtp_out_sink(&rtp_out), &counters, true);
+        let gate = Arc::new(Gate::new(latching));
+        gate.expect(
+            stream.remote_rtp,
+            stream.remote_rtcp,
+            &payload_types(stream),
+        );
+        guard_rtcp(&rtcp_in, &gate, &counters);
+        let admit = gate.clone();
+        let answer_to = (rtp_out.downgrade(), rtcp_out.downgrade());
         let received = counters.clone();
         let timed_out = Arc::new(AtomicBool::new(false));
         let flowing = timed_out.clone();
@@ -377,6 +396,23 @@ impl CallPipeline {
             .expect("udpsrc has a src pad")
             .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 if let Some(buffer) = info.buffer() {
+                    // Before anything reads it: the jitter buffer, the DTMF detector.
+                    if !admit.admit_rtp(trust::source(buffer), buffer) {
+                        received.packets_rejected.fetch_add(1, Ordering::Relaxed);
+                        return gst::PadProbeReturn::Drop;
+                    }
+                    if let (Some(to), Some(rtp), Some(rtcp)) = (
+                        admit.newly_latched(),
+                        answer_to.0.upgrade(),
+                        answer_to.1.upgrade(),
+                    ) {
+                        let rtcp_to =
+                            std::net::SocketAddr::new(to.ip(), to.port().saturating_add(1));
+                        for (sink, to) in [(&rtp, to), (&rtcp, rtcp_to)] {
+                            sink.set_property("host", to.ip().to_string());
+                            sink.set_property("port", i32::from(to.port()));
+                        }
+                    }
                     if flowing.swap(false, Ordering::Relaxed) {
                         on_packet(Event::Flowing);
                     }
@@ -388,11 +424,11 @@ impl CallPipeline {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .telephone_event;
-                    if let (Some(pt), Ok(map)) = (te, buffer.map_readable()) {
+                    if let Some(pt) = te {
                         let digit = dedup
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .digit(map.as_slice(), pt);
+                            .digit(buffer, pt);
                         if let Some(d) = digit {
                             on_packet(Event::Dtmf(d));
                         }
@@ -486,6 +522,8 @@ impl CallPipeline {
             stream: shared,
             port: ports.port,
             counters,
+            gate,
+            latching,
             _speaker_input: speaker_input,
             ports: Some(ports),
             video: None,
@@ -526,9 +564,15 @@ impl CallPipeline {
         }
         self.audio_in
             .set_property("caps", rtp_caps(stream, stream.codec.pt));
-        self.set_remote(stream.remote_rtp, stream.remote_rtcp);
+        self.set_remote(stream);
         if let Some(leg) = video {
-            add_video(&self.pipeline, &self.rtpbin, &leg)?;
+            add_video(
+                &self.pipeline,
+                &self.rtpbin,
+                &leg,
+                Gate::new(self.latching),
+                &self.counters,
+            )?;
             self.video = Some((leg.ports, leg.feed));
         }
         self.set_sending(sending);
@@ -566,12 +610,15 @@ impl CallPipeline {
         }
     }
 
-    /// Sends audio RTP and RTCP to a new address (a re-offer that moved them).
-    pub fn set_remote(&self, rtp: std::net::SocketAddr, rtcp: std::net::SocketAddr) {
+    /// Sends audio RTP and RTCP to the peer's address, and takes them only from
+    /// there (a re-offer may move them).
+    pub fn set_remote(&self, stream: &Stream) {
+        let (rtp, rtcp) = (stream.remote_rtp, stream.remote_rtcp);
         for (sink, to) in [(&self.audio_out.0, rtp), (&self.audio_out.1, rtcp)] {
             sink.set_property("host", to.ip().to_string());
             sink.set_property("port", i32::from(to.port()));
         }
+        self.gate.expect(rtp, rtcp, &payload_types(stream));
     }
 
     /// Stops or restarts sending (hold and resume).
@@ -658,6 +705,8 @@ fn add_video(
     pipeline: &gst::Pipeline,
     rtpbin: &gst::Element,
     leg: &VideoLeg,
+    gate: Gate,
+    counters: &Arc<Counters>,
 ) -> Result<(), String> {
     let rtp_socket = gio_socket(&leg.ports.rtp)?;
     let rtcp_socket = gio_socket(&leg.ports.rtcp)?;
@@ -682,6 +731,26 @@ fn add_video(
         &rtcp_socket,
         &gst::Caps::new_empty_simple("application/x-rtcp"),
     )?;
+    gate.expect(
+        leg.stream.remote_rtp,
+        leg.stream.remote_rtcp,
+        &payload_types(&leg.stream),
+    );
+    let gate = Arc::new(gate);
+    guard_rtcp(&rtcp_in, &gate, counters);
+    let rejected = counters.clone();
+    rtp_in
+        .static_pad("src")
+        .expect("udpsrc has a src pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            match info.buffer() {
+                Some(buffer) if !gate.admit_rtp(trust::source(buffer), buffer) => {
+                    rejected.packets_rejected.fetch_add(1, Ordering::Relaxed);
+                    gst::PadProbeReturn::Drop
+                }
+                _ => gst::PadProbeReturn::Ok,
+            }
+        });
     pipeline
         .add_many([&rtp_out, &rtcp_out, &rtp_in, &rtcp_in])
         .map_err(|e| e.to_string())?;
@@ -700,6 +769,30 @@ fn add_video(
         .link_pads(Some("src"), rtpbin, Some("recv_rtcp_sink_1"))
         .map_err(|e| format!("video rtcp in: {e}"))?;
     Ok(())
+}
+
+/// The payload types a stream negotiated: its codec and telephone-event.
+fn payload_types(stream: &Stream) -> Vec<u8> {
+    std::iter::once(stream.codec.pt)
+        .chain(stream.telephone_event)
+        .collect()
+}
+
+/// Drops RTCP from other sources than the peer's before rtpbin reads it.
+fn guard_rtcp(rtcp_in: &gst::Element, gate: &Arc<Gate>, counters: &Arc<Counters>) {
+    let (gate, rejected) = (gate.clone(), counters.clone());
+    rtcp_in
+        .static_pad("src")
+        .expect("udpsrc has a src pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            match info.buffer() {
+                Some(buffer) if !gate.admit_rtcp(trust::source(buffer)) => {
+                    rejected.packets_rejected.fetch_add(1, Ordering::Relaxed);
+                    gst::PadProbeReturn::Drop
+                }
+                _ => gst::PadProbeReturn::Ok,
+            }
+        });
 }
 
 fn rtp_out_sink(sink: &gst::Element) -> gst::Pad {

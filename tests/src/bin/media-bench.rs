@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use doorphone_interfaces::media::{self, Media1Proxy, SessionProxy};
 use doorphone_system_tests::bench::{percentile, rss_kib};
+use doorphone_system_tests::rtp::Relay;
 use doorphone_system_tests::{Bus, ConfigDb, PATIENCE, bin, chown_to, start_config};
 use futures_util::StreamExt;
 
@@ -147,12 +148,18 @@ impl Launched {
         ))
     }
 
-    /// The peer sending 1 kHz PCMU to `port`.
-    fn sender(port: u16) -> Result<Launched> {
-        Launched::start(
-            &format!("{PEER_SENDER} ! udpsink host=127.0.0.1 port={port}"),
+    /// The peer sending 1 kHz PCMU to `port` from its RTP `socket` (symmetric
+    /// RTP: media takes the peer's packets only from the port its SDP names).
+    fn sender(socket: &UdpSocket, port: u16) -> Result<(Launched, Relay)> {
+        let relay = Relay::send_from(socket, ([127, 0, 0, 1], port).into())?;
+        let launched = Launched::start(
+            &format!(
+                "{PEER_SENDER} ! udpsink host=127.0.0.1 port={}",
+                relay.inlet
+            ),
             Stdio::null(),
-        )
+        )?;
+        Ok((launched, relay))
     }
 }
 
@@ -463,7 +470,7 @@ fn clicks(epoch: Instant, sent: &[Packet], heard: &Heard) -> Result<Vec<Click>> 
 /// The peer's RTP to media for an active call, and media's RTP to the peer.
 struct Call {
     path: zbus::OwnedObjectPath,
-    _sender: Launched,
+    _sender: (Launched, Relay),
     audio: Tap,
     video: Option<(Tap, PortPair)>,
     _audio_pair: PortPair,
@@ -495,7 +502,7 @@ impl Call {
         };
         Ok(Call {
             path,
-            _sender: Launched::sender(answer_port(&answer, "audio")?)?,
+            _sender: Launched::sender(&audio_pair.rtp, answer_port(&answer, "audio")?)?,
             audio,
             video,
             _audio_pair: audio_pair,
@@ -813,7 +820,7 @@ async fn main() -> Result<()> {
     let (path, answer) = proxy
         .create_answer(&offer(pair.port, None), HashMap::new())
         .await?;
-    let sender = Launched::sender(answer_port(&answer, "audio")?)?;
+    let sender = Launched::sender(&pair.rtp, answer_port(&answer, "audio")?)?;
     sent_at_least(&conn, &path, 100).await?;
     let audio = cpu_percent(pid).await?;
     // One click a second: the call runs until media has sent CLICKS + 1 seconds.
