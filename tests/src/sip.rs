@@ -142,9 +142,13 @@ pub enum Caller {
     AnsweredUntilBye,
     /// 200 OK, never acknowledged: the caller goes away.
     AnsweredWithoutAck,
-    /// 200 OK; after `wait` the caller sends `info` as SIP INFO, then waits
-    /// for the door phone's BYE.
-    DigitsLater { wait: Duration, info: &'static str },
+    /// 200 OK; after `wait` the caller presses `rtp` as RFC 4733 events and
+    /// sends `info` as SIP INFO, then waits for the door phone's BYE.
+    DigitsLater {
+        wait: Duration,
+        rtp: &'static str,
+        info: &'static str,
+    },
     /// 200 OK; the caller presses `rtp` as RFC 4733 events (`0-9*#A-D`), then
     /// `info` as SIP INFO `application/dtmf-relay`;
     /// then hangs up itself (`hang_up`) or waits for the door phone's BYE.
@@ -219,12 +223,18 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
                 s += &respond("200 OK", false).replace(";tag=[pid]SIPpTag01[call_number]", "");
             }
         }
-        Caller::DigitsLater { wait, info } => {
+        Caller::DigitsLater { wait, rtp, info } => {
             s += r#"  <recv response="180" optional="true"/>
   <recv response="200" rtd="1"/>
 "#;
             s += &in_dialog("ACK", user, from_user, 1);
             s += &format!("  <pause milliseconds=\"{}\"/>\n", wait.as_millis());
+            for digit in rtp.chars() {
+                s += &format!(
+                    "  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n  <pause milliseconds=\"400\"/>\n",
+                    dtmf_pcap_name(digit)
+                );
+            }
             let last = info.chars().count().saturating_sub(1);
             for (n, digit) in info.chars().enumerate() {
                 let body = format!("Signal={digit}\nDuration=160\n");

@@ -183,6 +183,7 @@ async fn in_dialog_requests_from_another_address_are_refused_and_change_nothing(
         "resident",
         Caller::DigitsLater {
             wait: Duration::from_secs(3),
+            rtp: "",
             info: "#",
         },
     );
@@ -403,4 +404,107 @@ async fn every_refusal_gives_its_reason_in_the_signal_and_the_history() {
         );
     }
     // door_codes_locked is shown by the brute-force test.
+}
+
+/// RFC 4733 packets of one key press of `event` (11 is `#`) with payload
+/// type `pt`: a start with the marker bit, then three ends, as phones send it.
+fn telephone_event(event: u8, pt: u8, ssrc: u32) -> Vec<Vec<u8>> {
+    (0u16..4)
+        .map(|n| {
+            let mut p = vec![0x80, pt | if n == 0 { 0x80 } else { 0 }];
+            p.extend_from_slice(&(1000 + n).to_be_bytes());
+            p.extend_from_slice(&160_000u32.to_be_bytes());
+            p.extend_from_slice(&ssrc.to_be_bytes());
+            let end = if n > 0 { 0x80 } else { 0 };
+            p.extend_from_slice(&[event, end | 10]);
+            p.extend_from_slice(&(160 * (n + 1)).to_be_bytes());
+            p
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rtp_telephone_events_injected_from_a_third_address_open_nothing() {
+    doorphone_system_tests::require_root();
+    let rig = rig("contacts", |_| {}).await;
+    let mut states = rig.states().await;
+    let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
+    let mut opened = relay.receive_door_opened().await.unwrap();
+    // The resident's call: its own `#` by RFC 4733, 3 s into the call.
+    let mut resident = rig.call_at(
+        "resident",
+        "127.0.0.2",
+        "door",
+        "resident",
+        Caller::DigitsLater {
+            wait: Duration::from_secs(3),
+            rtp: "#",
+            info: "",
+        },
+    );
+    loop {
+        let s = tokio::time::timeout(PATIENCE, states.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if s.args().unwrap().state == sip::call_state::ANSWERED {
+            break;
+        }
+    }
+    // The session's port, from the door phone's answer.
+    let ok = loop {
+        let m = resident.messages();
+        if let Some(ok) = m.into_iter().find(|m| !m.sent && m.is_response(200)) {
+            break ok;
+        }
+        tokio::task::yield_now().await;
+    };
+    let port: u16 = ok
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the answer's audio port");
+    let session = rig.active_call().await.media_session().await.unwrap();
+    let session = doorphone_interfaces::media::SessionProxy::builder(&rig.conn)
+        .path(session)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    // A sweep of `#` from a third host, and from the resident's host but
+    // another port: both are strangers to the session.
+    for from in ["127.0.0.3:0", "127.0.0.2:0"] {
+        let injector = tokio::net::UdpSocket::bind(from).await.unwrap();
+        for pt in [101u8, 96, 100, 127] {
+            for packet in telephone_event(11, pt, 0x1234_5678) {
+                injector
+                    .send_to(&packet, ("127.0.0.1", port))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let rejected = loop {
+        let n = session.packets_rejected().await.unwrap();
+        if n >= 32 {
+            break n;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert!(rejected >= 32, "{rejected} packets rejected");
+    assert!(
+        rig.relays_energised().is_empty(),
+        "injected digits opened a door"
+    );
+    // The resident's own `#` opens it.
+    let signal = tokio::time::timeout(PATIENCE, opened.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(signal.args().unwrap().relay, "A");
+    resident.succeeds(WAIT).await.unwrap();
+    assert_eq!(next_end(&mut states).await, end_reason::DOOR_OPENED);
+    assert_eq!(rig.relays_energised(), ["A"]);
 }
