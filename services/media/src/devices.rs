@@ -68,14 +68,25 @@ impl FromStr for AudioSink {
     }
 }
 
-/// The microphone's element, live.
-pub fn microphone(source: &AudioSource, tone: f64) -> Result<gst::Element, gst::glib::BoolError> {
+/// How much audio the microphone delivers at a time: one packet's worth, so
+/// packets leave at their 20 ms pace instead of in bursts (a source's default
+/// block, 1024 samples, is 128 ms at 8 kHz).
+const BLOCK_US: i64 = 20_000;
+
+/// The microphone's element, live, delivering 20 ms blocks at `rate`.
+pub fn microphone(
+    source: &AudioSource,
+    tone: f64,
+    rate: i32,
+) -> Result<gst::Element, gst::glib::BoolError> {
+    let block = (i64::from(rate) * BLOCK_US / 1_000_000) as i32;
     match source {
         AudioSource::Test => gst::ElementFactory::make("audiotestsrc")
             .property("is-live", true)
             .property_from_str("wave", "sine")
             .property("freq", tone)
             .property("volume", 0.5f64)
+            .property("samplesperbuffer", block)
             .build(),
         AudioSource::TestTicks => gst::ElementFactory::make("audiotestsrc")
             .property("is-live", true)
@@ -86,8 +97,11 @@ pub fn microphone(source: &AudioSource, tone: f64) -> Result<gst::Element, gst::
             .build(),
         AudioSource::Alsa(dev) => gst::ElementFactory::make("alsasrc")
             .property("device", dev)
+            .property("latency-time", BLOCK_US)
             .build(),
-        AudioSource::Pulse => gst::ElementFactory::make("pulsesrc").build(),
+        AudioSource::Pulse => gst::ElementFactory::make("pulsesrc")
+            .property("latency-time", BLOCK_US)
+            .build(),
     }
 }
 

@@ -261,14 +261,14 @@ impl CallPipeline {
             .map_err(|e| format!("rtpbin: {e}"))?;
 
         // Sending: microphone -> encoder -> payloader -> valve (hold) -> DTMF mux -> rtpbin.
-        let mic = devices::microphone(mic, tone).map_err(|e| format!("microphone: {e}"))?;
-        let convert = make("audioconvert")?;
-        let resample = make("audioresample")?;
         let rate = match stream.codec.encoding {
             Encoding::Opus => 48000,
             Encoding::G722 => 16000,
             _ => 8000,
         };
+        let mic = devices::microphone(mic, tone, rate).map_err(|e| format!("microphone: {e}"))?;
+        let convert = make("audioconvert")?;
+        let resample = make("audioresample")?;
         let mic_caps = gst::ElementFactory::make("capsfilter")
             .property(
                 "caps",
