@@ -338,6 +338,51 @@ pub fn late_offer_caller(
     s
 }
 
+/// A caller whose call starts with its RTP at `first_port`, then sends a
+/// re-INVITE without SDP: the door phone's 200 must hold an offer, and the
+/// caller's answer in the ACK moves its RTP to `second_port`; it hangs up
+/// after `hang_up_after`.
+pub fn empty_reinvite_caller(
+    user: &str,
+    from_user: &str,
+    first_port: u16,
+    second_port: u16,
+    hang_up_after: Duration,
+) -> String {
+    let mut s = String::from(HEAD);
+    s += &invite(user, from_user, false).replace("[auto_media_port]", &first_port.to_string());
+    s += r#"  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="1"/>
+"#;
+    s += &in_dialog("ACK", user, from_user, 1);
+    s += &in_dialog("INVITE", user, from_user, 2);
+    s += r#"  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp="m=audio [0-9]+ RTP/AVP" search_in="body" check_it="true" assign_to="offer"/>
+    </action>
+  </recv>
+  <Reference variables="offer"/>
+"#;
+    s += &in_dialog("ACK", user, from_user, 2).replace(
+        "Content-Length: 0",
+        &format!(
+            "Content-Type: application/sdp\n      Content-Length: [len]\n\n{}",
+            sdp(false).replace("[auto_media_port]", &second_port.to_string())
+        ),
+    );
+    s += &format!(
+        "  <pause milliseconds=\"{}\"/>\n",
+        hang_up_after.as_millis()
+    );
+    s += &in_dialog("BYE", user, from_user, 3);
+    s += r#"  <recv response="200"/>
+</scenario>
+"#;
+    s
+}
+
 /// A request line of the caller's making (`FROBNICATE sip:door@... SIP/2.0`,
 /// `OPTIONS ... SIP/7.0`) that must get the final answer `expect`.
 pub fn odd_request(method: &str, version: &str, user: &str, expect: u16) -> String {

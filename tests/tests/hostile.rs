@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use doorphone_interfaces::sip;
 use doorphone_system_tests::rig::{Rig, WAIT, next_end};
 use doorphone_system_tests::sip::{
-    Caller, RawPeer, Sipp, free_port, late_offer_caller, odd_request, plain_offer,
+    Caller, RawPeer, Sipp, empty_reinvite_caller, free_port, late_offer_caller, odd_request,
+    plain_offer,
 };
 use doorphone_system_tests::{PATIENCE, repo_root, start_config, start_media};
 use futures_util::StreamExt;
@@ -161,6 +162,50 @@ async fn an_invite_without_sdp_gets_an_offer_in_the_200_and_the_ack_answers_it()
         "the 200 holds the offer: {}",
         ok.text
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reinvite_without_sdp_gets_an_offer_and_the_ack_moves_the_media() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |_| {}).await;
+    let mut states = rig.states().await;
+    let first = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let second = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut sipp = Sipp::start(
+        rig.dir.path(),
+        "reinvite",
+        &empty_reinvite_caller(
+            "door",
+            "200",
+            first.local_addr().unwrap().port(),
+            second.local_addr().unwrap().port(),
+            Duration::from_millis(1500),
+        ),
+        free_port(),
+        Some(rig.agent()),
+        &[],
+    )
+    .unwrap();
+    let mut packet = [0u8; 2048];
+    // The answer's port hears the call, then the port the ACK gave.
+    for (socket, what) in [(&first, "the INVITE's port"), (&second, "the ACK's port")] {
+        tokio::time::timeout(PATIENCE, socket.recv_from(&mut packet))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no RTP at {what}\n{}\n{}", sipp.trace_text(), rig.sip_log())
+            })
+            .unwrap();
+    }
+    sipp.succeeds(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
+    assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
+    let offers: Vec<_> = sipp
+        .messages()
+        .into_iter()
+        .filter(|m| !m.sent && m.is_response(200) && m.text.contains("m=audio"))
+        .collect();
+    assert_eq!(offers.len(), 2, "the answer and the re-INVITE's offer");
 }
 
 /// Every datagram of the committed corpus (hand-made and fuzzer-found

@@ -1013,6 +1013,13 @@ impl MediaService {
         if s.local.awaiting_answer() {
             let negotiated = s.local.accept_answer(&remote).map_err(sdp_error)?;
             let first = s.negotiated.is_none();
+            // The answer to a re-offer may move the peer (a re-INVITE without
+            // SDP, answered in its ACK): media follows it.
+            if let (Some(p), Some(audio)) = (&s.pipeline, &negotiated.audio)
+                && !audio.remote_rtp.ip().is_unspecified()
+            {
+                p.set_remote(audio);
+            }
             s.negotiated = Some(negotiated);
             drop(s);
             let (reply, replied) = ResponseDispatchNotifier::new(String::new());
