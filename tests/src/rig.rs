@@ -329,6 +329,20 @@ impl Rig {
     }
 }
 
+/// Waits for the next call to reach `state` (`call_state::ANSWERED`, ...).
+pub async fn until_state(states: &mut sip::CallStateChangedStream, state: &str) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let s = states.next().await.expect("the agent stays on the bus");
+            if s.args().unwrap().state == state {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no call became {state}"))
+}
+
 /// Unix milliseconds now, to compare with times the agent signals.
 pub fn now_ms() -> f64 {
     std::time::SystemTime::now()

@@ -757,6 +757,29 @@ impl Sipp {
         Ok(())
     }
 
+    /// The first message of the trace that `pred` picks, once SIPp has
+    /// written it (within `patience`). SIPp tells nobody when it writes its
+    /// trace, so the file is read every 10 ms.
+    pub async fn wait_for(
+        &self,
+        patience: Duration,
+        pred: impl Fn(&Traced) -> bool,
+    ) -> Result<Traced> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if let Some(m) = self.messages().into_iter().find(|m| pred(m)) {
+                return Ok(m);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "not in SIPp's trace after {patience:?}:\n{}",
+                    self.trace_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn trace_text(&self) -> String {
         std::fs::read_to_string(&self.trace).unwrap_or_default()
     }

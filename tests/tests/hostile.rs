@@ -5,13 +5,12 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use doorphone_interfaces::sip;
-use doorphone_system_tests::rig::{Rig, WAIT, next_end};
+use doorphone_system_tests::rig::{Rig, WAIT, next_end, until_state};
 use doorphone_system_tests::sip::{
     Caller, RawPeer, Sipp, empty_reinvite_caller, free_port, late_offer_caller, odd_request,
     plain_offer,
 };
 use doorphone_system_tests::{PATIENCE, repo_root, start_config, start_media};
-use futures_util::StreamExt;
 use serde_json::json;
 
 /// The door phone answers a plain call: it is on the air.
@@ -301,15 +300,7 @@ async fn media_killed_during_a_call_ends_it_with_bye_within_two_seconds() {
     let mut rig = Rig::start(30, |_| {}).await;
     let mut states = rig.states().await;
     let mut caller = rig.call("caller", "door", "200", false, Caller::AnsweredUntilBye);
-    loop {
-        let s = tokio::time::timeout(PATIENCE, states.next())
-            .await
-            .unwrap()
-            .unwrap();
-        if s.args().unwrap().state == sip::call_state::ANSWERED {
-            break;
-        }
-    }
+    until_state(&mut states, sip::call_state::ANSWERED).await;
     let killed = now();
     rig.media.as_mut().unwrap().kill();
     caller
@@ -376,15 +367,7 @@ async fn sigterm_with_a_call_up_sends_bye_and_the_agent_exits_within_five_second
     let mut rig = Rig::start(30, |_| {}).await;
     let mut states = rig.states().await;
     let mut caller = rig.call("caller", "door", "200", false, Caller::AnsweredUntilBye);
-    loop {
-        let s = tokio::time::timeout(PATIENCE, states.next())
-            .await
-            .unwrap()
-            .unwrap();
-        if s.args().unwrap().state == sip::call_state::ANSWERED {
-            break;
-        }
-    }
+    until_state(&mut states, sip::call_state::ANSWERED).await;
     let asked = Instant::now();
     let status = rig.sip.as_mut().unwrap().stop().expect("the agent ran");
     let took = asked.elapsed();

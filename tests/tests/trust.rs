@@ -16,7 +16,9 @@ use std::time::Duration;
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{self, end_reason};
 use doorphone_system_tests::PATIENCE;
-use doorphone_system_tests::rig::{Rig, WAIT, account, contact, next_end, next_refusal};
+use doorphone_system_tests::rig::{
+    Rig, WAIT, account, contact, next_end, next_refusal, until_state,
+};
 use doorphone_system_tests::sip::{Caller, RawPeer, caller, from_as, with_headers};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -151,13 +153,9 @@ async fn a_direct_caller_is_its_address_whatever_its_from_says() {
     assert_eq!(rig.relays_energised(), ["A"]);
 }
 
-/// The dialog of the first call the agent answered: Call-ID, the caller's
-/// From (with tag), the door phone's To (with tag), from the caller's trace.
-fn dialog_of(messages: &[doorphone_system_tests::sip::Traced]) -> (String, String, String) {
-    let ok = messages
-        .iter()
-        .find(|m| !m.sent && m.is_response(200))
-        .expect("the call was answered");
+/// The dialog the door phone's 200 OK confirms: Call-ID, the caller's From
+/// (with tag), the door phone's To (with tag).
+fn dialog_of(ok: &doorphone_system_tests::sip::Traced) -> (String, String, String) {
     let header = |name: &str| {
         ok.text
             .lines()
@@ -187,24 +185,14 @@ async fn in_dialog_requests_from_another_address_are_refused_and_change_nothing(
             info: "#",
         },
     );
-    loop {
-        let s = tokio::time::timeout(PATIENCE, states.next())
-            .await
-            .unwrap()
-            .unwrap();
-        if s.args().unwrap().state == sip::call_state::ANSWERED {
-            break;
-        }
-    }
+    until_state(&mut states, sip::call_state::ANSWERED).await;
     // An attacker who saw the dialog's identifiers speaks in it from
     // 127.0.0.3: the code, a re-INVITE moving the media, and a BYE.
-    let (call_id, from, to) = loop {
-        let m = resident.messages();
-        if m.iter().any(|m| !m.sent && m.is_response(200)) {
-            break dialog_of(&m);
-        }
-        tokio::task::yield_now().await;
-    };
+    let ok = resident
+        .wait_for(PATIENCE, |m| !m.sent && m.is_response(200))
+        .await
+        .unwrap();
+    let (call_id, from, to) = dialog_of(&ok);
     let attacker = RawPeer::bind("127.0.0.3").await.unwrap();
     let agent = rig.agent();
     for (cseq, method, ctype, body) in [
@@ -359,24 +347,12 @@ async fn every_refusal_gives_its_reason_in_the_signal_and_the_history() {
         .await;
     let mut states = rig.states().await;
     let mut first = rig.call("first", "1001", "friend", false, Caller::AnsweredUntilBye);
-    loop {
-        let s = tokio::time::timeout(PATIENCE, states.next())
-            .await
-            .unwrap()
-            .unwrap();
-        if s.args().unwrap().state == sip::call_state::ANSWERED {
-            break;
-        }
-    }
+    until_state(&mut states, sip::call_state::ANSWERED).await;
     // The answer acknowledged: the door phone is busy from then on.
-    let confirmed = loop {
-        let m = first.messages();
-        if m.iter().any(|m| m.sent && m.is_request("ACK")) {
-            break true;
-        }
-        tokio::task::yield_now().await;
-    };
-    assert!(confirmed);
+    first
+        .wait_for(PATIENCE, |m| m.sent && m.is_request("ACK"))
+        .await
+        .unwrap();
     rig.call("second", "1001", "friend", false, Caller::Refused(486))
         .succeeds(WAIT)
         .await
@@ -442,23 +418,12 @@ async fn rtp_telephone_events_injected_from_a_third_address_open_nothing() {
             info: "",
         },
     );
-    loop {
-        let s = tokio::time::timeout(PATIENCE, states.next())
-            .await
-            .unwrap()
-            .unwrap();
-        if s.args().unwrap().state == sip::call_state::ANSWERED {
-            break;
-        }
-    }
+    until_state(&mut states, sip::call_state::ANSWERED).await;
     // The session's port, from the door phone's answer.
-    let ok = loop {
-        let m = resident.messages();
-        if let Some(ok) = m.into_iter().find(|m| !m.sent && m.is_response(200)) {
-            break ok;
-        }
-        tokio::task::yield_now().await;
-    };
+    let ok = resident
+        .wait_for(PATIENCE, |m| !m.sent && m.is_response(200))
+        .await
+        .unwrap();
     let port: u16 = ok
         .text
         .lines()
@@ -486,12 +451,15 @@ async fn rtp_telephone_events_injected_from_a_third_address_open_nothing() {
             }
         }
     }
+    // Media counts as it drops; the count is read every 10 ms (it has no
+    // change signal) until every injected packet is in it.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     let rejected = loop {
         let n = session.packets_rejected().await.unwrap();
-        if n >= 32 {
+        if n >= 32 || tokio::time::Instant::now() > deadline {
             break n;
         }
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert!(rejected >= 32, "{rejected} packets rejected");
     assert!(
