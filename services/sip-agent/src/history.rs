@@ -36,37 +36,24 @@ impl History {
             db.pragma_update(None, "journal_mode", "WAL")?;
             db.pragma_update(None, "synchronous", "FULL")?;
             let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            if version < 1 {
-                db.execute_batch(
-                    "CREATE TABLE calls (
-                        id INTEGER PRIMARY KEY,
-                        direction TEXT NOT NULL,
-                        remote TEXT NOT NULL,
-                        account TEXT NOT NULL,
-                        start INTEGER NOT NULL,
-                        answered INTEGER NOT NULL,
-                        end INTEGER NOT NULL,
-                        end_reason TEXT NOT NULL,
-                        code INTEGER NOT NULL
-                    );
-                    PRAGMA user_version = 1;",
-                )?;
-            }
-            if version < 2 {
-                db.execute_batch(
-                    "CREATE TABLE refusals (
-                        id INTEGER PRIMARY KEY,
-                        direction TEXT NOT NULL,
-                        remote TEXT NOT NULL,
-                        account TEXT NOT NULL,
-                        start INTEGER NOT NULL,
-                        answered INTEGER NOT NULL,
-                        end INTEGER NOT NULL,
-                        end_reason TEXT NOT NULL,
-                        code INTEGER NOT NULL
-                    );
-                    PRAGMA user_version = 2;",
-                )?;
+            // Schema 1: the calls; 2: the refusals, kept apart, as the calls.
+            for (schema, table) in [(1, "calls"), (2, "refusals")] {
+                if version < schema {
+                    db.execute_batch(&format!(
+                        "CREATE TABLE {table} (
+                            id INTEGER PRIMARY KEY,
+                            direction TEXT NOT NULL,
+                            remote TEXT NOT NULL,
+                            account TEXT NOT NULL,
+                            start INTEGER NOT NULL,
+                            answered INTEGER NOT NULL,
+                            end INTEGER NOT NULL,
+                            end_reason TEXT NOT NULL,
+                            code INTEGER NOT NULL
+                        );
+                        PRAGMA user_version = {schema};"
+                    ))?;
+                }
             }
             Ok(())
         };
