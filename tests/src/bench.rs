@@ -31,7 +31,8 @@ pub struct Flood {
 
 /// Sends `count` INVITEs for the door to `agent`, round robin from `sources`
 /// loopback addresses (127.0.2.1 and up), as fast as they go; then an OPTIONS
-/// from 127.0.0.9, whose answer says the agent has read everything before.
+/// from 127.0.0.9, whose answer says the agent has read everything before
+/// (or dropped what its socket could not hold).
 pub async fn flood(
     agent: std::net::SocketAddr,
     sources: usize,
@@ -54,16 +55,26 @@ pub async fn flood(
             tokio::task::yield_now().await;
         }
     }
-    probe
-        .send(
-            agent,
-            &probe.request("OPTIONS", "door", agent, "probe", &[], b""),
-        )
-        .await?;
-    probe
-        .final_response(std::time::Duration::from_secs(60))
-        .await
-        .ok_or_else(|| anyhow::anyhow!("the agent did not answer the probe after the flood"))?;
+    // The probe may be lost with the flood's overflow of the socket buffer:
+    // like any UDP request it is sent again until answered (RFC 3261's timer
+    // E, at a fixed 500 ms).
+    let options = probe.request("OPTIONS", "door", agent, "probe", &[], b"");
+    let mut answered = false;
+    for _ in 0..120 {
+        probe.send(agent, &options).await?;
+        if probe
+            .final_response(std::time::Duration::from_millis(500))
+            .await
+            .is_some()
+        {
+            answered = true;
+            break;
+        }
+    }
+    anyhow::ensure!(
+        answered,
+        "the agent did not answer the probe after the flood"
+    );
     let took = started.elapsed();
     let mut refused = 0;
     for peer in &peers {
