@@ -111,6 +111,16 @@ async fn main() -> Result<()> {
     )
     .await;
     println!("a call after the run was answered");
+    // What the agent still holds once every transaction the run opened has
+    // ended: a final answer's server transaction lives 32 s (RFC 3261 timers
+    // H and J at T1 = 500 ms).
+    tokio::time::sleep(Duration::from_secs(33)).await;
+    let rss_settled = rss_kib(pid);
+    println!(
+        "agent RSS {:.1} MiB once its transactions ended ({:+.2} MiB over the start)",
+        rss_settled as f64 / 1024.0,
+        (rss_settled as f64 - rss_before as f64) / 1024.0
+    );
     if let Some(dir) = save {
         std::fs::create_dir_all(&dir)?;
         for (n, input) in report.novel.iter().enumerate() {
