@@ -125,6 +125,25 @@ impl Bus {
         let _ = self.child.wait();
     }
 
+    /// Stops the bus daemon (SIGSTOP), as a wedged one would be: every call
+    /// over the bus hangs until [`Bus::thaw`].
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen bus daemon run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} the bus daemon");
+    }
+
     /// A client connection, as root.
     pub async fn connect(&self) -> Result<zbus::Connection> {
         Ok(zbus::connection::Builder::address(self.address.as_str())
@@ -598,9 +617,23 @@ pub async fn start_service(
     args: &[String],
     log: &Path,
 ) -> Result<Service> {
+    start_service_env(bus, binary, user, bus_name, args, &[], log).await
+}
+
+/// As [`start_service`], with `env` added to the service's environment.
+pub async fn start_service_env(
+    bus: &Bus,
+    binary: &str,
+    user: &str,
+    bus_name: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+    log: &Path,
+) -> Result<Service> {
     let child = bus
         .command_as(user, &bin(binary))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?)

@@ -961,6 +961,16 @@ pub async fn start_agent(
     dir: &Path,
     extra: &[String],
 ) -> Result<(crate::Service, u16)> {
+    start_agent_env(bus, dir, extra, &[]).await
+}
+
+/// As [`start_agent`], with `env` added to the agent's environment.
+pub async fn start_agent_env(
+    bus: &crate::Bus,
+    dir: &Path,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Result<(crate::Service, u16)> {
     let sip_dir = dir.join("sip");
     std::fs::create_dir_all(&sip_dir)?;
     crate::chown_to(&sip_dir, "doorphone-sip")?;
@@ -974,12 +984,13 @@ pub async fn start_agent(
         sip_dir.join("history.db").display().to_string(),
     ];
     args.extend_from_slice(extra);
-    let agent = crate::start_service(
+    let agent = crate::start_service_env(
         bus,
         "doorphone-sip",
         "doorphone-sip",
         doorphone_interfaces::sip::BUS_NAME,
         &args,
+        env,
         &dir.join("sip.log"),
     )
     .await?;

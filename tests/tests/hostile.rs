@@ -378,24 +378,3 @@ async fn sigterm_with_a_call_up_sends_bye_and_the_agent_exits_within_five_second
     );
     caller.succeeds(WAIT).await.expect("the caller got a BYE");
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_agent_that_loses_the_bus_exits_non_zero() {
-    doorphone_system_tests::require_root();
-    let mut rig = Rig::start(30, |_| {}).await;
-    rig.bus.kill();
-    let status = rig
-        .sip
-        .as_mut()
-        .unwrap()
-        .exited(Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
-    assert!(!status.success(), "{status:?}");
-    assert!(
-        rig.sip_log()
-            .contains("lost the connection to the system bus"),
-        "{}",
-        rig.sip_log()
-    );
-}

@@ -22,15 +22,15 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let service = ConfigService::open(&args.db)?;
     let revision = service.revision_now();
-    let _conn = zbus::connection::Builder::system()
+    let conn = zbus::connection::Builder::system()
+        .method_timeout(doorphone_daemon::bus::METHOD_TIMEOUT)
         .serve_at(OBJECT_PATH, service)
         .name(BUS_NAME)
         .build()
         .await
         .map_err(|e| format!("cannot own {BUS_NAME} on the system bus: {e}"))?;
     tracing::info!(db = %args.db.display(), revision, "serving {BUS_NAME}");
-    doorphone_daemon::notify_ready();
+    doorphone_daemon::watchdog::notify_ready(&conn, None);
 
-    doorphone_daemon::stop_requested().await?;
-    Ok(())
+    doorphone_daemon::bus::until_stopped(&conn).await?.outcome()
 }

@@ -163,12 +163,10 @@ impl Store {
     /// Opens (creating it and its folder if needed) and migrates the database. A new
     /// database gets the default configuration.
     pub fn open(path: &Path) -> Result<(Store, Document, u64), StoreError> {
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", parent.display())))?;
-        }
+        // The database holds the SIP passwords: this service's alone,
+        // whatever the umask it was started with.
+        doorphone_daemon::files::private_file(path)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

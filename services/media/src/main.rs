@@ -4,12 +4,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use doorphone_interfaces::config::{Config1Proxy, Document};
+use doorphone_daemon::config::{Access, Snapshot};
+use doorphone_interfaces::config::document::Media;
 use doorphone_interfaces::media::{BUS_NAME, OBJECT_PATH};
 use doorphone_media::camera::{Camera, VideoSource};
 use doorphone_media::devices::{AudioSink, AudioSource, Speaker};
 use doorphone_media::service::{MediaService, Options, forward_events};
-use futures_util::StreamExt;
+use tokio::sync::watch;
 
 /// The door phone's media service (org.doorphone.Media1 on the system bus).
 #[derive(Parser)]
@@ -47,30 +48,15 @@ async fn main() -> ExitCode {
     doorphone_daemon::run(run(Args::parse())).await
 }
 
-/// The `media` section from the config service, or the defaults when it is absent.
-async fn media_config(conn: &zbus::Connection) -> doorphone_interfaces::config::document::Media {
-    let read = async {
-        let proxy = Config1Proxy::new(conn).await.ok()?;
-        let doc: Document = serde_json::from_str(&proxy.export().await.ok()?).ok()?;
-        Some(doc.media)
-    };
-    match read.await {
-        Some(media) => media,
-        None => {
-            tracing::warn!("the config service is not reachable: default media settings");
-            Default::default()
-        }
-    }
-}
-
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     gstreamer::init()?;
     doorphone_media::g722::register()?;
     doorphone_media::session::preload();
     let speaker = Arc::new(Speaker::new(&args.audio_sink)?);
     let camera = Camera::new(&args.video_source, 640, 480, 15)?.map(Arc::new);
-    let conn = zbus::connection::Builder::system().build().await?;
-    let media = Arc::new(Mutex::new(media_config(&conn).await));
+    let conn = doorphone_daemon::bus::system().await?;
+    let mut config = doorphone_daemon::config::follow(&conn, Access::Public).await?;
+    let media = Arc::new(Mutex::new(media_settings(&config.borrow_and_update())));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let service = MediaService::new(
         Options {
@@ -99,48 +85,50 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     conn.request_name(BUS_NAME).await?;
     tokio::spawn(forward_events(conn.clone(), iface.clone(), rx));
-    tokio::spawn(follow_config(conn.clone(), iface.clone(), media));
+    tokio::spawn(follow_config(config, iface.clone(), media));
     tokio::spawn(forget_departed(conn.clone(), iface.clone()));
     tracing::info!("serving {BUS_NAME}");
-    doorphone_daemon::notify_ready();
+    doorphone_daemon::watchdog::notify_ready(&conn, None);
 
-    doorphone_daemon::stop_requested().await?;
+    let stopped = doorphone_daemon::bus::until_stopped(&conn).await?;
     // The prepared session's ports and devices are let go.
     let closing = iface.get().await.close();
     let _ = closing.await;
     tokio::task::spawn_blocking(move || speaker.shutdown()).await?;
-    Ok(())
+    stopped.outcome()
 }
 
-/// Reloads the media settings whenever the config service says they changed; a
+/// The `media` section of a configuration reading (the defaults while the
+/// config service was never reachable).
+fn media_settings(snapshot: &Snapshot) -> Media {
+    if !snapshot.from_service {
+        tracing::warn!("the config service is not reachable: default media settings");
+    }
+    snapshot.document.media.clone()
+}
+
+/// Applies the media settings of every reading that may have changed them; a
 /// change prepares the next call's session anew.
 async fn follow_config(
-    conn: zbus::Connection,
+    mut config: watch::Receiver<Arc<Snapshot>>,
     iface: zbus::object_server::InterfaceRef<MediaService>,
-    media: Arc<Mutex<doorphone_interfaces::config::document::Media>>,
+    media: Arc<Mutex<Media>>,
 ) {
-    let Ok(proxy) = Config1Proxy::new(&conn).await else {
-        return;
-    };
-    let Ok(mut changes) = proxy.receive_changed().await else {
-        return;
-    };
-    while let Some(change) = changes.next().await {
-        let touches_media = change
-            .args()
-            .is_ok_and(|a| a.sections.iter().any(|s| s == "media"));
-        if touches_media {
-            let fresh = media_config(&conn).await;
-            let changed = {
-                let mut current = media.lock().unwrap_or_else(|e| e.into_inner());
-                let changed = *current != fresh;
-                *current = fresh;
-                changed
-            };
-            tracing::info!("media settings reloaded");
-            if changed {
-                iface.get().await.media_changed();
-            }
+    while config.changed().await.is_ok() {
+        let snapshot = config.borrow_and_update().clone();
+        if !snapshot.touches("media") {
+            continue;
+        }
+        let fresh = media_settings(&snapshot);
+        let changed = {
+            let mut current = media.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = *current != fresh;
+            *current = fresh;
+            changed
+        };
+        if changed {
+            tracing::info!("media settings changed");
+            iface.get().await.media_changed();
         }
     }
 }

@@ -1,14 +1,15 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use doorphone_interfaces::config::{ChangedStream, Config1Proxy, Document};
+use doorphone_daemon::config::{Access, Snapshot};
 use doorphone_interfaces::pager::{BUS_NAME, OBJECT_PATH};
 use doorphone_interfaces::sip::{CallStateChangedStream, Sip1Proxy};
 use doorphone_pager::listener;
 use doorphone_pager::pager::{Input, Pager};
 use doorphone_pager::service::PagerService;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use zbus::proxy::{CacheProperties, OwnerChangedStream};
 
 /// The door phone's multicast pager (org.doorphone.Pager1 on the system bus).
@@ -38,7 +39,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(name) => listener::interface_index(name)?,
         None => 0,
     };
-    let conn = zbus::connection::Builder::system().build().await?;
+    let conn = doorphone_daemon::bus::system().await?;
     let (heard_tx, heard_rx) = mpsc::unbounded_channel();
     let (input_tx, input_rx) = mpsc::unbounded_channel();
     let service = PagerService::default();
@@ -46,12 +47,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // Subscribed before the first reads, so nothing that changes meanwhile is
     // missed.
-    let config = Config1Proxy::builder(&conn)
-        .cache_properties(CacheProperties::No)
-        .build()
-        .await?;
-    let changes = config.receive_changed().await?;
-    let config_owners = config.inner().receive_owner_changed().await?;
+    let mut config = doorphone_daemon::config::follow(&conn, Access::Public).await?;
     let sip = Sip1Proxy::builder(&conn)
         .cache_properties(CacheProperties::No)
         .build()
@@ -60,18 +56,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let sip_owners = sip.inner().receive_owner_changed().await?;
     let media_owners = pager.media().inner().receive_owner_changed().await?;
 
-    pager.on_input(load(&config).await).await;
+    pager.on_input(groups(&config.borrow_and_update())).await;
     pager.on_input(Input::Call(active_call(&sip).await)).await;
     conn.object_server().at(OBJECT_PATH, service).await?;
     conn.request_name(BUS_NAME)
         .await
         .map_err(|e| format!("cannot own {BUS_NAME} on the system bus: {e}"))?;
-    tokio::spawn(follow_config(
-        config,
-        changes,
-        config_owners,
-        input_tx.clone(),
-    ));
+    tokio::spawn(follow_config(config, input_tx.clone()));
     tokio::spawn(follow_calls(sip, calls, sip_owners, input_tx.clone()));
     tokio::spawn(follow_media(media_owners, input_tx));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -82,57 +73,35 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         iface = args.iface.as_deref().unwrap_or("any"),
         "serving {BUS_NAME}"
     );
-    doorphone_daemon::notify_ready();
+    doorphone_daemon::watchdog::notify_ready(&conn, None);
 
-    doorphone_daemon::stop_requested().await?;
+    let stopped = doorphone_daemon::bus::until_stopped(&conn).await?;
     stop_tx.send(()).ok();
     // Resuming a held call waits for the peer's answer to a re-INVITE: bounded,
     // so that a peer gone silent does not hold up the stop.
     if tokio::time::timeout(STOP_TIME, pager).await.is_err() {
         tracing::warn!("the page and the call were not given back in {STOP_TIME:?}");
     }
-    Ok(())
+    stopped.outcome()
 }
 
-/// The multicast section, or none when the config service is absent.
-async fn load(config: &Config1Proxy<'_>) -> Input {
-    // The revision first: the document read after it is at least that new.
-    let revision = config.revision().await.unwrap_or(0);
-    let read = async {
-        let doc: Document = serde_json::from_str(&config.export().await.ok()?).ok()?;
-        Some(doc.multicast)
-    };
-    match read.await {
-        Some(multicast) => Input::Config(multicast, revision),
-        None => {
-            tracing::warn!("the config service is not reachable: no groups until it is");
-            Input::Config(Default::default(), 0)
-        }
+/// The multicast section of a configuration reading (no groups while the
+/// config service was never reachable).
+fn groups(snapshot: &Snapshot) -> Input {
+    if !snapshot.from_service {
+        tracing::warn!("the config service is not reachable: no groups until it is");
     }
+    Input::Config(snapshot.document.multicast.clone(), snapshot.revision)
 }
 
-/// Reloads the groups whenever the config service says the multicast section
-/// changed, or appears on the bus.
+/// Hands the pager the groups of every reading that may have changed them.
 async fn follow_config(
-    config: Config1Proxy<'static>,
-    mut changes: ChangedStream,
-    mut owners: OwnerChangedStream<'static>,
+    mut config: watch::Receiver<Arc<Snapshot>>,
     inputs: mpsc::UnboundedSender<Input>,
 ) {
-    loop {
-        let reload = tokio::select! {
-            change = changes.next() => match change {
-                Some(change) => change
-                    .args()
-                    .is_ok_and(|a| a.sections.iter().any(|s| s == "multicast")),
-                None => return,
-            },
-            owner = owners.next() => match owner {
-                Some(owner) => owner.is_some(),
-                None => return,
-            },
-        };
-        if reload && inputs.send(load(&config).await).is_err() {
+    while config.changed().await.is_ok() {
+        let snapshot = config.borrow_and_update().clone();
+        if snapshot.touches("multicast") && inputs.send(groups(&snapshot)).is_err() {
             return;
         }
     }

@@ -1,8 +1,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use doorphone_interfaces::config::{ChangedStream, Config1Proxy, Document};
+use doorphone_daemon::config::{Access, Snapshot};
 use doorphone_interfaces::relay::{BUS_NAME, OBJECT_PATH};
 use doorphone_relay::controller::{self, Handle, RelayConfig};
 use doorphone_relay::gpio::{Backend, Cdev, Claims, Sim, Sysfs};
@@ -10,8 +11,7 @@ use doorphone_relay::input::{
     self, CdevInputs, InputConfig, Inputs, NoInputs, SimInputs, SysfsInputs, Watcher,
 };
 use doorphone_relay::service::{RelayService, forward_events};
-use futures_util::StreamExt;
-use zbus::proxy::{CacheProperties, OwnerChangedStream};
+use tokio::sync::watch;
 
 /// The door phone's relay service (org.doorphone.Relay1 on the system bus).
 ///
@@ -91,16 +91,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let handle = controller::spawn(backend(&args), claims, tx.clone());
     let (readings_tx, readings) = tokio::sync::mpsc::unbounded_channel();
     let inputs = input::spawn(watcher(&args, readings_tx)?, readings, handle.clone(), tx);
-    let conn = zbus::connection::Builder::system().build().await?;
-    // Subscribed before the first read, so a config service that appears or
-    // changes meanwhile is not missed.
-    let config = Config1Proxy::builder(&conn)
-        .cache_properties(CacheProperties::No)
-        .build()
-        .await?;
-    let changes = config.receive_changed().await?;
-    let owners = config.inner().receive_owner_changed().await?;
-    let (first_relays, first_inputs) = read_config(&config).await;
+    let conn = doorphone_daemon::bus::system().await?;
+    let mut config = doorphone_daemon::config::follow(&conn, Access::Public).await?;
+    let (first_relays, first_inputs) = settings(&config.borrow_and_update());
     handle.configure(first_relays).await;
     // The first relays are what clients read when the name appears: no change
     // to announce.
@@ -115,20 +108,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     conn.request_name(BUS_NAME)
         .await
         .map_err(|e| format!("cannot own {BUS_NAME} on the system bus: {e}"))?;
-    tokio::spawn(follow_config(
-        config,
-        changes,
-        owners,
-        handle.clone(),
-        inputs.clone(),
-    ));
+    tokio::spawn(follow_config(config, handle.clone(), inputs.clone()));
     tracing::info!(relays = ?handle.states().iter().map(|(id, _)| id).collect::<Vec<_>>(), "serving {BUS_NAME}");
-    doorphone_daemon::notify_ready();
+    doorphone_daemon::watchdog::notify_ready(&conn, None);
 
-    doorphone_daemon::stop_requested().await?;
+    let stopped = doorphone_daemon::bus::until_stopped(&conn).await?;
     inputs.shutdown().await;
     handle.shutdown().await;
-    Ok(())
+    stopped.outcome()
 }
 
 /// Drives every claimed line inactive and releases it.
@@ -155,51 +142,24 @@ fn release_all(
     Ok(())
 }
 
-/// The relays and inputs of the configuration, or none when the config service
-/// is absent.
-async fn read_config(config: &Config1Proxy<'_>) -> (Vec<RelayConfig>, Vec<InputConfig>) {
-    let read = async {
-        let doc: Document = serde_json::from_str(&config.export().await.ok()?).ok()?;
-        Some(doc)
-    };
-    match read.await {
-        Some(doc) => (
-            RelayConfig::from_document(&doc.relays),
-            InputConfig::from_document(&doc.inputs),
-        ),
-        None => {
-            tracing::warn!(
-                "the config service is not reachable: no relays and no inputs until it is"
-            );
-            (Vec::new(), Vec::new())
-        }
+/// The relays and inputs of a configuration reading (none while the config
+/// service was never reachable).
+fn settings(snapshot: &Snapshot) -> (Vec<RelayConfig>, Vec<InputConfig>) {
+    if !snapshot.from_service {
+        tracing::warn!("the config service is not reachable: no relays and no inputs until it is");
     }
+    (
+        RelayConfig::from_document(&snapshot.document.relays),
+        InputConfig::from_document(&snapshot.document.inputs),
+    )
 }
 
-/// Reloads the relays and inputs whenever the config service says they
-/// changed, or appears on the bus.
-async fn follow_config(
-    config: Config1Proxy<'static>,
-    mut changes: ChangedStream,
-    mut owners: OwnerChangedStream<'static>,
-    handle: Handle,
-    inputs: Inputs,
-) {
-    loop {
-        let reload = tokio::select! {
-            change = changes.next() => match change {
-                Some(change) => change
-                    .args()
-                    .is_ok_and(|a| a.sections.iter().any(|s| s == "relays" || s == "inputs")),
-                None => return,
-            },
-            owner = owners.next() => match owner {
-                Some(owner) => owner.is_some(),
-                None => return,
-            },
-        };
-        if reload {
-            let (relays, new_inputs) = read_config(&config).await;
+/// Applies the relays and inputs of every reading that may have changed them.
+async fn follow_config(mut config: watch::Receiver<Arc<Snapshot>>, handle: Handle, inputs: Inputs) {
+    while config.changed().await.is_ok() {
+        let snapshot = config.borrow_and_update().clone();
+        if snapshot.touches("relays") || snapshot.touches("inputs") {
+            let (relays, new_inputs) = settings(&snapshot);
             handle.configure(relays).await;
             inputs.configure(new_inputs).await;
             tracing::info!("relays and inputs reloaded");

@@ -30,7 +30,8 @@ enum Request {
 impl History {
     /// Opens (or creates) the history at `path`.
     pub fn open(path: &Path) -> Result<History, String> {
-        private_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        doorphone_daemon::files::private_file(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let db = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let setup = || -> rusqlite::Result<()> {
             db.pragma_update(None, "journal_mode", "WAL")?;
@@ -177,28 +178,6 @@ fn list(db: &Connection) -> rusqlite::Result<Vec<HistoryEntry>> {
         })
     })?
     .collect()
-}
-
-/// Creates `path` (and its folder) readable by this service alone, before
-/// SQLite opens it: SQLite gives its WAL and shared-memory files the mode of
-/// the database file.
-fn private_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-        && !dir.exists()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(test)]

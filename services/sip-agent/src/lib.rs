@@ -23,6 +23,7 @@ pub mod calls;
 pub mod codes;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod history;
 pub mod identity;
 pub mod lockout;

@@ -5,23 +5,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use doorphone_interfaces::config::{Config1Proxy, Document};
+use doorphone_daemon::config::Access;
 use doorphone_interfaces::media::Media1Proxy;
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{BUS_NAME, OBJECT_PATH};
 use doorphone_sip::agent::Agent;
 use doorphone_sip::history::History;
-use doorphone_sip::ports::BUS_CALL_TIMEOUT;
 use doorphone_sip::service::{BusAnnouncer, SipService};
 use doorphone_sip::settings::Settings;
 use doorphone_sip::stack::Stack;
-use doorphone_sip::{accounts, buttons};
+use doorphone_sip::{accounts, buttons, health};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use zbus::proxy::CacheProperties;
 
 /// How long a stop may take, calls ended and accounts unregistered included.
 const STOP_PATIENCE: Duration = Duration::from_millis(4500);
+
+/// How long the SIP socket may take to answer the watchdog's OPTIONS.
+const HEALTH_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The door phone's SIP agent (org.doorphone.Sip1 on the system bus): accounts,
 /// direct IP calls, the incoming call policy and outgoing calls.
@@ -64,38 +66,13 @@ fn default_route_address() -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// The configuration with its passwords, or the defaults while the config
-/// service is absent.
-async fn load(config: &Config1Proxy<'_>) -> (Document, u64) {
-    // The revision first: the document read after it is at least that new.
-    let revision = config.revision().await.unwrap_or(0);
-    let read = async {
-        let text = config.export_secrets().await.map_err(|e| e.to_string())?;
-        serde_json::from_str::<Document>(&text).map_err(|e| e.to_string())
-    };
-    match read.await {
-        Ok(doc) => (doc, revision),
-        Err(e) => {
-            tracing::warn!("the configuration is not readable ({e}): defaults until it is");
-            (Document::default(), 0)
-        }
-    }
-}
-
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let history = History::open(&args.history)?;
-    let conn = zbus::connection::Builder::system()
-        .method_timeout(BUS_CALL_TIMEOUT)
-        .build()
-        .await?;
-    let config = Config1Proxy::builder(&conn)
-        .cache_properties(CacheProperties::No)
-        .build()
-        .await?;
-    // Subscribed before the first read, so no change is missed.
-    let mut changes = config.receive_changed().await?;
-    let mut config_owners = config.inner().receive_owner_changed().await?;
-    let (doc, revision) = load(&config).await;
+    let conn = doorphone_daemon::bus::system().await?;
+    // With the passwords: the SIP agent registers the accounts.
+    let mut config = doorphone_daemon::config::follow(&conn, Access::Secrets).await?;
+    let first = config.borrow_and_update().clone();
+    let doc = first.document.clone();
     let port = args
         .port
         .unwrap_or_else(|| u16::try_from(doc.device.ip_call.port).unwrap_or(5060));
@@ -137,7 +114,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(media),
         Arc::new(relay),
         Arc::new(BusAnnouncer::new(conn.clone())),
-        Settings::new(doc, revision).await,
+        Settings::new(doc, first.revision).await,
         history,
     ));
     conn.object_server()
@@ -207,33 +184,29 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         lost.cancel();
     });
     let follower = agent.clone();
-    let lost = bus_lost.clone();
     tokio::spawn(async move {
-        loop {
-            let reload = tokio::select! {
-                change = changes.next() => match change {
-                    Some(_) => true,
-                    None => break,
-                },
-                owner = config_owners.next() => match owner {
-                    Some(owner) => owner.is_some(),
-                    None => break,
-                },
-            };
-            if !reload {
-                continue;
-            }
-            let (doc, revision) = load(&config).await;
-            follower.apply(Settings::new(doc, revision).await).await;
-            tracing::info!(revision, "configuration reloaded");
+        while config.changed().await.is_ok() {
+            let snapshot = config.borrow_and_update().clone();
+            follower
+                .apply(Settings::new(snapshot.document.clone(), snapshot.revision).await)
+                .await;
         }
-        lost.cancel();
     });
     tracing::info!(sip = %agent.stack.local_addr(), contact = %contact_ip, "serving {BUS_NAME}");
-    doorphone_daemon::notify_ready();
+    // The watchdog is pinged only while the SIP socket answers too.
+    let probe = health::probe_target(agent.stack.local_addr());
+    doorphone_daemon::watchdog::notify_ready(
+        &conn,
+        Some(Box::new(move || {
+            Box::pin(health::sip_loop_answers(probe, HEALTH_PATIENCE))
+        })),
+    );
 
     let outcome = tokio::select! {
-        stopped = doorphone_daemon::stop_requested() => stopped.map_err(Into::into),
+        stopped = doorphone_daemon::bus::until_stopped(&conn) => match stopped {
+            Ok(stopped) => stopped.outcome(),
+            Err(e) => Err(e.into()),
+        },
         _ = bus_lost.cancelled() => Err("lost the connection to the system bus".into()),
     };
     if let Err(e) = &outcome {
