@@ -90,6 +90,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 fn groups(snapshot: &Snapshot) -> Input {
     if !snapshot.from_service {
         tracing::warn!("the config service is not reachable: no groups until it is");
+        return Input::Config(Default::default(), 0);
     }
     Input::Config(snapshot.document.multicast.clone(), snapshot.revision)
 }

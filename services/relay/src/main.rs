@@ -147,6 +147,7 @@ fn release_all(
 fn settings(snapshot: &Snapshot) -> (Vec<RelayConfig>, Vec<InputConfig>) {
     if !snapshot.from_service {
         tracing::warn!("the config service is not reachable: no relays and no inputs until it is");
+        return (Vec::new(), Vec::new());
     }
     (
         RelayConfig::from_document(&snapshot.document.relays),
