@@ -18,6 +18,55 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A process's proportional set size (its share of the pages it maps), in
+/// KiB, from `/proc/PID/smaps_rollup`; 0 when it is gone.
+pub fn pss_kib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The CPU time a process has used so far (user and system), in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which may hold spaces: utime and
+    // stime are the 14th and 15th of the line, in clock ticks (100 per second).
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// INVITE sent → 200 OK received, per call, from SIPp's message trace
+/// (microsecond timestamps), in ms.
+pub fn invite_to_ok(messages: &[crate::sip::Traced]) -> Vec<f64> {
+    let call_id = |m: &crate::sip::Traced| {
+        m.text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID:").map(|v| v.trim().to_owned()))
+    };
+    let mut sent = std::collections::HashMap::new();
+    let mut times = Vec::new();
+    for m in messages {
+        if m.sent && m.is_request("INVITE") {
+            sent.insert(call_id(m), m.at);
+        } else if !m.sent
+            && m.is_response(200)
+            && m.text.contains(" INVITE")
+            && let Some(at) = sent.remove(&call_id(m))
+        {
+            times.push((m.at - at) * 1e3);
+        }
+    }
+    times
+}
+
 /// What a flood of strangers' INVITEs got.
 #[derive(Debug)]
 pub struct Flood {
@@ -104,7 +153,14 @@ mod tests {
     }
 
     #[test]
-    fn reads_its_own_memory() {
-        assert!(rss_kib(std::process::id()) > 0);
+    fn reads_its_own_memory_and_cpu() {
+        let me = std::process::id();
+        assert!(rss_kib(me) > 0);
+        assert!(pss_kib(me) > 0);
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        assert!(cpu_seconds(me) > 0.0);
     }
 }
