@@ -517,6 +517,7 @@ fn session_id(path: &ObjectPath<'_>) -> Result<u32, Error> {
 fn sdp_error(e: SdpError) -> Error {
     match e {
         SdpError::NoCommonCodec(m) => Error::NoCommonCodec(m),
+        SdpError::Encryption(m) => Error::Encryption(m),
         other => Error::InvalidSdp(other.to_string()),
     }
 }
@@ -619,6 +620,11 @@ impl MediaService {
             .unwrap_or(false);
         let media = self.media.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut caps = LocalCaps::from_config(&media, want_video);
+        caps.encryption = sdp::Encryption::from_option(
+            options
+                .get("encryption")
+                .and_then(|v| <&str>::try_from(v).ok()),
+        );
         caps.audio.retain(|e| session::supported(*e));
         caps.video.retain(|e| session::supported(*e));
         if caps.video.is_empty() || self.options.camera.is_none() {
@@ -880,7 +886,9 @@ impl MediaService {
         self.preparer.ports_now()
     }
 
-    /// A new session and our SDP offer. Options: `video` (b), `address` (s).
+    /// A new session and our SDP offer. Options: `video` (b), `address` (s),
+    /// `encryption` (s): `optional` or `mandatory` SRTP with SDES keys, absent for
+    /// plain RTP.
     #[zbus(out_args("session", "sdp"))]
     async fn create_offer(
         &self,
@@ -902,7 +910,7 @@ impl MediaService {
         };
         let transport =
             self.transport(&options, claim.port(), video_ports.as_ref().map(|p| p.port));
-        let (local, text) = sdp::Local::offer(&caps, &transport);
+        let (local, text) = sdp::Local::offer(&caps, &transport).map_err(sdp_error)?;
         let (ports, prepared) = claim.into_parts();
         self.preparer.ensure();
         let (_, path, _) = self

@@ -216,6 +216,7 @@ pub fn template(encoding: Encoding, local_port: u16) -> Stream {
         remote_rtcp: nowhere,
         direction: crate::sdp::Direction::SendRecv,
         local_port,
+        crypto: None,
     }
 }
 
