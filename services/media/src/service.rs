@@ -451,7 +451,7 @@ fn discard(ready: Ready) {
 
 /// Where a new session's media comes from.
 enum Claim {
-    Prepared(Ready),
+    Prepared(Box<Ready>),
     Ports(PortPair),
 }
 
@@ -465,7 +465,7 @@ impl Claim {
 
     fn into_parts(self) -> (Option<PortPair>, Option<Ready>) {
         match self {
-            Claim::Prepared(r) => (None, Some(r)),
+            Claim::Prepared(r) => (None, Some(*r)),
             Claim::Ports(p) => (Some(p), None),
         }
     }
@@ -599,7 +599,7 @@ impl MediaService {
                 Err(e) => e,
             };
             if let Some(ready) = self.preparer.take() {
-                return Ok(Claim::Prepared(ready));
+                return Ok(Claim::Prepared(Box::new(ready)));
             }
             if waited
                 || !self
@@ -710,7 +710,9 @@ impl MediaService {
                 let ports = match prepared {
                     // The prepared session carries the call: it only starts.
                     Some(ready)
-                        if ready.usable() && ready.pipeline.encoding() == stream.codec.encoding =>
+                        if ready.usable()
+                            && ready.pipeline.encoding() == stream.codec.encoding
+                            && stream.crypto.is_none() =>
                     {
                         ready.id.store(id, Ordering::SeqCst);
                         let mut pipeline = ready.pipeline;
@@ -718,7 +720,7 @@ impl MediaService {
                         tracing::debug!(session = id, "media from the prepared session");
                         return Ok(pipeline);
                     }
-                    // Another codec (or a broken pipeline): its ports, a new pipeline.
+                    // Another codec, SRTP (or a broken pipeline): its ports, a new pipeline.
                     Some(ready) => ready
                         .pipeline
                         .release()
@@ -900,7 +902,7 @@ impl MediaService {
         // The prepared session when there is one: whether its codec is the one
         // the answer picks is known at `SetRemote`.
         let claim = match self.preparer.take() {
-            Some(ready) => Claim::Prepared(ready),
+            Some(ready) => Claim::Prepared(Box::new(ready)),
             None => self.claim().await?,
         };
         let video_ports = if caps.want_video {
@@ -958,12 +960,19 @@ impl MediaService {
             let transport = self.transport(&options, port, video_port);
             let (local, negotiated, text) =
                 sdp::Local::answer(&caps, &transport, &remote).map_err(sdp_error)?;
+            // The prepared pipeline is plain RTP: an SRTP call gets its own.
             let fits = negotiated
                 .audio
                 .as_ref()
-                .is_some_and(|a| a.codec.encoding == encoding);
+                .is_some_and(|a| a.codec.encoding == encoding && a.crypto.is_none());
             if fits && let Some(ready) = self.preparer.take() {
-                answered = Some((Claim::Prepared(ready), transport, local, negotiated, text));
+                answered = Some((
+                    Claim::Prepared(Box::new(ready)),
+                    transport,
+                    local,
+                    negotiated,
+                    text,
+                ));
             }
         }
         let (claim, transport, local, negotiated, text) = match answered {
@@ -975,7 +984,7 @@ impl MediaService {
                     Ok((local, negotiated, text)) => (claim, transport, local, negotiated, text),
                     Err(e) => {
                         if let Claim::Prepared(ready) = claim {
-                            discard(ready);
+                            discard(*ready);
                         }
                         return Err(sdp_error(e));
                     }
