@@ -209,11 +209,13 @@ fn receive_caps(crypto: &Crypto) -> gst::Caps {
 }
 
 /// The `srtpenc` or `srtpdec` of `session`, made at rtpbin's first request; none
-/// when the session is plain RTP.
+/// when the session is plain RTP. rtpbin takes the encoder's pads for the session
+/// as it finds them: its RTP (`rtcp`: RTCP) sink pad is requested here.
 fn srtp_element(
     srtp: &SharedSrtp,
     session: usize,
     encoder: bool,
+    rtcp: bool,
     dtmf: &DtmfReader,
 ) -> Result<Option<gst::Element>, String> {
     let mut s = srtp.lock().unwrap_or_else(|e| e.into_inner());
@@ -225,10 +227,9 @@ fn srtp_element(
     } else {
         &mut s.decoders[session]
     };
-    if let Some(element) = slot {
-        return Ok(Some(element.clone()));
-    }
-    let element = if encoder {
+    let element = if let Some(element) = slot {
+        element.clone()
+    } else if encoder {
         let element = make("srtpenc")?;
         set_encoder_keys(&element, &crypto);
         element
@@ -257,21 +258,29 @@ fn srtp_element(
         element
     };
     *slot = Some(element.clone());
+    if encoder {
+        let pad = format!("{}_sink_{session}", if rtcp { "rtcp" } else { "rtp" });
+        if element.static_pad(&pad).is_none() {
+            element
+                .request_pad_simple(&pad)
+                .ok_or_else(|| format!("srtpenc gives no {pad} pad"))?;
+        }
+    }
     Ok(Some(element))
 }
 
 /// Hands rtpbin the SRTP elements of the sessions that have a crypto.
 fn connect_srtp(rtpbin: &gst::Element, srtp: &SharedSrtp, dtmf: &DtmfReader) {
-    for (signal, encoder) in [
-        ("request-rtp-encoder", true),
-        ("request-rtcp-encoder", true),
-        ("request-rtp-decoder", false),
-        ("request-rtcp-decoder", false),
+    for (signal, encoder, rtcp) in [
+        ("request-rtp-encoder", true, false),
+        ("request-rtcp-encoder", true, true),
+        ("request-rtp-decoder", false, false),
+        ("request-rtcp-decoder", false, true),
     ] {
         let (srtp, dtmf) = (srtp.clone(), dtmf.clone());
         rtpbin.connect(signal, false, move |args| {
             let session = args[1].get::<u32>().ok().map_or(usize::MAX, |s| s as usize);
-            let element = match srtp_element(&srtp, session, encoder, &dtmf) {
+            let element = match srtp_element(&srtp, session, encoder, rtcp, &dtmf) {
                 Ok(element) => element,
                 Err(e) => {
                     tracing::warn!("SRTP: {e}");
@@ -1046,4 +1055,96 @@ fn link_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> 
     pad.link(&sink.static_pad("sink").expect("fakesink has a sink pad"))
         .map_err(|e| format!("{e:?}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::devices::AudioSink;
+    use crate::ports::PortRange;
+    use crate::sdp::{Key, Suite};
+
+    /// Two call pipelines on loopback, each the other's peer.
+    fn pair(
+        a_keys: Option<Crypto>,
+        b_keys: Option<Crypto>,
+    ) -> (CallPipeline, CallPipeline, mpsc::Receiver<Event>) {
+        gst::init().unwrap();
+        let range = PortRange::new(42000, 42999);
+        let (pa, pb) = (range.bind().unwrap(), range.bind().unwrap());
+        let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = |to: u16, local: u16, crypto: Option<Crypto>| Stream {
+            remote_rtp: at(to),
+            remote_rtcp: at(to + 1),
+            crypto,
+            ..template(Encoding::Pcmu, local)
+        };
+        let (sa, sb) = (
+            stream(pb.port, pa.port, a_keys),
+            stream(pa.port, pb.port, b_keys),
+        );
+        let speaker = Box::leak(Box::new(Speaker::new(&AudioSink::Fake).unwrap()));
+        let io = |tone| CallIo {
+            mic: &AudioSource::Test,
+            tone,
+            speaker,
+            rtp_timeout: Duration::from_secs(30),
+            latching: false,
+        };
+        let a = CallPipeline::start(&sa, pa, io(440.0), None, true, |_| {}).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Arc::new(Mutex::new(tx));
+        let b = CallPipeline::start(&sb, pb, io(1000.0), None, true, move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        })
+        .unwrap();
+        (a, b, rx)
+    }
+
+    fn digit(rx: &mpsc::Receiver<Event>) -> Option<char> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(Event::Dtmf(d)) => return Some(d),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn srtp_carries_digits_with_the_right_key_only() {
+        let (ka, kb) = (Key::random().unwrap(), Key::random().unwrap());
+        let keys = |send: &Key, receive: &Key, suite| Crypto {
+            suite,
+            send: send.clone(),
+            receive: receive.clone(),
+        };
+        for suite in Suite::ALL {
+            let (a, b, rx) = pair(Some(keys(&ka, &kb, suite)), Some(keys(&kb, &ka, suite)));
+            a.send_digit('5', Duration::from_millis(200)).unwrap();
+            assert_eq!(digit(&rx), Some('5'), "{suite}");
+            assert!(b.counters.packets_received.load(Ordering::Relaxed) > 0);
+            drop((a, b));
+        }
+        // B expects another key: what A sends does not authenticate.
+        let other = Key::random().unwrap();
+        let (a, b, rx) = pair(
+            Some(keys(&ka, &kb, Suite::AesCm128HmacSha1_80)),
+            Some(keys(&kb, &other, Suite::AesCm128HmacSha1_80)),
+        );
+        a.send_digit('7', Duration::from_millis(200)).unwrap();
+        assert_eq!(digit(&rx), None);
+        assert!(b.counters.packets_received.load(Ordering::Relaxed) > 0);
+        // A re-key to the right key lets the digits through.
+        let mut rekeyed = b.stream.lock().unwrap().clone();
+        rekeyed.crypto = Some(keys(&kb, &ka, Suite::AesCm128HmacSha1_80));
+        b.set_remote(&rekeyed);
+        a.send_digit('9', Duration::from_millis(200)).unwrap();
+        assert_eq!(digit(&rx), Some('9'));
+    }
 }
