@@ -21,6 +21,9 @@ pub enum Error {
     InvalidSdp(String),
     /// The offer and this door phone have no codec in common.
     NoCommonCodec(String),
+    /// The session's media encryption refuses the description: a plain offer or
+    /// answer when SRTP is mandatory, SRTP keys that cannot be used.
+    Encryption(String),
     /// No such session or stream.
     NotFound(String),
     /// The request is valid but cannot be carried out now (no free ports, a

@@ -6,7 +6,9 @@
 //! an owner, a process exiting), never for a fixed time.
 
 pub mod audio;
+pub mod baresip;
 pub mod bench;
+pub mod capture;
 pub mod compat;
 pub mod fuzz;
 pub mod rig;

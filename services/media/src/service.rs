@@ -451,7 +451,7 @@ fn discard(ready: Ready) {
 
 /// Where a new session's media comes from.
 enum Claim {
-    Prepared(Ready),
+    Prepared(Box<Ready>),
     Ports(PortPair),
 }
 
@@ -465,7 +465,7 @@ impl Claim {
 
     fn into_parts(self) -> (Option<PortPair>, Option<Ready>) {
         match self {
-            Claim::Prepared(r) => (None, Some(r)),
+            Claim::Prepared(r) => (None, Some(*r)),
             Claim::Ports(p) => (Some(p), None),
         }
     }
@@ -517,6 +517,7 @@ fn session_id(path: &ObjectPath<'_>) -> Result<u32, Error> {
 fn sdp_error(e: SdpError) -> Error {
     match e {
         SdpError::NoCommonCodec(m) => Error::NoCommonCodec(m),
+        SdpError::Encryption(m) => Error::Encryption(m),
         other => Error::InvalidSdp(other.to_string()),
     }
 }
@@ -598,7 +599,7 @@ impl MediaService {
                 Err(e) => e,
             };
             if let Some(ready) = self.preparer.take() {
-                return Ok(Claim::Prepared(ready));
+                return Ok(Claim::Prepared(Box::new(ready)));
             }
             if waited
                 || !self
@@ -619,6 +620,11 @@ impl MediaService {
             .unwrap_or(false);
         let media = self.media.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut caps = LocalCaps::from_config(&media, want_video);
+        caps.encryption = sdp::Encryption::from_option(
+            options
+                .get("encryption")
+                .and_then(|v| <&str>::try_from(v).ok()),
+        );
         caps.audio.retain(|e| session::supported(*e));
         caps.video.retain(|e| session::supported(*e));
         if caps.video.is_empty() || self.options.camera.is_none() {
@@ -704,7 +710,9 @@ impl MediaService {
                 let ports = match prepared {
                     // The prepared session carries the call: it only starts.
                     Some(ready)
-                        if ready.usable() && ready.pipeline.encoding() == stream.codec.encoding =>
+                        if ready.usable()
+                            && ready.pipeline.encoding() == stream.codec.encoding
+                            && stream.crypto.is_none() =>
                     {
                         ready.id.store(id, Ordering::SeqCst);
                         let mut pipeline = ready.pipeline;
@@ -712,7 +720,7 @@ impl MediaService {
                         tracing::debug!(session = id, "media from the prepared session");
                         return Ok(pipeline);
                     }
-                    // Another codec (or a broken pipeline): its ports, a new pipeline.
+                    // Another codec, SRTP (or a broken pipeline): its ports, a new pipeline.
                     Some(ready) => ready
                         .pipeline
                         .release()
@@ -880,7 +888,9 @@ impl MediaService {
         self.preparer.ports_now()
     }
 
-    /// A new session and our SDP offer. Options: `video` (b), `address` (s).
+    /// A new session and our SDP offer. Options: `video` (b), `address` (s),
+    /// `encryption` (s): `optional` or `mandatory` SRTP with SDES keys, absent for
+    /// plain RTP.
     #[zbus(out_args("session", "sdp"))]
     async fn create_offer(
         &self,
@@ -892,7 +902,7 @@ impl MediaService {
         // The prepared session when there is one: whether its codec is the one
         // the answer picks is known at `SetRemote`.
         let claim = match self.preparer.take() {
-            Some(ready) => Claim::Prepared(ready),
+            Some(ready) => Claim::Prepared(Box::new(ready)),
             None => self.claim().await?,
         };
         let video_ports = if caps.want_video {
@@ -902,7 +912,7 @@ impl MediaService {
         };
         let transport =
             self.transport(&options, claim.port(), video_ports.as_ref().map(|p| p.port));
-        let (local, text) = sdp::Local::offer(&caps, &transport);
+        let (local, text) = sdp::Local::offer(&caps, &transport).map_err(sdp_error)?;
         let (ports, prepared) = claim.into_parts();
         self.preparer.ensure();
         let (_, path, _) = self
@@ -950,12 +960,19 @@ impl MediaService {
             let transport = self.transport(&options, port, video_port);
             let (local, negotiated, text) =
                 sdp::Local::answer(&caps, &transport, &remote).map_err(sdp_error)?;
+            // The prepared pipeline is plain RTP: an SRTP call gets its own.
             let fits = negotiated
                 .audio
                 .as_ref()
-                .is_some_and(|a| a.codec.encoding == encoding);
+                .is_some_and(|a| a.codec.encoding == encoding && a.crypto.is_none());
             if fits && let Some(ready) = self.preparer.take() {
-                answered = Some((Claim::Prepared(ready), transport, local, negotiated, text));
+                answered = Some((
+                    Claim::Prepared(Box::new(ready)),
+                    transport,
+                    local,
+                    negotiated,
+                    text,
+                ));
             }
         }
         let (claim, transport, local, negotiated, text) = match answered {
@@ -967,7 +984,7 @@ impl MediaService {
                     Ok((local, negotiated, text)) => (claim, transport, local, negotiated, text),
                     Err(e) => {
                         if let Claim::Prepared(ready) = claim {
-                            discard(ready);
+                            discard(*ready);
                         }
                         return Err(sdp_error(e));
                     }

@@ -4,6 +4,12 @@
 //! The RTP and RTCP sockets are bound before the SDP offers them and are shared by
 //! `udpsrc` and `udpsink`, so the peer's packets and ours use the same ports
 //! (symmetric RTP, which NATs and SBCs expect).
+//!
+//! With SRTP (a negotiated [`Crypto`]), rtpbin asks for an encoder and a decoder per
+//! session: `srtpenc` after the payloaders and the DTMF mux (RTP and RTCP out),
+//! `srtpdec` between the sockets and the RTP session (RTP and RTCP in), so the jitter
+//! buffer, the depayloaders and the DTMF detector only see what the peer's key
+//! authenticated. The source gate stays on the sockets, before `srtpdec`.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use gstreamer_app as gst_app;
 use crate::devices::{self, AudioSource, Speaker, SpeakerInput};
 use crate::dtmf;
 use crate::ports::PortPair;
-use crate::sdp::{Encoding, Stream};
+use crate::sdp::{Crypto, Encoding, Stream};
 use crate::trust::{self, Gate};
 
 /// What a session reports from GStreamer's threads.
@@ -162,6 +168,145 @@ fn rtp_caps(stream: &Stream, pt: u8) -> gst::Caps {
         .build()
 }
 
+/// rtpbin's sessions that SRTP can protect: 0 is audio, 1 is video.
+const SESSIONS: usize = 2;
+
+/// A call's SRTP: each session's negotiated crypto and the `srtpenc`/`srtpdec`
+/// made for it when rtpbin asked (the same element serves RTP and RTCP).
+#[derive(Default)]
+struct Srtp {
+    crypto: [Option<Crypto>; SESSIONS],
+    encoders: [Option<gst::Element>; SESSIONS],
+    decoders: [Option<gst::Element>; SESSIONS],
+}
+
+type SharedSrtp = Arc<Mutex<Srtp>>;
+
+/// Reads the audio session's RFC 4733 digits from a (decrypted) RTP packet.
+type DtmfReader = Arc<dyn Fn(&gst::BufferRef) + Send + Sync>;
+
+fn key_buffer(key: &crate::sdp::Key) -> gst::Buffer {
+    gst::Buffer::from_slice(key.bytes().to_vec())
+}
+
+fn set_encoder_keys(encoder: &gst::Element, crypto: &Crypto) {
+    encoder.set_property("key", key_buffer(&crypto.send));
+    encoder.set_property_from_str("rtp-cipher", crypto.suite.cipher());
+    encoder.set_property_from_str("rtp-auth", crypto.suite.rtp_auth());
+    encoder.set_property_from_str("rtcp-cipher", crypto.suite.cipher());
+    encoder.set_property_from_str("rtcp-auth", crypto.suite.rtcp_auth());
+}
+
+/// The peer's key for one session, as `srtpdec` asks for it per SSRC.
+fn receive_caps(crypto: &Crypto) -> gst::Caps {
+    gst::Caps::builder("application/x-srtp")
+        .field("srtp-key", key_buffer(&crypto.receive))
+        .field("srtp-cipher", crypto.suite.cipher())
+        .field("srtp-auth", crypto.suite.rtp_auth())
+        .field("srtcp-cipher", crypto.suite.cipher())
+        .field("srtcp-auth", crypto.suite.rtcp_auth())
+        .build()
+}
+
+/// The `srtpenc` or `srtpdec` of `session`, made at rtpbin's first request; none
+/// when the session is plain RTP. rtpbin takes the encoder's pads for the session
+/// as it finds them: its RTP (`rtcp`: RTCP) sink pad is requested here.
+fn srtp_element(
+    srtp: &SharedSrtp,
+    session: usize,
+    encoder: bool,
+    rtcp: bool,
+    dtmf: &DtmfReader,
+) -> Result<Option<gst::Element>, String> {
+    let mut s = srtp.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(crypto) = s.crypto.get(session).cloned().flatten() else {
+        return Ok(None);
+    };
+    let slot = if encoder {
+        &mut s.encoders[session]
+    } else {
+        &mut s.decoders[session]
+    };
+    let element = if let Some(element) = slot {
+        element.clone()
+    } else if encoder {
+        let element = make("srtpenc")?;
+        set_encoder_keys(&element, &crypto);
+        element
+    } else {
+        let element = make("srtpdec")?;
+        let weak = Arc::downgrade(srtp);
+        element.connect("request-key", false, move |_| {
+            let caps = weak.upgrade().and_then(|srtp| {
+                let s = srtp.lock().unwrap_or_else(|e| e.into_inner());
+                s.crypto[session].as_ref().map(receive_caps)
+            });
+            Some(caps.to_value())
+        });
+        if session == 0 {
+            let dtmf = dtmf.clone();
+            element
+                .static_pad("rtp_src")
+                .ok_or("srtpdec has no rtp_src pad")?
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if let Some(buffer) = info.buffer() {
+                        dtmf(buffer);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+        }
+        element
+    };
+    *slot = Some(element.clone());
+    if encoder {
+        let pad = format!("{}_sink_{session}", if rtcp { "rtcp" } else { "rtp" });
+        if element.static_pad(&pad).is_none() {
+            element
+                .request_pad_simple(&pad)
+                .ok_or_else(|| format!("srtpenc gives no {pad} pad"))?;
+        }
+    }
+    Ok(Some(element))
+}
+
+/// Hands rtpbin the SRTP elements of the sessions that have a crypto.
+fn connect_srtp(rtpbin: &gst::Element, srtp: &SharedSrtp, dtmf: &DtmfReader) {
+    for (signal, encoder, rtcp) in [
+        ("request-rtp-encoder", true, false),
+        ("request-rtcp-encoder", true, true),
+        ("request-rtp-decoder", false, false),
+        ("request-rtcp-decoder", false, true),
+    ] {
+        let (srtp, dtmf) = (srtp.clone(), dtmf.clone());
+        rtpbin.connect(signal, false, move |args| {
+            let session = args[1].get::<u32>().ok().map_or(usize::MAX, |s| s as usize);
+            let element = match srtp_element(&srtp, session, encoder, rtcp, &dtmf) {
+                Ok(element) => element,
+                Err(e) => {
+                    tracing::warn!("SRTP: {e}");
+                    None
+                }
+            };
+            Some(element.to_value())
+        });
+    }
+}
+
+/// The caps of what the peer sends on a session's RTP or RTCP socket.
+fn incoming_caps(caps: gst::Caps, encrypted: bool) -> gst::Caps {
+    if !encrypted {
+        return caps;
+    }
+    let mut caps = caps;
+    if let Some(s) = caps.make_mut().structure_mut(0) {
+        match s.name().as_str() {
+            "application/x-rtcp" => s.set_name("application/x-srtcp"),
+            _ => s.set_name("application/x-srtp"),
+        }
+    }
+    caps
+}
+
 pub struct CallPipeline {
     pipeline: gst::Pipeline,
     rtpbin: gst::Element,
@@ -183,6 +328,9 @@ pub struct CallPipeline {
     gate: Arc<Gate>,
     /// `media.rtp_latching`, for the video stream's gate.
     latching: bool,
+    /// SRTP keys and elements; the audio session is encrypted when `encrypted`.
+    srtp: SharedSrtp,
+    encrypted: bool,
     _speaker_input: Arc<Mutex<Option<SpeakerInput>>>,
     /// Held while the pipeline lives; given back by [`CallPipeline::release`].
     ports: Option<PortPair>,
@@ -216,6 +364,7 @@ pub fn template(encoding: Encoding, local_port: u16) -> Stream {
         remote_rtcp: nowhere,
         direction: crate::sdp::Direction::SendRecv,
         local_port,
+        crypto: None,
     }
 }
 
@@ -259,6 +408,31 @@ impl CallPipeline {
             .property("latency", 60u32)
             .build()
             .map_err(|e| format!("rtpbin: {e}"))?;
+        let shared = Arc::new(Mutex::new(stream.clone()));
+        let encrypted = stream.crypto.is_some();
+        let srtp: SharedSrtp = Arc::default();
+        srtp.lock().unwrap_or_else(|e| e.into_inner()).crypto[0] = stream.crypto.clone();
+        let dtmf_reader: DtmfReader = {
+            let negotiated = shared.clone();
+            let dedup = Mutex::new(dtmf::Dedup::default());
+            let on_digit = events.clone();
+            Arc::new(move |buffer: &gst::BufferRef| {
+                let te = negotiated
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .telephone_event;
+                if let Some(pt) = te {
+                    let digit = dedup
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .digit(buffer, pt);
+                    if let Some(d) = digit {
+                        on_digit(Event::Dtmf(d));
+                    }
+                }
+            })
+        };
+        connect_srtp(&rtpbin, &srtp, &dtmf_reader);
 
         // Sending: microphone -> encoder -> payloader -> valve (hold) -> DTMF mux -> rtpbin.
         let rate = match stream.codec.encoding {
@@ -338,11 +512,14 @@ impl CallPipeline {
             .map_err(|e| format!("rtcp out: {e:?}"))?;
 
         // Receiving: sockets -> rtpbin -> depayloader -> decoder -> speaker.
-        let rtp_in = udp_src(&rtp_socket, &rtp_caps(stream, stream.codec.pt))?;
+        let rtp_in = udp_src(
+            &rtp_socket,
+            &incoming_caps(rtp_caps(stream, stream.codec.pt), encrypted),
+        )?;
         rtp_in.set_property("timeout", rtp_timeout.as_nanos() as u64);
         let rtcp_in = udp_src(
             &rtcp_socket,
-            &gst::Caps::new_empty_simple("application/x-rtcp"),
+            &incoming_caps(gst::Caps::new_empty_simple("application/x-rtcp"), encrypted),
         )?;
         pipeline
             .add_many([&rtp_in, &rtcp_in])
@@ -354,7 +531,6 @@ impl CallPipeline {
             .link_pads(Some("src"), &rtpbin, Some("recv_rtcp_sink_0"))
             .map_err(|e| format!("rtcp in: {e}"))?;
 
-        let shared = Arc::new(Mutex::new(stream.clone()));
         let stream_for_map = shared.clone();
         rtpbin.connect("request-pt-map", false, move |args| {
             let session = args[1].get::<u32>().ok()?;
@@ -388,9 +564,8 @@ impl CallPipeline {
         let received = counters.clone();
         let timed_out = Arc::new(AtomicBool::new(false));
         let flowing = timed_out.clone();
-        let negotiated = shared.clone();
-        let dedup = Mutex::new(dtmf::Dedup::default());
         let on_packet = events.clone();
+        let plain_dtmf = (!encrypted).then(|| dtmf_reader.clone());
         rtp_in
             .static_pad("src")
             .expect("udpsrc has a src pad")
@@ -420,18 +595,10 @@ impl CallPipeline {
                     received
                         .bytes_received
                         .fetch_add(buffer.size() as u64, Ordering::Relaxed);
-                    let te = negotiated
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .telephone_event;
-                    if let Some(pt) = te {
-                        let digit = dedup
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .digit(buffer, pt);
-                        if let Some(d) = digit {
-                            on_packet(Event::Dtmf(d));
-                        }
+                    // SRTP: the digits are read after srtpdec, from what the
+                    // peer's key authenticated.
+                    if let Some(read) = &plain_dtmf {
+                        read(buffer);
                     }
                 }
                 gst::PadProbeReturn::Ok
@@ -524,6 +691,8 @@ impl CallPipeline {
             counters,
             gate,
             latching,
+            srtp,
+            encrypted,
             _speaker_input: speaker_input,
             ports: Some(ports),
             video: None,
@@ -556,16 +725,23 @@ impl CallPipeline {
                 stream.codec.encoding.name()
             ));
         }
+        if stream.crypto.is_some() != self.encrypted {
+            return Err("a pipeline cannot switch between RTP and SRTP".into());
+        }
         *self.stream.lock().unwrap_or_else(|e| e.into_inner()) = stream.clone();
         self.payloader
             .set_property("pt", u32::from(stream.codec.pt));
         if let (Some(src), Some(pt)) = (&self.dtmf_src, stream.telephone_event) {
             src.set_property("pt", u32::from(pt));
         }
-        self.audio_in
-            .set_property("caps", rtp_caps(stream, stream.codec.pt));
+        self.audio_in.set_property(
+            "caps",
+            incoming_caps(rtp_caps(stream, stream.codec.pt), self.encrypted),
+        );
         self.set_remote(stream);
         if let Some(leg) = video {
+            self.srtp.lock().unwrap_or_else(|e| e.into_inner()).crypto[1] =
+                leg.stream.crypto.clone();
             add_video(
                 &self.pipeline,
                 &self.rtpbin,
@@ -619,6 +795,32 @@ impl CallPipeline {
             sink.set_property("port", i32::from(to.port()));
         }
         self.gate.expect(rtp, rtcp, &payload_types(stream));
+        self.rekey(stream);
+    }
+
+    /// Takes the keys of a new description: the peer's new key (a re-INVITE that
+    /// changed it) replaces the old one for every SSRC, and ours follows a new suite.
+    fn rekey(&self, stream: &Stream) {
+        let Some(crypto) = &stream.crypto else {
+            return;
+        };
+        let mut s = self.srtp.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(before) = s.crypto[0].replace(crypto.clone()) else {
+            return;
+        };
+        if before.send != crypto.send
+            && let Some(encoder) = &s.encoders[0]
+        {
+            set_encoder_keys(encoder, crypto);
+        }
+        if (before.receive != crypto.receive || before.suite != crypto.suite)
+            && let Some(decoder) = s.decoders[0].clone()
+        {
+            drop(s);
+            // srtpdec asks for the key again at the next packet of each SSRC.
+            decoder.emit_by_name::<()>("clear-keys", &[]);
+            tracing::info!("SRTP: the peer's new key replaces the old one");
+        }
     }
 
     /// Stops or restarts sending (hold and resume).
@@ -719,17 +921,21 @@ fn add_video(
         .map_err(|e| format!("rtpbin video: {e}"))?;
     let rtp_out = udp_sink(&rtp_socket, leg.stream.remote_rtp)?;
     let rtcp_out = udp_sink(&rtcp_socket, leg.stream.remote_rtcp)?;
+    let encrypted = leg.stream.crypto.is_some();
     let rtp_in = udp_src(
         &rtp_socket,
-        &gst::Caps::builder("application/x-rtp")
-            .field("media", "video")
-            .field("clock-rate", 90000i32)
-            .field("encoding-name", "H264")
-            .build(),
+        &incoming_caps(
+            gst::Caps::builder("application/x-rtp")
+                .field("media", "video")
+                .field("clock-rate", 90000i32)
+                .field("encoding-name", "H264")
+                .build(),
+            encrypted,
+        ),
     )?;
     let rtcp_in = udp_src(
         &rtcp_socket,
-        &gst::Caps::new_empty_simple("application/x-rtcp"),
+        &incoming_caps(gst::Caps::new_empty_simple("application/x-rtcp"), encrypted),
     )?;
     gate.expect(
         leg.stream.remote_rtp,
@@ -849,4 +1055,96 @@ fn link_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> 
     pad.link(&sink.static_pad("sink").expect("fakesink has a sink pad"))
         .map_err(|e| format!("{e:?}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::devices::AudioSink;
+    use crate::ports::PortRange;
+    use crate::sdp::{Key, Suite};
+
+    /// Two call pipelines on loopback, each the other's peer.
+    fn pair(
+        a_keys: Option<Crypto>,
+        b_keys: Option<Crypto>,
+    ) -> (CallPipeline, CallPipeline, mpsc::Receiver<Event>) {
+        gst::init().unwrap();
+        let range = PortRange::new(42000, 42999);
+        let (pa, pb) = (range.bind().unwrap(), range.bind().unwrap());
+        let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = |to: u16, local: u16, crypto: Option<Crypto>| Stream {
+            remote_rtp: at(to),
+            remote_rtcp: at(to + 1),
+            crypto,
+            ..template(Encoding::Pcmu, local)
+        };
+        let (sa, sb) = (
+            stream(pb.port, pa.port, a_keys),
+            stream(pa.port, pb.port, b_keys),
+        );
+        let speaker = Box::leak(Box::new(Speaker::new(&AudioSink::Fake).unwrap()));
+        let io = |tone| CallIo {
+            mic: &AudioSource::Test,
+            tone,
+            speaker,
+            rtp_timeout: Duration::from_secs(30),
+            latching: false,
+        };
+        let a = CallPipeline::start(&sa, pa, io(440.0), None, true, |_| {}).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Arc::new(Mutex::new(tx));
+        let b = CallPipeline::start(&sb, pb, io(1000.0), None, true, move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        })
+        .unwrap();
+        (a, b, rx)
+    }
+
+    fn digit(rx: &mpsc::Receiver<Event>) -> Option<char> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(Event::Dtmf(d)) => return Some(d),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn srtp_carries_digits_with_the_right_key_only() {
+        let (ka, kb) = (Key::random().unwrap(), Key::random().unwrap());
+        let keys = |send: &Key, receive: &Key, suite| Crypto {
+            suite,
+            send: send.clone(),
+            receive: receive.clone(),
+        };
+        for suite in Suite::ALL {
+            let (a, b, rx) = pair(Some(keys(&ka, &kb, suite)), Some(keys(&kb, &ka, suite)));
+            a.send_digit('5', Duration::from_millis(200)).unwrap();
+            assert_eq!(digit(&rx), Some('5'), "{suite}");
+            assert!(b.counters.packets_received.load(Ordering::Relaxed) > 0);
+            drop((a, b));
+        }
+        // B expects another key: what A sends does not authenticate.
+        let other = Key::random().unwrap();
+        let (a, b, rx) = pair(
+            Some(keys(&ka, &kb, Suite::AesCm128HmacSha1_80)),
+            Some(keys(&kb, &other, Suite::AesCm128HmacSha1_80)),
+        );
+        a.send_digit('7', Duration::from_millis(200)).unwrap();
+        assert_eq!(digit(&rx), None);
+        assert!(b.counters.packets_received.load(Ordering::Relaxed) > 0);
+        // A re-key to the right key lets the digits through.
+        let mut rekeyed = b.stream.lock().unwrap().clone();
+        rekeyed.crypto = Some(keys(&kb, &ka, Suite::AesCm128HmacSha1_80));
+        b.set_remote(&rekeyed);
+        a.send_digit('9', Duration::from_millis(200)).unwrap();
+        assert_eq!(digit(&rx), Some('9'));
+    }
 }

@@ -1125,7 +1125,8 @@ fn offer_lists_the_configured_codecs_in_order() {
     let (local, text) = Local::offer(
         &caps(&[AudioCodec::Opus, AudioCodec::Pcma], false),
         &transport(),
-    );
+    )
+    .unwrap();
     check_ours(&text);
     assert!(local.awaiting_answer());
     let lines = mlines(&text);
@@ -1143,13 +1144,13 @@ fn offer_lists_the_configured_codecs_in_order() {
         video_port: None,
         ..transport()
     };
-    let (_, text) = Local::offer(&caps(&[], true), &t);
+    let (_, text) = Local::offer(&caps(&[], true), &t).unwrap();
     assert!(!text.contains("m=video"));
 }
 
 #[test]
 fn two_door_phones_agree() {
-    let (mut a, offer) = Local::offer(&caps(&[], true), &transport());
+    let (mut a, offer) = Local::offer(&caps(&[], true), &transport()).unwrap();
     let b_caps = caps(&[AudioCodec::Opus, AudioCodec::Pcmu], true);
     let (mut b, b_neg, answer) =
         Local::answer(&b_caps, &other_transport(), &parse(&offer).unwrap()).unwrap();
@@ -1229,7 +1230,7 @@ fn two_door_phones_agree() {
 
 #[test]
 fn answer_in_audio_mode_refuses_our_video() {
-    let (mut a, offer) = Local::offer(&caps(&[], true), &transport());
+    let (mut a, offer) = Local::offer(&caps(&[], true), &transport()).unwrap();
     let (_, b_neg, answer) = Local::answer(
         &caps(&[], false),
         &other_transport(),
@@ -1249,7 +1250,7 @@ fn answer_in_audio_mode_refuses_our_video() {
 
 #[test]
 fn peer_without_common_codec_refuses_our_offer() {
-    let (_, offer) = Local::offer(&caps(&[AudioCodec::Pcma], false), &transport());
+    let (_, offer) = Local::offer(&caps(&[AudioCodec::Pcma], false), &transport()).unwrap();
     let err = Local::answer(
         &caps(&[AudioCodec::Pcmu], false),
         &other_transport(),
@@ -1265,7 +1266,7 @@ fn peer_without_common_codec_refuses_our_offer() {
 #[test]
 fn answers_from_other_implementations() {
     // An Asterisk-style answer to our offer: one codec, its own telephone-event fmtp.
-    let (mut a, _) = Local::offer(&caps(&[], false), &transport());
+    let (mut a, _) = Local::offer(&caps(&[], false), &transport()).unwrap();
     let answer = "v=0\r\no=- 4242 4242 IN IP4 10.0.0.5\r\ns=Asterisk\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
                   m=audio 16400 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
                   a=fmtp:101 0-16\r\na=ptime:20\r\na=maxptime:150\r\na=sendrecv\r\n";
@@ -1283,7 +1284,7 @@ fn answers_from_other_implementations() {
     ));
 
     // An answer with a codec we never offered.
-    let (mut a, _) = Local::offer(&caps(&[AudioCodec::Pcmu], false), &transport());
+    let (mut a, _) = Local::offer(&caps(&[AudioCodec::Pcmu], false), &transport()).unwrap();
     let g729 = answer
         .replace("RTP/AVP 8 101", "RTP/AVP 18 101")
         .replace("a=rtpmap:8 PCMA/8000", "a=rtpmap:18 G729/8000");
@@ -1297,12 +1298,12 @@ fn answers_from_other_implementations() {
     assert!(matches!(err, SdpError::NoCommonCodec(_)), "{err:?}");
 
     // An answer with a different number of m-lines.
-    let (mut a, _) = Local::offer(&caps(&[], true), &transport());
+    let (mut a, _) = Local::offer(&caps(&[], true), &transport()).unwrap();
     let err = a.accept_answer(&parse(answer).unwrap()).unwrap_err();
     assert!(matches!(err, SdpError::Malformed(_)), "{err:?}");
 
     // A recvonly answer (the far end holds from the start): we only send.
-    let (mut a, _) = Local::offer(&caps(&[], false), &transport());
+    let (mut a, _) = Local::offer(&caps(&[], false), &transport()).unwrap();
     let recvonly = answer.replace("a=sendrecv", "a=recvonly");
     let n = a.accept_answer(&parse(&recvonly).unwrap()).unwrap();
     assert_eq!(n.audio.unwrap().direction, Direction::SendOnly);
@@ -1312,7 +1313,7 @@ fn answers_from_other_implementations() {
 
 #[test]
 fn a_refused_re_offer_can_be_withdrawn() {
-    let (mut a, offer) = Local::offer(&caps(&[], false), &transport());
+    let (mut a, offer) = Local::offer(&caps(&[], false), &transport()).unwrap();
     let (mut b, _, answer) = Local::answer(
         &caps(&[], false),
         &other_transport(),

@@ -123,9 +123,11 @@ async fn bounded<T>(call: impl Future<Output = Result<T, media::Error>>) -> Resu
         ))),
         Ok(Ok(v)) => Ok(v),
         Ok(Err(media::Error::ZBus(e))) => Err(MediaError::Unreachable(e.to_string())),
-        Ok(Err(e @ (media::Error::NoCommonCodec(_) | media::Error::InvalidSdp(_)))) => {
-            Err(MediaError::NotAcceptable(e.to_string()))
-        }
+        Ok(Err(
+            e @ (media::Error::NoCommonCodec(_)
+            | media::Error::InvalidSdp(_)
+            | media::Error::Encryption(_)),
+        )) => Err(MediaError::NotAcceptable(e.to_string())),
         Ok(Err(e)) => Err(MediaError::Failed(e.to_string())),
     }
 }

@@ -12,8 +12,11 @@
 //! - video: H.264 with `packetization-mode=1` only;
 //! - DTMF: RFC 4733 `telephone-event` on the payload type the peer chose, at the RTP clock
 //!   of the audio codec;
-//! - plain RTP (`RTP/AVP`, or `RTP/AVPF` answered as such), RTCP on the next port or where
-//!   `a=rtcp` says; no SRTP, no ICE, no `rtcp-mux`.
+//! - RTP (`RTP/AVP`, or `RTP/AVPF` answered as such), RTCP on the next port or where
+//!   `a=rtcp` says; no ICE, no `rtcp-mux`;
+//! - SRTP (RFC 3711) with keys in the SDP (SDES, RFC 4568, see [`Encryption`]): offered
+//!   and accepted as the session's `encryption` asks, on `RTP/SAVP` or on `RTP/AVP` with
+//!   `a=crypto` lines.
 //!
 //! Hold follows RFC 3264 §8.4: the holding side marks its stream `sendonly` (or `inactive`
 //! when it was already only receiving) and keeps its real address in `c=`. The old
@@ -25,6 +28,9 @@ use std::net::{IpAddr, SocketAddr};
 use doorphone_interfaces::config::document::Media;
 
 mod codec;
+mod crypto;
+#[cfg(test)]
+mod crypto_tests;
 mod negotiate;
 mod parse;
 mod render;
@@ -33,6 +39,8 @@ mod tests;
 
 use codec::*;
 pub use codec::{Codec, Encoding};
+pub use crypto::{Crypto, KEY_LEN, Key, Suite};
+use crypto::{Sdes, parse_crypto};
 pub use negotiate::Local;
 use parse::*;
 pub use parse::{Remote, parse};
@@ -161,6 +169,8 @@ pub struct Stream {
     pub direction: Direction,
     /// Our RTP port (RTCP on the next one).
     pub local_port: u16,
+    /// SRTP: the suite and both keys; `None` for plain RTP.
+    pub crypto: Option<Crypto>,
 }
 
 /// The outcome of one offer/answer exchange.
@@ -179,6 +189,35 @@ pub struct LocalCaps {
     pub video: Vec<Encoding>,
     /// The session is in audio+video mode: video is offered, or accepted when offered.
     pub want_video: bool,
+    /// Whether media is encrypted.
+    pub encryption: Encryption,
+}
+
+/// A session's media encryption (SRTP with SDES keys), as the SIP agent asks for it
+/// from the account's or the IP calls' `media_encryption`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Encryption {
+    /// Plain RTP: an `RTP/SAVP` offer is refused, `a=crypto` lines are ignored.
+    #[default]
+    Off,
+    /// Offers are `RTP/AVP` with `a=crypto` lines; an offer or answer with a usable
+    /// `a=crypto` line gets SRTP, one without gets plain RTP.
+    Optional,
+    /// Offers are `RTP/SAVP`; an offer or answer without a usable `a=crypto` line on
+    /// its audio stream is refused ([`SdpError::Encryption`]).
+    Mandatory,
+}
+
+impl Encryption {
+    /// The `encryption` option of `CreateOffer` and `CreateAnswer`: `optional`,
+    /// `mandatory`, anything else (or nothing) is off.
+    pub fn from_option(value: Option<&str>) -> Encryption {
+        match value {
+            Some(v) if v.eq_ignore_ascii_case("mandatory") => Encryption::Mandatory,
+            Some(v) if v.eq_ignore_ascii_case("optional") => Encryption::Optional,
+            _ => Encryption::Off,
+        }
+    }
 }
 
 impl LocalCaps {
@@ -202,6 +241,7 @@ impl LocalCaps {
             audio,
             video,
             want_video,
+            encryption: Encryption::Off,
         }
     }
 
@@ -245,10 +285,15 @@ pub enum SdpError {
     /// we take PCMU, PCMA".
     #[error("{0}")]
     NoCommonCodec(String),
-    /// Valid, but not something this door phone can do (encrypted media, an audio stream
-    /// disabled with port 0).
+    /// Valid, but not something this door phone can do (SRTP when encryption is off, an
+    /// audio stream disabled with port 0).
     #[error("{0}")]
     Unsupported(String),
+    /// The session's encryption refuses it: a plain offer or answer when encryption is
+    /// mandatory, SRTP keys that cannot be used, a change between SRTP and plain RTP
+    /// within a call.
+    #[error("{0}")]
+    Encryption(String),
     /// The call order is wrong, e.g. an answer when no offer of ours is waiting.
     #[error("{0}")]
     WrongState(String),

@@ -10,6 +10,8 @@ use super::*;
 pub(super) struct Agreed {
     pub(super) codec: Codec,
     pub(super) event: Option<(u8, u32)>,
+    /// Our `a=crypto` line, for SRTP.
+    pub(super) crypto: Option<Sdes>,
 }
 
 /// The result of answering one offer.
@@ -68,8 +70,26 @@ impl Local {
     /// order, a telephone-event for each of their clock rates, and H.264 video in
     /// audio+video mode when a video port is given.
     ///
-    /// With no audio codec in `caps`, PCMU is offered.
-    pub fn offer(caps: &LocalCaps, transport: &LocalTransport) -> (Local, String) {
+    /// With no audio codec in `caps`, PCMU is offered. With encryption, every stream
+    /// carries an `a=crypto` line for each suite, each with its own fresh key, on
+    /// `RTP/SAVP` when encryption is mandatory and on `RTP/AVP` when it is optional.
+    pub fn offer(
+        caps: &LocalCaps,
+        transport: &LocalTransport,
+    ) -> Result<(Local, String), SdpError> {
+        let proto = match caps.encryption {
+            Encryption::Mandatory => "RTP/SAVP",
+            _ => "RTP/AVP",
+        };
+        let offer_crypto = || -> Result<Vec<Sdes>, SdpError> {
+            if caps.encryption == Encryption::Off {
+                return Ok(Vec::new());
+            }
+            (1u32..)
+                .zip(Suite::ALL)
+                .map(|(tag, suite)| Sdes::fresh(tag, suite))
+                .collect()
+        };
         let mut audio = caps.audio();
         if audio.is_empty() {
             audio.push(Encoding::Pcmu);
@@ -86,12 +106,13 @@ impl Local {
         }
         let mut lines = vec![Line {
             media: MediaKind::Audio.as_str().to_string(),
-            proto: "RTP/AVP".to_string(),
+            proto: proto.to_string(),
             port: transport.audio_port,
             off_format: codecs[0].pt.to_string(),
             codecs,
             events,
             direction: Direction::SendRecv,
+            crypto: offer_crypto()?,
         }];
         let video = caps.video();
         if caps.want_video
@@ -104,12 +125,13 @@ impl Local {
                 .collect();
             lines.push(Line {
                 media: MediaKind::Video.as_str().to_string(),
-                proto: "RTP/AVP".to_string(),
+                proto: proto.to_string(),
                 port,
                 off_format: codecs[0].pt.to_string(),
                 codecs,
                 events: Vec::new(),
                 direction: Direction::SendRecv,
+                crypto: offer_crypto()?,
             });
         }
         let mut local = Local::new(caps, transport);
@@ -118,7 +140,7 @@ impl Local {
         local.remote_direction = vec![None; lines.len()];
         local.pending = Some(lines.clone());
         let text = local.describe(lines);
-        (local, text)
+        Ok((local, text))
     }
 
     /// Take the remote answer to our offer (from [`Local::offer`] or [`Local::reoffer`]).
@@ -127,6 +149,11 @@ impl Local {
     /// codec of the answer that we offered, on the answer's payload type. An answer that
     /// refuses the audio stream or has no audio codec we offered is refused with
     /// [`SdpError::NoCommonCodec`]; the state is then unchanged.
+    ///
+    /// A stream we offered with `a=crypto` gets SRTP when the answer takes one of our
+    /// lines (same tag and suite) with its own key. An answer whose audio is plain is
+    /// refused with [`SdpError::Encryption`] when encryption is mandatory, or when it
+    /// carries `a=crypto` lines we cannot use (we could not read its media).
     pub fn accept_answer(&mut self, answer: &Remote) -> Result<Negotiated, SdpError> {
         let Some(offer) = self.pending.clone() else {
             return Err(SdpError::WrongState(
@@ -191,6 +218,15 @@ impl Local {
                 MediaKind::Audio => theirs.event_for(clock),
                 MediaKind::Video => None,
             };
+            let crypto = match accepted_crypto(self.caps.encryption, ours, theirs) {
+                Ok(crypto) => crypto,
+                Err(e) if kind == MediaKind::Audio => return Err(e),
+                Err(_) => {
+                    lines[i].disable();
+                    continue;
+                }
+            };
+            lines[i].crypto = crypto.iter().map(|(o, _)| o.clone()).collect();
             let remote = theirs.effective_direction();
             let direction = remote.reversed().intersect(ours.direction);
             *slot = Some(Stream {
@@ -200,10 +236,16 @@ impl Local {
                 remote_rtcp: theirs.rtcp_addr(),
                 direction,
                 local_port: ours.port,
+                crypto: crypto.as_ref().map(|(o, t)| Crypto {
+                    suite: o.suite,
+                    send: o.key.clone(),
+                    receive: t.key.clone(),
+                }),
             });
             agreed[i] = Some(Agreed {
                 codec: Codec { pt, ..our_codec },
                 event: event.map(|pt| (pt, clock)),
+                crypto: crypto.map(|(o, _)| o),
             });
             remote_direction[i] = Some(remote);
         }
@@ -212,6 +254,7 @@ impl Local {
                 "the answer refuses the audio stream (port 0)".to_string(),
             ));
         }
+        same_protection(&self.negotiated, &negotiated)?;
         self.lines = lines;
         self.agreed = agreed;
         self.remote_direction = remote_direction;
@@ -243,6 +286,7 @@ impl Local {
             )));
         }
         let outcome = answer_offer(&self.caps, &self.transport, offer, hold, &self.agreed)?;
+        same_protection(&self.negotiated, &outcome.negotiated)?;
         let negotiated = self.settle(outcome);
         let text = self.describe(self.lines.clone());
         Ok((negotiated, text))
@@ -393,12 +437,19 @@ pub(super) fn answer_offer(
                         )
                     });
                     None
-                } else if !m.plain_rtp() {
+                } else if !carried(caps.encryption, m) {
                     audio_problem.get_or_insert_with(|| {
-                        SdpError::Unsupported(format!(
-                            "the offer's audio stream uses {}; this door phone speaks plain RTP/AVP",
-                            m.proto
-                        ))
+                        SdpError::Unsupported(if m.secure_rtp() {
+                            format!(
+                                "the offer's audio stream uses {}; media encryption is off for this call",
+                                m.proto
+                            )
+                        } else {
+                            format!(
+                                "the offer's audio stream uses {}; this door phone speaks RTP/AVP and RTP/SAVP",
+                                m.proto
+                            )
+                        })
                     });
                     None
                 } else {
@@ -413,7 +464,7 @@ pub(super) fn answer_offer(
                 if outcome.negotiated.video.is_none()
                     && caps.want_video
                     && m.port != 0
-                    && m.plain_rtp() =>
+                    && carried(caps.encryption, m) =>
             {
                 transport
                     .video_port
@@ -442,6 +493,22 @@ pub(super) fn answer_offer(
                 .push(Line::disabled(&m.media, &m.proto, off_format));
             continue;
         };
+        let kept_crypto = keep
+            .get(i)
+            .and_then(Option::as_ref)
+            .and_then(|a| a.crypto.as_ref());
+        let crypto = match offered_crypto(caps.encryption, m, kept_crypto) {
+            Ok(crypto) => crypto,
+            Err(e) => {
+                if kind == MediaKind::Audio {
+                    audio_problem.get_or_insert(e);
+                }
+                outcome
+                    .lines
+                    .push(Line::disabled(&m.media, &m.proto, off_format));
+                continue;
+            }
+        };
         let remote = m.effective_direction();
         let direction = remote.reversed().intersect(limit);
         let their_fmtp = m.fmtp(pt).map(str::to_string);
@@ -455,6 +522,7 @@ pub(super) fn answer_offer(
             codecs: vec![ours.clone()],
             events: events.clone(),
             direction,
+            crypto: crypto.iter().map(|(_, o)| o.clone()).collect(),
         });
         let stream = Stream {
             codec: Codec::new(encoding, pt, their_fmtp),
@@ -463,6 +531,11 @@ pub(super) fn answer_offer(
             remote_rtcp: m.rtcp_addr(),
             direction,
             local_port: port,
+            crypto: crypto.as_ref().map(|(t, o)| Crypto {
+                suite: o.suite,
+                send: o.key.clone(),
+                receive: t.key.clone(),
+            }),
         };
         match kind {
             MediaKind::Audio => outcome.negotiated.audio = Some(stream),
@@ -471,6 +544,7 @@ pub(super) fn answer_offer(
         outcome.agreed[i] = Some(Agreed {
             codec: ours,
             event: events.first().copied(),
+            crypto: crypto.map(|(_, o)| o),
         });
         outcome.remote_direction[i] = Some(remote);
     }
@@ -478,6 +552,108 @@ pub(super) fn answer_offer(
         return Err(audio_problem.unwrap_or_else(|| malformed("no audio stream (m=audio)")));
     }
     Ok(outcome)
+}
+
+/// Whether an offered m-line's transport is one we take: RTP/AVP always, RTP/SAVP
+/// when encryption is on.
+fn carried(encryption: Encryption, m: &RemoteMedia) -> bool {
+    m.plain_rtp() || (m.secure_rtp() && encryption != Encryption::Off)
+}
+
+/// The SRTP of an offered m-line we answer: the first usable `a=crypto` line of the
+/// offer (the far end's key) and ours with the same tag and suite. Our key is the one
+/// agreed before in this session when the suite stays, else a fresh one. `None`:
+/// plain RTP. Refused when encryption is mandatory or the offer is `RTP/SAVP` and no
+/// line is usable.
+fn offered_crypto(
+    encryption: Encryption,
+    m: &RemoteMedia,
+    kept: Option<&Sdes>,
+) -> Result<Option<(Sdes, Sdes)>, SdpError> {
+    if encryption == Encryption::Off {
+        return Ok(None);
+    }
+    let Some(theirs) = m.crypto.first() else {
+        if encryption == Encryption::Mandatory || m.secure_rtp() {
+            return Err(SdpError::Encryption(format!(
+                "media encryption is {} and the offer's {} stream is not encrypted: {}",
+                if m.secure_rtp() {
+                    "required by RTP/SAVP"
+                } else {
+                    "mandatory"
+                },
+                m.media,
+                m.no_crypto()
+            )));
+        }
+        return Ok(None);
+    };
+    let key = match kept {
+        Some(k) if k.suite == theirs.suite => k.key.clone(),
+        _ => Key::random()?,
+    };
+    let ours = Sdes {
+        tag: theirs.tag,
+        suite: theirs.suite,
+        key,
+    };
+    Ok(Some((theirs.clone(), ours)))
+}
+
+/// The SRTP of an answered m-line: our offered line the answer took (same tag and
+/// suite) and the answer's. `None`: plain RTP.
+fn accepted_crypto(
+    encryption: Encryption,
+    ours: &Line,
+    theirs: &RemoteMedia,
+) -> Result<Option<(Sdes, Sdes)>, SdpError> {
+    let refuse = |why: String| {
+        Err(SdpError::Encryption(format!(
+            "the answer's {} stream {why}",
+            theirs.media
+        )))
+    };
+    if ours.crypto.is_empty() {
+        if theirs.secure_rtp() {
+            return refuse(format!("uses {} to a plain offer", theirs.proto));
+        }
+        return Ok(None);
+    }
+    let found = theirs.crypto.iter().find_map(|t| {
+        ours.crypto
+            .iter()
+            .find(|o| o.tag == t.tag && o.suite == t.suite)
+            .map(|o| (o.clone(), t.clone()))
+    });
+    match found {
+        Some(pair) => Ok(Some(pair)),
+        None if !theirs.crypto.is_empty() => {
+            refuse("takes none of our a=crypto lines (tag and suite)".to_string())
+        }
+        None if encryption == Encryption::Mandatory
+            || theirs.secure_rtp()
+            || theirs.crypto_refused.is_some() =>
+        {
+            refuse(format!("is not encrypted: {}", theirs.no_crypto()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A call stays on SRTP or on plain RTP: its pipeline cannot switch.
+fn same_protection(before: &Negotiated, after: &Negotiated) -> Result<(), SdpError> {
+    let (Some(a), Some(b)) = (&before.audio, &after.audio) else {
+        return Ok(());
+    };
+    match (a.crypto.is_some(), b.crypto.is_some()) {
+        (true, false) => Err(SdpError::Encryption(
+            "the call's media is SRTP and the new description is plain RTP".to_string(),
+        )),
+        (false, true) => Err(SdpError::Encryption(
+            "the call's media is plain RTP and the new description asks for SRTP".to_string(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The codec to take from an offered m-line: the one agreed before if it is still

@@ -72,6 +72,10 @@ pub(super) struct RemoteMedia {
     pub(super) rtcp: Option<(u16, Option<IpAddr>)>,
     /// As written: the m-line's attribute, else the session's, else sendrecv.
     pub(super) direction: Direction,
+    /// The usable `a=crypto` lines, in order, one per tag.
+    pub(super) crypto: Vec<Sdes>,
+    /// Why the first unusable `a=crypto` line was not used.
+    pub(super) crypto_refused: Option<String>,
 }
 
 /// What a payload type of an offer or answer stands for.
@@ -87,9 +91,22 @@ impl RemoteMedia {
         MediaKind::from_media(&self.media)
     }
 
-    /// Plain RTP, the only transport we speak.
+    /// Plain RTP.
     pub(super) fn plain_rtp(&self) -> bool {
         self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF")
+    }
+
+    /// SRTP (`RTP/SAVP`, `RTP/SAVPF`).
+    pub(super) fn secure_rtp(&self) -> bool {
+        self.proto.eq_ignore_ascii_case("RTP/SAVP") || self.proto.eq_ignore_ascii_case("RTP/SAVPF")
+    }
+
+    /// Why this m-line has no usable `a=crypto` line, for messages.
+    pub(super) fn no_crypto(&self) -> String {
+        match &self.crypto_refused {
+            Some(why) => format!("no usable a=crypto line ({why})"),
+            None => "no a=crypto line".to_string(),
+        }
     }
 
     pub(super) fn rtpmap(&self, pt: u8) -> Option<&RtpMap> {
@@ -529,6 +546,8 @@ pub fn parse(text: &str) -> Result<Remote, SdpError> {
         let mut rtpmaps: Vec<RtpMap> = Vec::new();
         let mut fmtps: Vec<(u8, String)> = Vec::new();
         let mut rtcp = None;
+        let mut crypto: Vec<Sdes> = Vec::new();
+        let mut crypto_refused = None;
         for attribute in gm.attributes() {
             let key = attribute.key();
             let value = attribute.value().unwrap_or("");
@@ -551,6 +570,18 @@ pub fn parse(text: &str) -> Result<Remote, SdpError> {
                     })?;
                     if !fmtps.iter().any(|(p, _)| *p == pt) {
                         fmtps.push((pt, params.trim().to_string()));
+                    }
+                }
+            } else if rtp && key.eq_ignore_ascii_case("crypto") {
+                match parse_crypto(value) {
+                    Ok(line) if !crypto.iter().any(|c| c.tag == line.tag) => crypto.push(line),
+                    Ok(line) => {
+                        crypto_refused.get_or_insert_with(|| {
+                            format!("a=crypto tag {}: the tag is used twice", line.tag)
+                        });
+                    }
+                    Err(why) => {
+                        crypto_refused.get_or_insert(why);
                     }
                 }
             } else if key.eq_ignore_ascii_case("rtcp") && port != 0 && rtcp.is_none() {
@@ -589,6 +620,8 @@ pub fn parse(text: &str) -> Result<Remote, SdpError> {
             address,
             rtcp,
             direction,
+            crypto,
+            crypto_refused,
         });
     }
     if !media.iter().any(|m| m.kind() == Some(MediaKind::Audio)) {

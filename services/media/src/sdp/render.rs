@@ -24,6 +24,8 @@ pub(super) struct Line {
     /// telephone-event payload types and their clock rates.
     pub(super) events: Vec<(u8, u32)>,
     pub(super) direction: Direction,
+    /// Our `a=crypto` lines (SDES keys), empty for plain RTP.
+    pub(super) crypto: Vec<Sdes>,
 }
 
 impl Line {
@@ -36,6 +38,7 @@ impl Line {
             codecs: Vec::new(),
             events: Vec::new(),
             direction: Direction::Inactive,
+            crypto: Vec::new(),
         }
     }
 
@@ -50,6 +53,7 @@ impl Line {
         self.port = 0;
         self.codecs.clear();
         self.events.clear();
+        self.crypto.clear();
     }
 }
 
@@ -103,6 +107,9 @@ pub(super) fn render(session_id: u64, version: u64, address: IpAddr, lines: &[Li
         }
         if line.kind() == Some(MediaKind::Audio) {
             let _ = write!(s, "a=ptime:{PTIME_MS}\r\n");
+        }
+        for crypto in &line.crypto {
+            let _ = write!(s, "a=crypto:{}\r\n", crypto.render());
         }
         let _ = write!(s, "a={}\r\n", line.direction.as_str());
     }

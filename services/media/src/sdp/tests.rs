@@ -179,7 +179,7 @@ fn rtcp_attribute_and_default() {
 fn rendered_offer_is_exact() {
     let mut caps = caps();
     caps.want_video = true;
-    let (local, text) = Local::offer(&caps, &transport());
+    let (local, text) = Local::offer(&caps, &transport()).unwrap();
     let id = local.session_id();
     assert!(id > 0 && id < 1 << 31);
     let expected = format!(
@@ -216,7 +216,7 @@ fn ipv6_transport() {
         audio_port: 10000,
         video_port: None,
     };
-    let (_, text) = Local::offer(&caps(), &t);
+    let (_, text) = Local::offer(&caps(), &t).unwrap();
     assert!(text.contains("IN IP6 2001:db8::10\r\n"));
     assert!(text.contains("c=IN IP6 2001:db8::10\r\n"));
     let remote = parse(&text).unwrap();
@@ -226,8 +226,8 @@ fn ipv6_transport() {
 
 #[test]
 fn session_ids_differ() {
-    let a = Local::offer(&caps(), &transport()).0.session_id();
-    let b = Local::offer(&caps(), &transport()).0.session_id();
+    let a = Local::offer(&caps(), &transport()).unwrap().0.session_id();
+    let b = Local::offer(&caps(), &transport()).unwrap().0.session_id();
     assert_ne!(a, b);
 }
 
