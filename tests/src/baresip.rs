@@ -30,11 +30,52 @@ impl Baresip {
         rtp_ports: RangeInclusive<u16>,
         seconds: u32,
     ) -> Result<Baresip> {
+        let mediaenc = mediaenc
+            .map(|m| format!(";mediaenc={m}"))
+            .unwrap_or_default();
+        Baresip::start(
+            free_port(),
+            Modules {
+                srtp: mediaenc.contains("srtp"),
+                record: true,
+            },
+            &rtp_ports,
+            &format!("<sip:resident@127.0.0.1>;regint=0;audio_codecs=PCMU{mediaenc}"),
+            &["-e", &format!("/dial {target}"), "-t", &seconds.to_string()],
+        )
+    }
+
+    /// Listens on 127.0.0.1:`sip_port` as `user` and answers every call at once
+    /// (PCMU), until dropped: the peer the door phone is compared with.
+    pub fn answer(user: &str, sip_port: u16, rtp_ports: RangeInclusive<u16>) -> Result<Baresip> {
+        Baresip::start(
+            sip_port,
+            Modules {
+                srtp: false,
+                record: false,
+            },
+            &rtp_ports,
+            &format!(
+                "<sip:{user}@127.0.0.1:{sip_port}>;regint=0;answermode=auto;audio_codecs=PCMU"
+            ),
+            &[],
+        )
+    }
+
+    fn start(
+        sip_port: u16,
+        modules: Modules,
+        rtp_ports: &RangeInclusive<u16>,
+        account: &str,
+        args: &[&str],
+    ) -> Result<Baresip> {
         let dir = tempfile::Builder::new().prefix("baresip").tempdir()?;
         let records = dir.path().join("records");
         std::fs::create_dir(&records)?;
-        let srtp = if mediaenc.is_some() {
-            "module srtp.so\n"
+        let srtp = if modules.srtp { "module srtp.so\n" } else { "" };
+        // What it hears, to WAV files, only when a test listens to them.
+        let sndfile = if modules.record {
+            "module sndfile.so\n"
         } else {
             ""
         };
@@ -50,7 +91,7 @@ impl Baresip {
                  {srtp}\
                  module ausine.so\n\
                  module aubridge.so\n\
-                 module sndfile.so\n\
+                 {sndfile}\
                  module menu.so\n\
                  module account.so\n\
                  audio_source ausine,{BARESIP_TONE}\n\
@@ -58,24 +99,17 @@ impl Baresip {
                  ausrc_srate 48000\n\
                  ausrc_channels 2\n\
                  snd_path {records}\n",
-                sip_port = free_port(),
                 first = rtp_ports.start(),
                 last = rtp_ports.end(),
                 records = records.display()
             ),
         )?;
-        let mediaenc = mediaenc
-            .map(|m| format!(";mediaenc={m}"))
-            .unwrap_or_default();
-        std::fs::write(
-            dir.path().join("accounts"),
-            format!("<sip:resident@127.0.0.1>;regint=0;audio_codecs=PCMU{mediaenc}\n"),
-        )?;
+        std::fs::write(dir.path().join("accounts"), format!("{account}\n"))?;
         let log = std::fs::File::create(dir.path().join("baresip.log"))?;
         let mut child = Command::new("baresip")
             .arg("-f")
             .arg(dir.path())
-            .args(["-e", &format!("/dial {target}"), "-t", &seconds.to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -87,6 +121,11 @@ impl Baresip {
             child: Some(child),
             stdin,
         })
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Presses `digits` on the call's keypad: RFC 4733 events.
@@ -122,6 +161,14 @@ impl Baresip {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The optional modules an instance loads.
+struct Modules {
+    /// `srtp`: SRTP with SDES keys.
+    srtp: bool,
+    /// `sndfile`: what the call receives, recorded to WAV.
+    record: bool,
 }
 
 impl Drop for Baresip {

@@ -127,6 +127,11 @@ impl Bus {
         let _ = self.child.wait();
     }
 
+    /// The bus daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the bus daemon (SIGSTOP), as a wedged one would be: every call
     /// over the bus hangs until [`Bus::thaw`].
     pub fn freeze(&self) {

@@ -244,6 +244,18 @@ fn bench() -> Result<()> {
         ]),
     )?;
     run_step(
+        "the door phone against baresip, side by side",
+        cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "doorphone-system-tests",
+            "--bin",
+            "sip-compare",
+        ]),
+    )?;
+    run_step(
         "Resolve in process (criterion)",
         cargo().args(["bench", "-p", "doorphone-config", "--bench", "resolve"]),
     )?;

@@ -1,0 +1,316 @@
+//! The door phone side by side with baresip in one run: the same SIPp
+//! scenario (sequential calls, auto-answer at once, PCMU with media) against
+//! baresip answering and against the whole appliance (release binaries, each
+//! service as its own user on a private bus), alternating, twice each. It
+//! prints one table: INVITE → 200 p50/p95/p99 (SIPp's µs message timestamps),
+//! back-to-back calls per second, CPU per call (every door phone process and
+//! the bus daemon against baresip's one), PSS of each service idle and after
+//! the calls (`/proc/PID/smaps_rollup`), and cold start (to every bus name
+//! owned; baresip to its first SIP answer). Ratios are the figures that count:
+//! both run on the same loaded machine.
+//!
+//! Run with `cargo xtask bench`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use doorphone_interfaces::{pager, sip};
+use doorphone_system_tests::baresip::Baresip;
+use doorphone_system_tests::bench::{cpu_seconds, invite_to_ok, percentile, pss_kib};
+use doorphone_system_tests::sip::{Caller, RawPeer, Sipp, caller, free_port, start_agent};
+use doorphone_system_tests::{
+    Bus, ConfigDb, applied, chown_to, reconfigure, start_config, start_media, start_service,
+    start_sim_relay,
+};
+use serde_json::json;
+
+const ROUNDS: usize = 2;
+const SEQUENTIAL: usize = 200;
+const BACK_TO_BACK: usize = 400;
+
+/// One target's figures of one round.
+#[derive(Default, Clone)]
+struct Round {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    calls_per_s: f64,
+    cpu_ms_per_call: f64,
+}
+
+fn mb(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// SIPp's caller: `calls` sequential calls at `rate` per second, hung up at
+/// once after the answer; the trace when `traced`.
+async fn calls(
+    target: SocketAddr,
+    calls: usize,
+    rate: u32,
+    traced: bool,
+) -> Result<(Duration, Option<Vec<f64>>)> {
+    let dir = tempfile::tempdir()?;
+    let scenario = caller(
+        "door",
+        "200",
+        false,
+        &Caller::Answered {
+            hang_up_after: Duration::ZERO,
+        },
+    );
+    let (count, rate) = (calls.to_string(), rate.to_string());
+    let args = ["-m", &count, "-l", "1", "-r", &rate, "-timeout", "600"];
+    let started = Instant::now();
+    let mut sipp = if traced {
+        Sipp::start(
+            dir.path(),
+            "compare",
+            &scenario,
+            free_port(),
+            Some(target),
+            &args,
+        )?
+    } else {
+        Sipp::start_untraced(
+            dir.path(),
+            "compare",
+            &scenario,
+            free_port(),
+            Some(target),
+            &args,
+        )?
+    };
+    let status = sipp.finish(Duration::from_secs(600)).await?;
+    let took = started.elapsed();
+    if !status.success() {
+        bail!(
+            "SIPp against {target} saw failures ({status}): {}",
+            std::fs::read_to_string(dir.path().join("compare.err")).unwrap_or_default()
+        );
+    }
+    Ok((took, traced.then(|| invite_to_ok(&sipp.messages()))))
+}
+
+/// One round against `target`, whose processes are `pids`.
+async fn round(target: SocketAddr, pids: &[u32]) -> Result<Round> {
+    let (_, times) = calls(target, SEQUENTIAL, 50, true).await?;
+    let times = times.context("traced")?;
+    if times.len() < SEQUENTIAL * 9 / 10 {
+        bail!("only {} of {SEQUENTIAL} answers traced", times.len());
+    }
+    let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let before = cpu();
+    let (took, _) = calls(target, BACK_TO_BACK, 10_000, false).await?;
+    let used = cpu() - before;
+    Ok(Round {
+        p50: percentile(&times, 0.50),
+        p95: percentile(&times, 0.95),
+        p99: percentile(&times, 0.99),
+        calls_per_s: BACK_TO_BACK as f64 / took.as_secs_f64(),
+        cpu_ms_per_call: used * 1e3 / BACK_TO_BACK as f64,
+    })
+}
+
+/// Waits until `target` answers an OPTIONS, asking every 5 ms.
+async fn first_sip_answer(target: SocketAddr) -> Result<()> {
+    let probe = RawPeer::bind("127.0.0.1").await?;
+    let options = probe.request("OPTIONS", "door", target, "probe", &[], b"");
+    for _ in 0..2000 {
+        probe.send(target, &options).await?;
+        if probe
+            .final_response(Duration::from_millis(5))
+            .await
+            .is_some()
+        {
+            return Ok(());
+        }
+    }
+    bail!("{target} never answered an OPTIONS")
+}
+
+/// The door phone's services, started at once as a cold boot would.
+struct Appliance {
+    _services: Vec<doorphone_system_tests::Service>,
+    names: Vec<(&'static str, u32)>,
+    target: SocketAddr,
+    cold: Duration,
+}
+
+async fn appliance(bus: &Bus, db: &ConfigDb, dir: &Path) -> Result<Appliance> {
+    let started = Instant::now();
+    let media_args = [
+        "--audio-sink".into(),
+        "fake".into(),
+        "--video-source".into(),
+        "none".into(),
+    ];
+    let pager_args = ["--iface".into(), "lo".into()];
+    let (media_log, pager_log) = (dir.join("media.log"), dir.join("pager.log"));
+    let (config, media, relay, pager, agent) = tokio::join!(
+        start_config(bus, db),
+        start_media(bus, &media_args, &media_log),
+        start_sim_relay(bus, dir),
+        start_service(
+            bus,
+            "doorphone-pager",
+            "doorphone-pager",
+            pager::BUS_NAME,
+            &pager_args,
+            &pager_log,
+        ),
+        start_agent(bus, dir, &[]),
+    );
+    let cold = started.elapsed();
+    let (agent, port) = agent?;
+    let services = vec![config?, media?, relay?, pager?, agent];
+    let names = ["config", "media", "relay", "pager", "sip"]
+        .into_iter()
+        .zip(&services)
+        .map(|(name, s)| Ok((name, s.pid().context("a service exited")?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Appliance {
+        _services: services,
+        names,
+        target: SocketAddr::from(([127, 0, 0, 1], port)),
+        cold,
+    })
+}
+
+fn cell(rounds: &[Round], f: impl Fn(&Round) -> f64, digits: usize) -> String {
+    rounds
+        .iter()
+        .map(|r| format!("{:.*}", digits, f(r)))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn ratio(door: &[Round], baresip: &[Round], f: impl Fn(&Round) -> f64) -> String {
+    door.iter()
+        .zip(baresip)
+        .map(|(d, b)| format!("{:.2}x", f(d) / f(b)))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    doorphone_system_tests::require_root();
+    let bus = Bus::start()?;
+    // The database is written first (the settings the calls need), so the
+    // boot below is a cold start of every service at once.
+    let db = ConfigDb::new()?;
+    let revision = {
+        let mut config = start_config(&bus, &db).await?;
+        let conn = bus.connect().await?;
+        let revision = reconfigure(&conn, |doc| {
+            doc["calls"]["auto_answer"] =
+                json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
+            doc["calls"]["max_call_time"] = json!(0);
+            doc["media"]["audio_codecs"] = json!(["PCMU"]);
+        })
+        .await?;
+        config.stop();
+        revision
+    };
+    let dir = tempfile::Builder::new().prefix("sip-compare").tempdir()?;
+    chown_to(dir.path(), "doorphone-media")?;
+    let door = appliance(&bus, &db, dir.path()).await?;
+    let conn = bus.connect().await?;
+    applied(
+        &conn,
+        sip::BUS_NAME,
+        sip::OBJECT_PATH,
+        sip::INTERFACE,
+        revision,
+    )
+    .await?;
+    let door_first_answer = {
+        let t = Instant::now();
+        first_sip_answer(door.target).await?;
+        t.elapsed()
+    };
+
+    let baresip_port = free_port();
+    let started = Instant::now();
+    let baresip = Baresip::answer("door", baresip_port, 40000..=40999)?;
+    let baresip_target = SocketAddr::from(([127, 0, 0, 1], baresip_port));
+    first_sip_answer(baresip_target).await?;
+    let baresip_cold = started.elapsed();
+    let baresip_pid = baresip.pid().context("baresip runs")?;
+
+    let pss_door = |names: &[(&'static str, u32)]| {
+        names
+            .iter()
+            .map(|&(name, pid)| (name, pss_kib(pid)))
+            .collect::<Vec<_>>()
+    };
+    let idle = pss_door(&door.names);
+    let idle_bus = pss_kib(bus.pid());
+    let idle_baresip = pss_kib(baresip_pid);
+
+    let mut door_pids: Vec<u32> = door.names.iter().map(|&(_, pid)| pid).collect();
+    door_pids.push(bus.pid());
+    let (mut b_rounds, mut d_rounds) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        b_rounds.push(round(baresip_target, &[baresip_pid]).await?);
+        d_rounds.push(round(door.target, &door_pids).await?);
+    }
+    let calls_made = ROUNDS * (SEQUENTIAL + BACK_TO_BACK);
+    let after = pss_door(&door.names);
+    let after_bus = pss_kib(bus.pid());
+    let after_baresip = pss_kib(baresip_pid);
+
+    println!("| figure | baresip | door phone | ratio |");
+    println!("|---|---|---|---|");
+    type Pick = fn(&Round) -> f64;
+    let rows: [(&str, Pick, usize); 5] = [
+        ("INVITE→200 p50 (ms)", |r| r.p50, 2),
+        ("INVITE→200 p95 (ms)", |r| r.p95, 2),
+        ("INVITE→200 p99 (ms)", |r| r.p99, 2),
+        ("back-to-back calls/s", |r| r.calls_per_s, 1),
+        ("CPU per call, back to back (ms)", |r| r.cpu_ms_per_call, 2),
+    ];
+    for (name, pick, digits) in rows {
+        println!(
+            "| {name} | {} | {} | {} |",
+            cell(&b_rounds, pick, digits),
+            cell(&d_rounds, pick, digits),
+            ratio(&d_rounds, &b_rounds, pick)
+        );
+    }
+    let sum = |p: &[(&str, u64)]| p.iter().map(|(_, k)| k).sum::<u64>();
+    let each = |p: &[(&str, u64)]| {
+        p.iter()
+            .map(|(n, k)| format!("{n} {:.1}", mb(*k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "| PSS idle (MB) | {:.1} | {:.1} ({}; +{:.1} dbus-daemon) | {:.1}x |",
+        mb(idle_baresip),
+        mb(sum(&idle)),
+        each(&idle),
+        mb(idle_bus),
+        sum(&idle) as f64 / idle_baresip.max(1) as f64
+    );
+    println!(
+        "| PSS after {calls_made} calls (MB) | {:.1} | {:.1} ({}; +{:.1} dbus-daemon) | {:.1}x |",
+        mb(after_baresip),
+        mb(sum(&after)),
+        each(&after),
+        mb(after_bus),
+        sum(&after) as f64 / after_baresip.max(1) as f64
+    );
+    println!(
+        "| cold start (ms) | {:.0} (to its first SIP answer) | {:.0} (every bus name owned; first SIP answer {:.0} after) | {:.0}x |",
+        baresip_cold.as_secs_f64() * 1e3,
+        door.cold.as_secs_f64() * 1e3,
+        door_first_answer.as_secs_f64() * 1e3,
+        door.cold.as_secs_f64() / baresip_cold.as_secs_f64()
+    );
+    drop(baresip);
+    Ok(())
+}
