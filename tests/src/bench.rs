@@ -1,5 +1,12 @@
 //! Helpers of the whole-system benchmarks (`cargo xtask bench`).
 
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::sip::Traced;
+
 /// The `p` quantile (0.0-1.0) of `samples`, nearest rank.
 pub fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut sorted = samples.to_vec();
@@ -89,6 +96,56 @@ pub async fn flood(
         refused,
         took,
     })
+}
+
+/// User plus system CPU time of a process (all its threads), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): state is field 3,
+    // utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')').context("no command name in stat")? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+pub fn clock_ticks_per_second() -> Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// The process's CPU use over `window`, in % of one core.
+pub async fn cpu_percent(pid: u32, window: Duration) -> Result<f64> {
+    let per_second = clock_ticks_per_second()?;
+    let (start, ticks) = (Instant::now(), cpu_ticks(pid)?);
+    tokio::time::sleep(window).await;
+    let used = (cpu_ticks(pid)? - ticks) as f64 / per_second;
+    Ok(100.0 * used / start.elapsed().as_secs_f64())
+}
+
+/// INVITE sent -> 200 OK received, per call, from SIPp's message trace
+/// (microsecond timestamps), in ms.
+pub fn response_times(messages: &[Traced]) -> Vec<f64> {
+    let call_id = |m: &Traced| {
+        m.text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID:").map(|v| v.trim().to_owned()))
+    };
+    let mut sent = std::collections::HashMap::new();
+    let mut times = Vec::new();
+    for m in messages {
+        if m.sent && m.is_request("INVITE") {
+            sent.insert(call_id(m), m.at);
+        } else if !m.sent
+            && m.is_response(200)
+            && m.text.contains(" INVITE")
+            && let Some(at) = sent.remove(&call_id(m))
+        {
+            times.push((m.at - at) * 1e3);
+        }
+    }
+    times
 }
 
 #[cfg(test)]

@@ -11,15 +11,14 @@
 //!
 //! Run with `cargo xtask bench`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy};
-use doorphone_system_tests::bench::{percentile, rss_kib};
-use doorphone_system_tests::sip::{Caller, Sipp, Traced, caller, free_port, start_agent};
+use doorphone_system_tests::bench::{percentile, response_times, rss_kib};
+use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port, start_agent};
 use doorphone_system_tests::{
     Bus, ConfigDb, PATIENCE, applied, chown_to, reconfigure, start_config,
 };
@@ -36,30 +35,6 @@ const TRANSACTION_LINGER: Duration = Duration::from_secs(35);
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-/// INVITE sent → 200 OK received, per call, from SIPp's message trace
-/// (microsecond timestamps), in ms.
-fn response_times(messages: &[Traced]) -> Vec<f64> {
-    let call_id = |m: &Traced| {
-        m.text
-            .lines()
-            .find_map(|l| l.strip_prefix("Call-ID:").map(|v| v.trim().to_owned()))
-    };
-    let mut sent = HashMap::new();
-    let mut times = Vec::new();
-    for m in messages {
-        if m.sent && m.is_request("INVITE") {
-            sent.insert(call_id(m), m.at);
-        } else if !m.sent
-            && m.is_response(200)
-            && m.text.contains(" INVITE")
-            && let Some(at) = sent.remove(&call_id(m))
-        {
-            times.push((m.at - at) * 1e3);
-        }
-    }
-    times
 }
 
 async fn run_sipp(
