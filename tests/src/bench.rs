@@ -1,5 +1,11 @@
 //! Helpers of the whole-system benchmarks (`cargo xtask bench`).
 
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+
 /// The `p` quantile (0.0-1.0) of `samples`, nearest rank.
 pub fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut sorted = samples.to_vec();
@@ -30,22 +36,11 @@ pub fn pss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The CPU time a process has used so far (user and system), in seconds.
+/// The CPU time a process has used so far (user and system), in seconds; 0
+/// when it is gone.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which may hold spaces: utime and
-    // stime are the 14th and 15th of the line, in clock ticks (100 per second).
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    let per_second = clock_ticks_per_second().unwrap_or(100.0);
+    cpu_ticks(pid).map_or(0.0, |t| t as f64 / per_second)
 }
 
 /// INVITE sent → 200 OK received, per call, from SIPp's message trace
@@ -143,6 +138,32 @@ pub async fn flood(
         refused,
         took,
     })
+}
+
+/// User plus system CPU time of a process (all its threads), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): state is field 3,
+    // utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')').context("no command name in stat")? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+pub fn clock_ticks_per_second() -> Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// The process's CPU use over `window`, in % of one core.
+pub async fn cpu_percent(pid: u32, window: Duration) -> Result<f64> {
+    let per_second = clock_ticks_per_second()?;
+    let (start, ticks) = (Instant::now(), cpu_ticks(pid)?);
+    tokio::time::sleep(window).await;
+    let used = (cpu_ticks(pid)? - ticks) as f64 / per_second;
+    Ok(100.0 * used / start.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{self, account_state};
 use doorphone_system_tests::audio::{dominant, read_wav};
+use doorphone_system_tests::baresip::{BARESIP_TONE, Baresip};
 use doorphone_system_tests::rig::{
     Rig, WAIT, account, between, contact, next_end, next_refusal, now_ms,
 };
@@ -506,17 +507,12 @@ async fn malformed_datagrams_do_not_stop_the_agent() {
     assert_eq!(rig.media_sessions().await, 0);
 }
 
-/// The door phone's test tone and baresip's.
+/// The door phone's test tone.
 const DOOR_TONE: f64 = 440.0;
-const BARESIP_TONE: f64 = 1000.0;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_call_from_baresip_carries_audio_both_ways_and_bye_frees_the_media() {
     doorphone_system_tests::require_root();
-    let peer = tempfile::Builder::new()
-        .prefix("baresip")
-        .tempdir()
-        .unwrap();
     let speaker_dir = tempfile::Builder::new()
         .prefix("speaker")
         .tempdir()
@@ -525,59 +521,16 @@ async fn a_full_call_from_baresip_carries_audio_both_ways_and_bye_frees_the_medi
     let speaker = speaker_dir.path().join("speaker.wav");
     let rig = Rig::start_with_sink(30, Some(&speaker), |_| {}).await;
     let mut states = rig.states().await;
-    let sip_port = free_port();
-    let records = peer.path().join("records");
-    std::fs::create_dir(&records).unwrap();
-    std::fs::write(
-        peer.path().join("config"),
-        format!(
-            "sip_listen 127.0.0.1:{sip_port}\n\
-             net_interface 127.0.0.1\n\
-             module_path /usr/lib/baresip/modules\n\
-             module g711.so\n\
-             module ausine.so\n\
-             module aubridge.so\n\
-             module sndfile.so\n\
-             module menu.so\n\
-             module account.so\n\
-             audio_source ausine,{BARESIP_TONE}\n\
-             audio_player aubridge,nowhere\n\
-             ausrc_srate 48000\n\
-             ausrc_channels 2\n\
-             snd_path {}\n",
-            records.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        peer.path().join("accounts"),
-        "<sip:resident@127.0.0.1>;regint=0;audio_codecs=PCMU\n",
-    )
-    .unwrap();
-    let log = std::fs::File::create(peer.path().join("baresip.log")).unwrap();
     // Calls the door phone, talks for four seconds, and quits (hanging up).
-    let baresip = Command::new("baresip")
-        .arg("-f")
-        .arg(peer.path())
-        .args([
-            "-e",
-            &format!("/dial sip:door@127.0.0.1:{}", rig.port),
-            "-t",
-            "5",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("baresip (Debian package baresip-core)");
-    let status = tokio::task::spawn_blocking(move || {
-        let mut baresip = baresip;
-        baresip.wait()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let peer_log = std::fs::read_to_string(peer.path().join("baresip.log")).unwrap_or_default();
+    let mut baresip = Baresip::dial(
+        &format!("sip:door@127.0.0.1:{}", rig.port),
+        None,
+        40200..=40209,
+        5,
+    )
+    .expect("baresip (Debian package baresip-core)");
+    let status = baresip.finish().await.unwrap();
+    let peer_log = baresip.log();
     assert!(
         status.success(),
         "baresip: {status}\n{peer_log}\n{}",
@@ -591,11 +544,8 @@ async fn a_full_call_from_baresip_carries_audio_both_ways_and_bye_frees_the_medi
     assert_eq!(rig.media_sessions().await, 0, "BYE frees the media session");
 
     // baresip heard the door phone's tone...
-    let received = std::fs::read_dir(&records)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+    let received = baresip
+        .heard()
         .unwrap_or_else(|| panic!("baresip recorded nothing\n{peer_log}"));
     let (rate, heard) = read_wav(&std::fs::read(&received).unwrap()).unwrap();
     let last_second = &heard[heard.len().saturating_sub(rate as usize)..];

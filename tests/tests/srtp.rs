@@ -5,7 +5,9 @@
 //! inside SRTP opens the door, and a capture on loopback finds no packet that
 //! reads as plain PCMU of either tone, while the same detector finds them in a
 //! plain call. A plain offer to a mandatory door gets 488; the door with
-//! encryption off answers the same caller.
+//! encryption off answers the same caller. The door's own calls offer RTP/SAVP
+//! with both suites' keys when encryption is mandatory; a plain answer ends the
+//! call, an answer with keys is taken.
 
 use std::ops::RangeInclusive;
 
@@ -15,7 +17,7 @@ use doorphone_system_tests::audio::{dominant, read_wav};
 use doorphone_system_tests::baresip::{BARESIP_TONE, Baresip};
 use doorphone_system_tests::capture::{Capture, Datagram, plain_pcmu_tone, rtp_payload};
 use doorphone_system_tests::rig::{Rig, next_end, until_state};
-use doorphone_system_tests::sip::Caller;
+use doorphone_system_tests::sip::{Callee, Caller, Sipp, callee, free_port};
 use doorphone_system_tests::{PATIENCE, chown_to};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -226,4 +228,69 @@ async fn a_mandatory_door_refuses_a_plain_offer_with_488_and_answers_it_when_off
     )
     .await;
     assert_eq!(next_end(&mut states).await, end_reason::REMOTE_HANGUP);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mandatory_door_ends_its_own_call_when_the_answer_is_plain() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |doc| {
+        doc["device"]["ip_call"]["media_encryption"] = json!("mandatory");
+    })
+    .await;
+    let proxy = rig.proxy().await;
+    let mut states = rig.states().await;
+    let answers = Callee::Answer {
+        after: std::time::Duration::from_millis(200),
+    };
+    // A callee that answers in plain RTP gets a BYE at once.
+    let mut plain = rig.callee("plain-answer", answers.clone());
+    proxy
+        .dial(&format!("127.0.0.1:{}", plain.port), Default::default())
+        .await
+        .unwrap();
+    plain
+        .succeeds(PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));
+    assert_eq!(next_end(&mut states).await, end_reason::FAILED);
+    let invite = plain
+        .messages()
+        .into_iter()
+        .find(|m| !m.sent && m.is_request("INVITE"))
+        .expect("the door's INVITE");
+    for line in [
+        "RTP/SAVP",
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:",
+        "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:",
+    ] {
+        assert!(invite.text.contains(line), "{line}:\n{}", invite.text);
+    }
+
+    // A callee that takes the first suite with its own key is answered.
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd";
+    let scenario = callee(&answers)
+        .replace("RTP/AVP 0 101", "RTP/SAVP 0 101")
+        .replace(
+            "a=sendrecv\n",
+            &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\na=sendrecv\n"),
+        );
+    let mut keyed = Sipp::start(
+        rig.dir.path(),
+        "keyed-answer",
+        &scenario,
+        free_port(),
+        None,
+        &[],
+    )
+    .unwrap();
+    let call = proxy
+        .dial(&format!("127.0.0.1:{}", keyed.port), Default::default())
+        .await
+        .unwrap();
+    until_state(&mut states, call_state::ANSWERED).await;
+    let answered = rig.call_object(call).await;
+    assert_eq!(answered.state().await.unwrap(), call_state::ANSWERED);
+    answered.hangup().await.unwrap();
+    keyed.succeeds(PATIENCE).await.unwrap();
+    assert_eq!(next_end(&mut states).await, end_reason::LOCAL_HANGUP);
 }

@@ -244,6 +244,18 @@ fn bench() -> Result<()> {
         ]),
     )?;
     run_step(
+        "SRTP against plain RTP, with SIPp and baresip",
+        cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "doorphone-system-tests",
+            "--bin",
+            "srtp-bench",
+        ]),
+    )?;
+    run_step(
         "the door phone against baresip, side by side",
         cargo().args([
             "run",

@@ -836,6 +836,11 @@ impl MediaService {
             ?streams,
             "their client left the bus: stopping"
         );
+        // Streams first: once a session's end is signalled, nothing the client
+        // started plays on.
+        for id in streams {
+            self.end_stream(id).await;
+        }
         let emitter = SignalEmitter::new(conn, crate::service::MEDIA_PATH).ok();
         for id in sessions {
             self.end(server, id).await;
@@ -848,9 +853,6 @@ impl MediaService {
                 )
                 .await;
             }
-        }
-        for id in streams {
-            self.end_stream(id).await;
         }
     }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use doorphone_interfaces::media::{self, Media1Proxy, SessionProxy};
-use doorphone_system_tests::bench::{percentile, rss_kib};
+use doorphone_system_tests::bench::{cpu_percent, percentile, rss_kib};
 use doorphone_system_tests::rtp::Relay;
 use doorphone_system_tests::{Bus, ConfigDb, PATIENCE, bin, chown_to, start_config};
 use futures_util::StreamExt;
@@ -56,32 +56,6 @@ fn ms(d: Duration) -> f64 {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-/// User plus system CPU time of a process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces): state is field 3,
-    // utime 14 and stime 15.
-    let rest = &stat[stat.rfind(')').context("no command name in stat")? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-fn clock_ticks_per_second() -> Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
-}
-
-/// The process's CPU use over `CPU_WINDOW`, in % of one core.
-async fn cpu_percent(pid: u32) -> Result<f64> {
-    let per_second = clock_ticks_per_second()?;
-    let (start, ticks) = (Instant::now(), cpu_ticks(pid)?);
-    tokio::time::sleep(CPU_WINDOW).await;
-    let used = (cpu_ticks(pid)? - ticks) as f64 / per_second;
-    Ok(100.0 * used / start.elapsed().as_secs_f64())
 }
 
 /// `doorphone-media` as its own user on the bench's bus.
@@ -746,10 +720,10 @@ async fn started(proxy: &Media1Proxy<'_>) -> Result<()> {
 /// An audio+video call held for a CPU window, after an idle one; returns the idle
 /// and call CPU and the video rate.
 async fn audio_video_cpu(proxy: &Media1Proxy<'_>, pid: u32) -> Result<((f64, f64), f64)> {
-    let idle = cpu_percent(pid).await?;
+    let idle = cpu_percent(pid, CPU_WINDOW).await?;
     let call = Call::start(proxy, true).await?;
     sent_at_least(proxy.inner().connection(), &call.path, 100).await?;
-    let cpu = cpu_percent(pid).await?;
+    let cpu = cpu_percent(pid, CPU_WINDOW).await?;
     let (_, video) = call.stop(proxy).await?;
     let video = video.context("a video tap")?;
     if video.count == 0 {
@@ -778,13 +752,13 @@ async fn main() -> Result<()> {
     let pid = media.pid;
     let proxy = Media1Proxy::new(&conn).await?;
     started(&proxy).await?;
-    let idle = cpu_percent(pid).await?;
+    let idle = cpu_percent(pid, CPU_WINDOW).await?;
     let idle_rss = rss_kib(pid);
 
     let call = Call::start(&proxy, false).await?;
     let first_answer = call.answered;
     sent_at_least(&conn, &call.path, 100).await?;
-    let audio = cpu_percent(pid).await?;
+    let audio = cpu_percent(pid, CPU_WINDOW).await?;
     let call_rss = rss_kib(pid);
     let (sent, _) = call.stop(&proxy).await?;
     let sine_packets = sent.per_second();
@@ -806,7 +780,7 @@ async fn main() -> Result<()> {
     let pid = media.pid;
     let proxy = Media1Proxy::new(&conn).await?;
     started(&proxy).await?;
-    let idle = cpu_percent(pid).await?;
+    let idle = cpu_percent(pid, CPU_WINDOW).await?;
 
     let pair = port_pair()?;
     let peer_port = free_port()?;
@@ -822,7 +796,7 @@ async fn main() -> Result<()> {
         .await?;
     let sender = Launched::sender(&pair.rtp, answer_port(&answer, "audio")?)?;
     sent_at_least(&conn, &path, 100).await?;
-    let audio = cpu_percent(pid).await?;
+    let audio = cpu_percent(pid, CPU_WINDOW).await?;
     // One click a second: the call runs until media has sent CLICKS + 1 seconds.
     sent_at_least(&conn, &path, (CLICKS + 1) * 50).await?;
     let sent = tap.finish();

@@ -370,3 +370,53 @@ fn a_reoffer_with_a_new_key_rekeys_and_ours_stays() {
         .unwrap_err();
     assert!(matches!(err, SdpError::Encryption(_)), "{err:?}");
 }
+
+#[test]
+fn video_rides_in_srtp_with_keys_of_its_own() {
+    let mut caps = LocalCaps::from_config(&Media::default(), true);
+    caps.encryption = Encryption::Mandatory;
+    let transport = LocalTransport {
+        video_port: Some(10002),
+        ..transport()
+    };
+    let (_, offer) = Local::offer(&caps, &transport).unwrap();
+    assert!(offer.contains("m=video 10002 RTP/SAVP "), "{offer}");
+    let lines = crypto_lines(&offer);
+    assert_eq!(lines.len(), 4, "{offer}");
+    for (i, a) in lines.iter().enumerate() {
+        for b in &lines[i + 1..] {
+            assert_ne!(a.key, b.key);
+        }
+    }
+
+    let video = |crypto: &str| {
+        let mut text = body(
+            "RTP/SAVP",
+            &[&format!(
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"
+            )],
+        );
+        text.push_str("m=video 4002 RTP/SAVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n");
+        text.push_str(crypto);
+        text
+    };
+    let keyed = video(&format!(
+        "a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{KEY_B}\r\n"
+    ));
+    let (_, n, answer) = Local::answer(&caps, &transport, &parse(&keyed).unwrap()).unwrap();
+    let v = n.video.expect("video taken").crypto.expect("video in SRTP");
+    assert_eq!(v.suite, Suite::AesCm128HmacSha1_32);
+    assert_eq!(v.receive.bytes(), &[0xff; KEY_LEN]);
+    let a = n.audio.unwrap().crypto.unwrap();
+    assert_ne!(a.send, v.send);
+    assert!(
+        answer.contains("a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:"),
+        "{answer}"
+    );
+
+    // Video without a key: refused alone, the audio goes on in SRTP.
+    let (_, n, answer) = Local::answer(&caps, &transport, &parse(&video("")).unwrap()).unwrap();
+    assert!(n.video.is_none());
+    assert!(n.audio.unwrap().crypto.is_some());
+    assert!(answer.contains("m=video 0 RTP/SAVP"), "{answer}");
+}

@@ -297,6 +297,28 @@ impl GuardedSocket {
     }
 }
 
+/// A datagram as the trace log shows it: the SRTP keys of `a=crypto` lines
+/// (`inline:<key>`) are replaced by `<key>`.
+pub fn redacted(datagram: &[u8]) -> String {
+    let text = String::from_utf8_lossy(datagram);
+    if !text.contains("inline:") {
+        return text.into_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    while let Some(at) = rest.find("inline:") {
+        let (head, tail) = rest.split_at(at + "inline:".len());
+        out.push_str(head);
+        out.push_str("<key>");
+        let end = tail
+            .find(|c: char| c == '|' || c == ';' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[async_trait::async_trait]
 impl rsipstack::platform::net::UdpSocket for GuardedSocket {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
@@ -307,7 +329,7 @@ impl rsipstack::platform::net::UdpSocket for GuardedSocket {
             let datagram = &own[..len];
             match screen(datagram) {
                 Verdict::Pass => {
-                    tracing::trace!(%from, message = %String::from_utf8_lossy(datagram), "SIP in");
+                    tracing::trace!(%from, message = %redacted(datagram), "SIP in");
                     if len > buf.len() {
                         continue;
                     }
@@ -338,7 +360,7 @@ impl rsipstack::platform::net::UdpSocket for GuardedSocket {
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
-        tracing::trace!(to = %addr, message = %String::from_utf8_lossy(buf), "SIP out");
+        tracing::trace!(to = %addr, message = %redacted(buf), "SIP out");
         Ok(self.socket.send_to(buf, addr).await?)
     }
 
@@ -350,6 +372,19 @@ impl rsipstack::platform::net::UdpSocket for GuardedSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traced_messages_hide_srtp_keys() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd";
+        let body = format!(
+            "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^31\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{key}\r\n"
+        );
+        let shown = redacted(body.as_bytes());
+        assert!(!shown.contains(key), "{shown}");
+        assert!(shown.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:<key>|2^31\r\n"));
+        assert!(shown.ends_with("inline:<key>\r\n"), "{shown}");
+        assert_eq!(redacted(b"OPTIONS sip:x SIP/2.0"), "OPTIONS sip:x SIP/2.0");
+    }
 
     fn request(start: &str, headers: &[&str], body: &str) -> Vec<u8> {
         let mut s = format!("{start}\r\n");
