@@ -6,9 +6,11 @@
 //! an owner, a process exiting), never for a fixed time.
 
 pub mod audio;
+pub mod baresip;
 pub mod bench;
 pub mod compat;
 pub mod fuzz;
+pub mod kamailio;
 pub mod rig;
 pub mod rtp;
 pub mod servers;
