@@ -2,9 +2,9 @@
 //! registrar and proxy with digest authentication, on loopback with its own
 //! configuration. Both accounts register there; a resident's baresip,
 //! registered there too, calls the door through it and opens the door; the
-//! door calls the resident through it, answering the proxy's 407; and an
-//! INVITE for the door's account user sent around the proxy, straight to the
-//! door, is not an account call.
+//! door calls the resident through it, answering the proxy's 407, and is
+//! heard; and an INVITE for the door's account user sent around the proxy,
+//! straight to the door, is not an account call.
 //!
 //! Addresses: Kamailio, the door phone and baresip are on 127.0.0.1 (the
 //! accounts' server resolves there); 127.0.0.3 is a stranger.
@@ -12,6 +12,7 @@
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{self, end_reason};
 use doorphone_system_tests::PATIENCE;
+use doorphone_system_tests::audio::dominant;
 use doorphone_system_tests::baresip::Baresip;
 use doorphone_system_tests::kamailio::Kamailio;
 use doorphone_system_tests::rig::{
@@ -198,6 +199,26 @@ async fn a_buttons_call_reaches_the_resident_through_kamailio_after_its_407() {
     assert!(log.find(&challenged) < log.find(&authenticated));
     let call = rig.active_call().await;
     assert_eq!(call.account().await.unwrap(), "1");
+    // The door phone's tone (440 Hz) reaches baresip: the last second of
+    // what it records, read every 100 ms as the file grows.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let heard = phone.heard().and_then(|(rate, samples)| {
+            let second = rate as usize;
+            (samples.len() >= 2 * second)
+                .then(|| dominant(&samples[samples.len() - second..], rate, &[440.0, 1000.0]))
+                .flatten()
+        });
+        if heard == Some(440.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "baresip heard {heard:?}\n{}",
+            phone.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // The door phone hangs up; the BYE reaches baresip through Kamailio.
     call.hangup().await.unwrap();
     phone.event("CALL_CLOSED", PATIENCE).await.unwrap();
