@@ -19,8 +19,14 @@ use crate::sip::free_port;
 /// The digest realm of every challenge.
 pub const REALM: &str = "door.test";
 
-/// Where Debian keeps Kamailio's modules.
-const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
+/// Where Debian keeps Kamailio's modules: `/usr/lib/<multiarch>/kamailio/modules`.
+fn modules() -> Result<PathBuf> {
+    std::fs::read_dir("/usr/lib")?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("kamailio/modules"))
+        .find(|p| p.join("tm.so").exists())
+        .context("no Kamailio modules under /usr/lib/*/kamailio/modules (Debian package kamailio)")
+}
 
 /// A running Kamailio, stopped when dropped.
 pub struct Kamailio {
@@ -30,7 +36,7 @@ pub struct Kamailio {
 }
 
 /// The configuration: `users` (name, password) may register and call.
-fn config(port: u16, users: &[(&str, &str)]) -> String {
+fn config(port: u16, modules: &Path, users: &[(&str, &str)]) -> String {
     let mut table = String::new();
     for (user, password) in users {
         table.push_str(&format!("    $sht(users=>{user}) = \"{password}\";\n"));
@@ -44,7 +50,7 @@ children=1
 auto_aliases=no
 disable_tcp=yes
 listen=udp:127.0.0.1:{port}
-mpath="{MODULES}/"
+mpath="{modules}/"
 
 loadmodule "kex.so"
 loadmodule "corex.so"
@@ -138,7 +144,8 @@ request_route {{
         sl_reply_error();
     }}
 }}
-"#
+"#,
+        modules = modules.display()
     )
 }
 
@@ -148,7 +155,7 @@ impl Kamailio {
     pub async fn start(dir: &Path, users: &[(&str, &str)]) -> Result<Kamailio> {
         let port = free_port();
         let cfg = dir.join("kamailio.cfg");
-        std::fs::write(&cfg, config(port, users))?;
+        std::fs::write(&cfg, config(port, &modules()?, users))?;
         let log = dir.join("kamailio.log");
         let out = std::fs::File::create(&log)?;
         let child = Command::new("kamailio")
