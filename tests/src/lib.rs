@@ -11,6 +11,8 @@ pub mod bench;
 pub mod capture;
 pub mod compat;
 pub mod fuzz;
+pub mod kamailio;
+pub mod linphone;
 pub mod rig;
 pub mod rtp;
 pub mod servers;

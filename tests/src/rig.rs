@@ -155,6 +155,29 @@ impl Rig {
         .unwrap();
     }
 
+    /// Waits until each account of `ids` is registered, by the agent's word
+    /// (`Sip1.Accounts`, read again on each `AccountStateChanged`).
+    pub async fn until_registered(&self, ids: &[u32]) -> Vec<sip::AccountStatus> {
+        let proxy = self.proxy().await;
+        let mut changes = proxy.receive_account_state_changed().await.unwrap();
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let accounts = proxy.accounts().await.unwrap();
+                let registered = |id: &u32| {
+                    accounts
+                        .iter()
+                        .any(|a| a.id == *id && a.state == sip::account_state::REGISTERED)
+                };
+                if ids.iter().all(registered) {
+                    return accounts;
+                }
+                changes.next().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("accounts {ids:?} did not register\n{}", self.sip_log()))
+    }
+
     /// A SIPp caller calling `user` as `from_user`.
     pub fn call(
         &self,

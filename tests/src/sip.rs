@@ -294,6 +294,82 @@ pub fn from_as(scenario: &str, from_user: &str, uri: &str) -> String {
     )
 }
 
+/// A caller's `scenario` sent through a proxy that challenges INVITEs (407)
+/// and record-routes: an INVITE without credentials first, its 407
+/// acknowledged, then the scenario's own INVITE with a digest for
+/// `user`/`password` in `Proxy-Authorization`; each later request one CSeq
+/// higher, and the in-dialog ones sent to the callee's Contact along the
+/// proxy's Record-Route.
+pub fn through_proxy(scenario: &str, user: &str, password: &str) -> String {
+    let start = scenario
+        .find("  <send retrans=\"500\" start_rtd=\"1\">")
+        .expect("a caller's scenario");
+    let end = start
+        + scenario[start..]
+            .find("  </send>\n")
+            .expect("the INVITE's end")
+        + "  </send>\n".len();
+    let invite = &scenario[start..end];
+    let (head, rest) = (&scenario[..start], &scenario[end..]);
+    let uri = invite
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("INVITE "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the INVITE's Request-URI");
+    let mut out = String::from(head);
+    out.push_str(invite);
+    out.push_str(&format!(
+        r#"  <recv response="100" optional="true"/>
+  <recv response="407" auth="true"/>
+  <send>
+    <![CDATA[
+      ACK {uri} SIP/2.0
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"#
+    ));
+    out.push_str(
+        &invite
+            .replace(" start_rtd=\"1\"", "")
+            .replace(
+                "      Max-Forwards: 70\n",
+                &format!(
+                    "      [authentication username={user} password={password}]\n      Max-Forwards: 70\n"
+                ),
+            )
+            .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE"),
+    );
+    for line in rest.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if let Some((n, method)) = trimmed
+            .strip_prefix("CSeq: ")
+            .and_then(|c| c.split_once(' '))
+            .and_then(|(n, m)| Some((n.parse::<u32>().ok()?, m)))
+        {
+            out.push_str(&format!("{indent}CSeq: {} {method}", n + 1));
+        } else if trimmed.contains(&format!(" {uri} SIP/2.0")) {
+            let method = trimmed.split_whitespace().next().unwrap_or_default();
+            out.push_str(&format!(
+                "{indent}{method} [next_url] SIP/2.0\n{indent}[routes]\n"
+            ));
+        } else {
+            out.push_str(&line.replace(
+                "<recv response=\"200\" rtd=\"1\"/>",
+                "<recv response=\"200\" rtd=\"1\" rrs=\"true\"/>",
+            ));
+        }
+    }
+    out
+}
+
 /// A caller whose INVITE carries no SDP (RFC 3261's late offer, as some PBXes
 /// and SBCs send it): the door phone's 200 must hold an offer; the caller's
 /// answer goes in the ACK, with its RTP at `media_port`; it hangs up after
@@ -1000,6 +1076,38 @@ pub async fn start_agent_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scenario_through_a_proxy_answers_the_challenge_and_follows_the_route() {
+        let s = through_proxy(
+            &caller(
+                "1001",
+                "resident",
+                false,
+                &Caller::Digits {
+                    rtp: "",
+                    info: "#",
+                    hang_up: true,
+                },
+            ),
+            "resident",
+            "pw",
+        );
+        let invites: Vec<&str> = s
+            .lines()
+            .filter(|l| l.contains("CSeq: ") && l.contains(" INVITE"))
+            .collect();
+        assert_eq!(invites.len(), 2);
+        assert!(invites[0].ends_with("CSeq: 1 INVITE") && invites[1].ends_with("CSeq: 2 INVITE"));
+        assert!(s.contains("<recv response=\"407\" auth=\"true\"/>"));
+        assert!(s.contains("[authentication username=resident password=pw]"));
+        for (method, cseq) in [("ACK", 2), ("INFO", 3), ("BYE", 11)] {
+            assert!(s.contains(&format!("{method} [next_url] SIP/2.0\n      [routes]\n")));
+            assert!(s.contains(&format!("CSeq: {cseq} {method}")), "{method}");
+        }
+        assert!(s.contains("CSeq: 1 ACK"), "the 407's ACK");
+        assert!(s.contains("rrs=\"true\""));
+    }
 
     #[test]
     fn reads_sipp_traces() {

@@ -28,12 +28,15 @@ pub const RUN: &[&str] = &[
 
 /// What `cargo xtask test` needs besides `RUN`: the far ends of calls (libav's
 /// G.722 is an independent implementation to talk to, never used by the product;
-/// SIPp and baresip as callers, callees and registrars).
+/// SIPp and baresip as callers, callees and registrars; Kamailio as a real SIP
+/// registrar and proxy; linphonec as a second real phone).
 pub const TEST: &[&str] = &[
     "gstreamer1.0-tools",
     "gstreamer1.0-libav",
     "sip-tester",
     "baresip-core",
+    "kamailio",
+    "linphone-cli",
     "python3-pyftpdlib",
     "python3-aiosmtpd",
     "socat",
