@@ -180,11 +180,19 @@ enum Control {
 fn spawn(dir: &Path, profile: &Profile, args: &[&str]) -> Result<Child> {
     let records = dir.join("records");
     std::fs::create_dir_all(&records)?;
+    // Modules an account line names (`mediaenc=srtp`) load before `account`.
+    let mut modules = String::from("module g711.so\n");
+    if profile.srtp {
+        modules.push_str("module srtp.so\n");
+    }
+    if profile.record {
+        modules.push_str("module sndfile.so\n");
+    }
     let mut config = format!(
         "sip_listen 127.0.0.1:{}\n\
          net_interface 127.0.0.1\n\
          module_path /usr/lib/baresip/modules\n\
-         module g711.so\n\
+         {modules}\
          module ausine.so\n\
          module aubridge.so\n\
          module menu.so\n\
@@ -192,20 +200,14 @@ fn spawn(dir: &Path, profile: &Profile, args: &[&str]) -> Result<Child> {
          audio_source ausine,{}\n\
          audio_player aubridge,nowhere\n\
          ausrc_srate 48000\n\
-         ausrc_channels 2\n",
-        profile.sip_port, profile.tone
+         ausrc_channels 2\n\
+         snd_path {}\n",
+        profile.sip_port,
+        profile.tone,
+        records.display()
     );
     if let Some(ports) = profile.rtp_ports {
         config.push_str(&format!("rtp_ports {}-{}\n", ports.start(), ports.end()));
-    }
-    if profile.srtp {
-        config.push_str("module srtp.so\n");
-    }
-    if profile.record {
-        config.push_str(&format!(
-            "module sndfile.so\nsnd_path {}\n",
-            records.display()
-        ));
     }
     let stdin = match profile.control {
         Control::Stdin => {
