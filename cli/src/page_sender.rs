@@ -6,6 +6,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::Duration;
 
+use rtcp_types::{Bye, Compound, ReceiverReport, RtcpPacketWriterExt};
+use rtp_types::RtpPacketBuilder;
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Async, FixedAsync, Resampler, SincInterpolationParameters};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::time::Instant;
 
@@ -81,21 +85,28 @@ fn ssrc() -> u32 {
 }
 
 fn rtp(n: usize, ssrc: u32, frame: &[i16]) -> Vec<u8> {
-    let marker = if n == 0 { 0x80 } else { 0 };
-    let mut packet = vec![0x80, marker | PCMU];
-    packet.extend_from_slice(&(n as u16).to_be_bytes());
-    packet.extend_from_slice(&((n * FRAME) as u32).to_be_bytes());
-    packet.extend_from_slice(&ssrc.to_be_bytes());
-    packet.extend(frame.iter().map(|&s| ulaw(s)));
-    packet
+    let payload: Vec<u8> = frame.iter().map(|&s| ulaw(s)).collect();
+    RtpPacketBuilder::<&[u8], &[u8]>::new()
+        .marker_bit(n == 0)
+        .payload_type(PCMU)
+        .sequence_number(n as u16)
+        .timestamp((n * FRAME) as u32)
+        .ssrc(ssrc)
+        .payload(payload.as_slice())
+        .write_vec()
+        .expect("a PCMU packet of one frame fits an RTP packet")
 }
 
 /// An RTCP compound packet: an empty receiver report, then BYE.
 fn bye(ssrc: u32) -> Vec<u8> {
-    let mut packet = vec![0x80, 201, 0, 1];
-    packet.extend_from_slice(&ssrc.to_be_bytes());
-    packet.extend_from_slice(&[0x81, 203, 0, 1]);
-    packet.extend_from_slice(&ssrc.to_be_bytes());
+    let compound = Compound::builder()
+        .add_packet(ReceiverReport::builder(ssrc))
+        .add_packet(Bye::builder().add_source(ssrc));
+    let mut packet = vec![0; 16];
+    let n = compound
+        .write_into(&mut packet)
+        .expect("a receiver report and a BYE of one source fit 16 bytes");
+    packet.truncate(n);
     packet
 }
 
@@ -118,59 +129,66 @@ fn tone(freq: f64, seconds: f64) -> Vec<i16> {
         .collect()
 }
 
-/// A 16-bit PCM WAV file as 8 kHz mono samples.
+/// A WAV file (integer samples of 8 to 32 bits or float, any rate, any number
+/// of channels) as 8 kHz mono samples.
 fn read_wav(path: &Path) -> Result<Vec<i16>, Failure> {
-    let bytes =
-        std::fs::read(path).map_err(|e| Failure::Message(format!("{}: {e}", path.display())))?;
-    let bad = |why: &str| Failure::Message(format!("{}: {why}", path.display()));
-    if bytes.get(0..4) != Some(b"RIFF") || bytes.get(8..12) != Some(b"WAVE") {
-        return Err(bad("not a WAV file"));
-    }
-    let mut offset = 12;
-    let mut format = None;
-    while offset + 8 <= bytes.len() {
-        let id = &bytes[offset..offset + 4];
-        let size =
-            u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes")) as usize;
-        let body = &bytes[offset + 8..(offset + 8 + size).min(bytes.len())];
-        if id == b"fmt " && body.len() >= 16 {
-            let word = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
-            let rate = u32::from_le_bytes(body[4..8].try_into().expect("4 bytes"));
-            format = Some((word(0), word(2), rate, word(14)));
-        } else if id == b"data" {
-            let Some((1, channels @ 1..=8, rate @ 1.., 16)) = format else {
-                return Err(bad("only 16-bit PCM WAV files can be sent"));
-            };
-            let frames: Vec<f64> = body
-                .chunks_exact(2 * usize::from(channels))
-                .map(|frame| {
-                    frame
-                        .chunks_exact(2)
-                        .map(|s| f64::from(i16::from_le_bytes([s[0], s[1]])))
-                        .sum::<f64>()
-                        / f64::from(channels)
-                })
-                .collect();
-            return Ok(resample(&frames, rate));
+    let bad = |e: hound::Error| Failure::Message(format!("{}: {e}", path.display()));
+    let mut reader = hound::WavReader::open(path).map_err(bad)?;
+    let spec = reader.spec();
+    let samples: Vec<f64> = match spec.sample_format {
+        hound::SampleFormat::Int => {
+            let full_scale = f64::from(1u32 << (spec.bits_per_sample.clamp(1, 32) - 1));
+            reader
+                .samples::<i32>()
+                .map(|s| s.map(|s| f64::from(s) / full_scale))
+                .collect::<Result<_, _>>()
         }
-        offset += 8 + size + size % 2;
+        hound::SampleFormat::Float => reader
+            .samples::<f32>()
+            .map(|s| s.map(f64::from))
+            .collect::<Result<_, _>>(),
     }
-    Err(bad("no audio data"))
+    .map_err(bad)?;
+    let channels = usize::from(spec.channels.max(1));
+    let mono: Vec<f64> = samples
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f64>() / channels as f64)
+        .collect();
+    if mono.is_empty() {
+        return Err(Failure::Message(format!(
+            "{}: no audio data",
+            path.display()
+        )));
+    }
+    let audio = resample(&mono, spec.sample_rate)
+        .map_err(|e| Failure::Message(format!("{}: cannot resample: {e}", path.display())))?;
+    Ok(audio
+        .iter()
+        .map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+        .collect())
 }
 
-/// `samples` at `rate` to 8 kHz, by linear interpolation.
-fn resample(samples: &[f64], rate: u32) -> Vec<i16> {
-    let step = f64::from(rate) / f64::from(RATE);
-    let n = (samples.len() as f64 / step) as usize;
-    (0..n)
-        .map(|i| {
-            let x = i as f64 * step;
-            let (j, frac) = (x as usize, x.fract());
-            let a = samples[j];
-            let b = samples.get(j + 1).copied().unwrap_or(a);
-            (a + (b - a) * frac) as i16
-        })
-        .collect()
+/// `samples` (full scale ±1) at `rate` to 8 kHz, through a windowed-sinc
+/// resampler whose low-pass keeps what lies above 4 kHz from aliasing.
+fn resample(samples: &[f64], rate: u32) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    if rate == RATE {
+        return Ok(samples.to_vec());
+    }
+    if rate == 0 {
+        return Err("the file's sample rate is 0".into());
+    }
+    let mut resampler = Async::<f64>::new_sinc(
+        f64::from(RATE) / f64::from(rate),
+        1.0,
+        &SincInterpolationParameters::default(),
+        1024,
+        1,
+        FixedAsync::Input,
+    )?;
+    let input = InterleavedSlice::new(samples, 1, samples.len())?;
+    Ok(resampler
+        .process_all(&input, samples.len(), None)?
+        .take_data())
 }
 
 #[cfg(test)]
@@ -200,27 +218,142 @@ mod tests {
     }
 
     #[test]
-    fn a_wav_file_is_mixed_down_and_resampled_to_8khz() {
+    fn the_bye_follows_an_empty_receiver_report() {
+        let packet = bye(7);
+        assert_eq!(
+            packet,
+            [0x80, 201, 0, 1, 0, 0, 0, 7, 0x81, 203, 0, 1, 0, 0, 0, 7]
+        );
+    }
+
+    /// Writes `frames` (one `Vec` of channel values each) as a WAV file.
+    fn write_wav<S: hound::Sample + Copy>(
+        path: &Path,
+        spec: hound::WavSpec,
+        frames: impl IntoIterator<Item = Vec<S>>,
+    ) {
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        for frame in frames {
+            for s in frame {
+                writer.write_sample(s).unwrap();
+            }
+        }
+        writer.finalize().unwrap();
+    }
+
+    fn spec(rate: u32, channels: u16, bits: u16, format: hound::SampleFormat) -> hound::WavSpec {
+        hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: format,
+        }
+    }
+
+    fn sine(freq: f64, rate: u32, i: usize) -> f64 {
+        (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()
+    }
+
+    /// The amplitude (full scale 32768) of `freq` in 8 kHz `samples`, by Goertzel.
+    fn amplitude(samples: &[i16], freq: f64) -> f64 {
+        let w = 2.0 * PI * freq / f64::from(RATE);
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &x in samples {
+            let s = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+        2.0 * power.sqrt() / samples.len() as f64
+    }
+
+    #[test]
+    fn a_stereo_wav_file_is_mixed_down() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.wav");
-        let samples: Vec<i16> = (0..3200).map(|i| (i % 100) as i16).collect();
-        let mut data = Vec::new();
-        for s in &samples {
-            data.extend_from_slice(&s.to_le_bytes());
-            data.extend_from_slice(&s.to_le_bytes());
-        }
-        let mut wav = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
-        wav.extend_from_slice(&16u32.to_le_bytes());
-        wav.extend_from_slice(&[1, 0, 2, 0]);
-        wav.extend_from_slice(&16000u32.to_le_bytes());
-        wav.extend_from_slice(&64000u32.to_le_bytes());
-        wav.extend_from_slice(&[4, 0, 16, 0]);
-        wav.extend_from_slice(b"data");
-        wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        wav.extend_from_slice(&data);
-        std::fs::write(&path, wav).unwrap();
+        // The left channel's tone and the right channel's silence average to half.
+        let frames = (0..8000).map(|i| vec![(16000.0 * sine(1000.0, RATE, i)) as i16, 0]);
+        write_wav(&path, spec(RATE, 2, 16, hound::SampleFormat::Int), frames);
         let audio = read_wav(&path).unwrap();
-        assert_eq!(audio.len(), 1600);
-        assert_eq!(&audio[..3], &[0, 2, 4]);
+        assert_eq!(audio.len(), 8000);
+        let a = amplitude(&audio, 1000.0);
+        assert!((a - 8000.0).abs() < 20.0, "{a}");
+    }
+
+    #[test]
+    fn wav_files_of_every_sample_format_read_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        let tone = |i| 0.5 * sine(1000.0, 16000, i);
+        let n = 16000;
+        let mut heard = Vec::new();
+        for bits in [8u16, 16, 24, 32] {
+            let full = f64::from(1u32 << (bits - 1));
+            let frames = (0..n).map(|i| vec![(tone(i) * full) as i32]);
+            write_wav(
+                &path,
+                spec(16000, 1, bits, hound::SampleFormat::Int),
+                frames,
+            );
+            heard.push((bits, read_wav(&path).unwrap()));
+        }
+        let frames = (0..n).map(|i| vec![tone(i) as f32]);
+        write_wav(
+            &path,
+            spec(16000, 1, 32, hound::SampleFormat::Float),
+            frames,
+        );
+        heard.push((0, read_wav(&path).unwrap()));
+        for (bits, audio) in heard {
+            assert!(
+                (7900..=8100).contains(&audio.len()),
+                "{bits}: {}",
+                audio.len()
+            );
+            let a = amplitude(&audio, 1000.0);
+            assert!((a - 16384.0).abs() < 400.0, "{bits} bits: {a}");
+        }
+    }
+
+    #[test]
+    fn resampling_to_8khz_keeps_speech_and_does_not_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        let rate = 48000;
+        let file = |freq| {
+            let frames = (0..rate as usize).map(|i| vec![(16000.0 * sine(freq, rate, i)) as i16]);
+            write_wav(&path, spec(rate, 1, 16, hound::SampleFormat::Int), frames);
+            read_wav(&path).unwrap()
+        };
+        // 1 kHz passes at its level.
+        let kept = file(1000.0);
+        assert!((7900..=8100).contains(&kept.len()), "{}", kept.len());
+        let a = amplitude(&kept, 1000.0);
+        assert!((a - 16000.0).abs() < 400.0, "1 kHz at {a}");
+        // 6 kHz is above the 4 kHz that 8 kHz can carry: without a low-pass it
+        // would fold to 2 kHz at its full level.
+        let folded = file(6000.0);
+        let alias = amplitude(&folded, 2000.0);
+        assert!(alias < 16.0, "6 kHz folded to 2 kHz at {alias}");
+        // Nothing else is left of it either, away from the file's first and
+        // last 100 ms (a tone that starts or stops at once has a spectrum of
+        // its own).
+        let middle = &folded[800..folded.len() - 800];
+        let rms = (middle.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / middle.len() as f64)
+            .sqrt();
+        assert!(rms < 4.0, "6 kHz left {rms} RMS");
+    }
+
+    #[test]
+    fn files_that_are_not_wav_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        std::fs::write(&path, b"RIFF\0\0\0\0AVI LIST").unwrap();
+        assert!(read_wav(&path).is_err());
+        std::fs::write(&path, b"").unwrap();
+        assert!(read_wav(&path).is_err());
+        write_wav::<i16>(&path, spec(RATE, 1, 16, hound::SampleFormat::Int), []);
+        assert!(read_wav(&path).is_err());
+        assert!(read_wav(&dir.path().join("missing.wav")).is_err());
     }
 }

@@ -39,44 +39,37 @@ pub enum Datagram {
     Other,
 }
 
-const RTCP_BYE: u8 = 203;
-
-/// Reads a datagram's headers (RFC 3550; RTCP told apart by RFC 5761's rule).
+/// Reads a datagram's headers (RFC 3550; RTCP told apart by RFC 5761's rule:
+/// a second byte of 192 to 223 is an RTCP packet type, not a marker and payload type).
 pub fn classify(packet: &[u8]) -> Datagram {
-    if packet.len() < 8 || packet[0] >> 6 != 2 {
-        return Datagram::Other;
-    }
-    if (192..=223).contains(&packet[1]) {
-        return rtcp_bye(packet).map_or(Datagram::Other, |ssrc| Datagram::Bye { ssrc });
-    }
-    let csrcs = usize::from(packet[0] & 0x0f);
-    let header = 12 + 4 * csrcs;
-    if packet.len() <= header {
-        return Datagram::Other;
-    }
-    match Codec::from_payload_type(packet[1] & 0x7f) {
-        Some(codec) => Datagram::Rtp {
-            codec,
-            ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
-        },
+    match packet.get(1) {
+        Some(192..=223) => rtcp_bye(packet).map_or(Datagram::Other, |ssrc| Datagram::Bye { ssrc }),
+        Some(_) => rtp(packet).unwrap_or(Datagram::Other),
         None => Datagram::Other,
     }
 }
 
-/// The source a BYE in this compound packet names, if it holds one.
-fn rtcp_bye(mut packet: &[u8]) -> Option<u32> {
-    while packet.len() >= 4 {
-        if packet[0] >> 6 != 2 {
-            return None;
-        }
-        let len = (usize::from(u16::from_be_bytes([packet[2], packet[3]])) + 1) * 4;
-        let body = packet.get(..len)?;
-        if body[1] == RTCP_BYE {
+/// An RTP packet of a page codec that carries some audio.
+fn rtp(packet: &[u8]) -> Option<Datagram> {
+    let rtp = rtp_types::RtpPacket::parse(packet).ok()?;
+    if rtp.payload().is_empty() {
+        return None;
+    }
+    let codec = Codec::from_payload_type(rtp.payload_type())?;
+    Some(Datagram::Rtp {
+        codec,
+        ssrc: rtp.ssrc(),
+    })
+}
+
+/// The source the first BYE in this compound packet names, if it holds one.
+fn rtcp_bye(packet: &[u8]) -> Option<u32> {
+    let compound = rtcp_types::Compound::parse(packet).ok()?;
+    for part in compound {
+        if let rtcp_types::Packet::Bye(bye) = part.ok()? {
             // A BYE with no source (count 0) is valid but names nobody.
-            return (body[0] & 0x1f > 0 && body.len() >= 8)
-                .then(|| u32::from_be_bytes([body[4], body[5], body[6], body[7]]));
+            return bye.ssrcs().next();
         }
-        packet = &packet[len..];
     }
     None
 }
@@ -120,5 +113,72 @@ mod tests {
         assert_eq!(classify(&rr), Datagram::Other);
         // A length that runs past the datagram.
         assert_eq!(classify(&[0x81, 203, 0, 9, 0, 0, 0, 7]), Datagram::Other);
+        // A BYE that names nobody, and one after a packet of another version.
+        assert_eq!(classify(&[0x80, 203, 0, 0]), Datagram::Other);
+        let v1 = [0x40, 201, 0, 1, 0, 0, 0, 7];
+        assert_eq!(classify(&[v1, bye].concat()), Datagram::Other);
+        // A source count past the packet's length.
+        assert_eq!(classify(&[0x83, 203, 0, 1, 0, 0, 0, 7]), Datagram::Other);
+    }
+
+    #[test]
+    fn hostile_headers_are_ignored() {
+        // Shorter than a header, or a header and nothing else.
+        assert_eq!(classify(&[0x80]), Datagram::Other);
+        assert_eq!(classify(&rtp(0)[..11]), Datagram::Other);
+        // CSRCs announced past the end of the datagram, and exactly up to it.
+        let mut csrcs = rtp(0)[..12].to_vec();
+        csrcs[0] |= 0x0f;
+        csrcs.extend([0; 4 * 14]);
+        assert_eq!(classify(&csrcs), Datagram::Other);
+        csrcs.extend([0; 4]);
+        assert_eq!(classify(&csrcs), Datagram::Other);
+        csrcs.extend([0xff; 160]);
+        let want = Datagram::Rtp {
+            codec: Codec::Pcmu,
+            ssrc: 0xdeadbeef,
+        };
+        assert_eq!(classify(&csrcs), want);
+        // An extension header whose length runs past the end.
+        let mut extension = rtp(0);
+        extension[0] |= 0x10;
+        extension[14..16].copy_from_slice(&100u16.to_be_bytes());
+        assert_eq!(classify(&extension), Datagram::Other);
+        // Padding longer than the packet, padding of zero, and padding that
+        // leaves no audio.
+        let mut padded = rtp(0);
+        padded[0] |= 0x20;
+        *padded.last_mut().unwrap() = 255;
+        assert_eq!(classify(&padded), Datagram::Other);
+        *padded.last_mut().unwrap() = 0;
+        assert_eq!(classify(&padded), Datagram::Other);
+        *padded.last_mut().unwrap() = 160;
+        assert_eq!(classify(&padded), Datagram::Other);
+        *padded.last_mut().unwrap() = 4;
+        assert_eq!(classify(&padded), want);
+    }
+
+    #[test]
+    fn random_datagrams_never_panic() {
+        // A fixed xorshift sequence: the same datagrams on every run.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 80) as usize;
+            let mut packet: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(first) = packet.first_mut() {
+                // Mostly version 2, where the parsers look further.
+                *first = (*first & 0x3f) | 0x80;
+            }
+            if packet.len() > 1 && next() % 2 == 0 {
+                packet[1] = 192 + (next() % 32) as u8;
+            }
+            let _ = classify(&packet);
+        }
     }
 }
