@@ -3,7 +3,9 @@
 //! - `cargo xtask yocto-crates` writes `doorphone-crates.inc` from `Cargo.lock`:
 //!   every crates.io package as a `crate://` fetch, with the lock file's checksum
 //!   as the sha256sum bitbake verifies, in the format of OE-core's
-//!   `cargo-update-recipe-crates` class. `--check` fails when the file is stale.
+//!   `cargo-update-recipe-crates` class; and `doorphone-users.inc` from the
+//!   sysusers file, the `useradd` arguments of every service user and of the
+//!   admin group. `--check` fails when either file is stale.
 //! - `cargo xtask test` also runs oelint-adv over every recipe, offline, with the
 //!   rules of `yocto/.oelint.cfg`.
 
@@ -17,6 +19,10 @@ use crate::{deps, root, run_step};
 /// The generated file, relative to the repository's root.
 const CRATES_INC: &str = "yocto/meta-doorphone/recipes-doorphone/doorphone/doorphone-crates.inc";
 
+/// The users file generated from the sysusers file, both relative to the root.
+const USERS_INC: &str = "yocto/meta-doorphone/recipes-doorphone/doorphone/doorphone-users.inc";
+const SYSUSERS: &str = "packaging/sysusers.d/doorphone.conf";
+
 /// The linter and the version whose rules the recipes are kept clean against.
 const OELINT: &str = "oelint-adv";
 const OELINT_VERSION: &str = "9.11.2";
@@ -25,18 +31,117 @@ const OELINT_VERSION: &str = "9.11.2";
 /// `Cargo.lock` gives.
 pub fn crates(check: bool) -> Result<()> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("Cargo.lock")?;
-    let wanted = crates_inc(&lock)?;
-    let path = root().join(CRATES_INC);
+    generated(CRATES_INC, "Cargo.lock", &crates_inc(&lock)?, check)?;
+    let sysusers = std::fs::read_to_string(root().join(SYSUSERS)).context(SYSUSERS)?;
+    generated(USERS_INC, SYSUSERS, &users_inc(&sysusers)?, check)
+}
+
+/// Writes `wanted` to `file`, or with `check` fails when the file differs.
+fn generated(file: &str, from: &str, wanted: &str, check: bool) -> Result<()> {
+    let path = root().join(file);
     if check {
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current != wanted {
-            bail!("{CRATES_INC} does not match Cargo.lock: run `cargo xtask yocto-crates`");
+            bail!("{file} does not match {from}: run `cargo xtask yocto-crates`");
         }
         return Ok(());
     }
     std::fs::write(&path, wanted).with_context(|| format!("cannot write {}", path.display()))?;
-    println!("wrote {CRATES_INC}");
+    println!("wrote {file}");
     Ok(())
+}
+
+/// A line of the sysusers file: a user (`u`) or a group (`g`), its name and, for
+/// a user, its home folder (`None` for `-`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SysUser {
+    pub kind: char,
+    pub name: String,
+    pub home: Option<String>,
+}
+
+/// The users and groups of a sysusers.d file (`u NAME ID "GECOS" HOME`, `g NAME ID`).
+pub fn sysusers(text: &str) -> Result<Vec<SysUser>> {
+    let mut found = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields = fields(line);
+        let (kind, name) = match fields.as_slice() {
+            [kind, name, ..] if kind == "u" || kind == "g" => (kind.as_str(), name),
+            _ => bail!("{SYSUSERS}: {line:?}: only u and g lines are used for the door phone"),
+        };
+        let home = fields
+            .get(4)
+            .filter(|home| kind == "u" && *home != "-")
+            .cloned();
+        found.push(SysUser {
+            kind: if kind == "u" { 'u' } else { 'g' },
+            name: name.clone(),
+            home,
+        });
+    }
+    Ok(found)
+}
+
+/// The whitespace-separated fields of a sysusers line; a double-quoted field
+/// may hold spaces.
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    out.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            c => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        out.push(current);
+    }
+    out
+}
+
+/// The text of the users file for the sysusers file `text`: the admin group's
+/// `groupadd` arguments, and each user's `useradd` arguments as a flag of
+/// `DOORPHONE_USERADD` named after the user (`doorphone-service.inc` picks its
+/// recipe's user). Users get a group of their own, as systemd-sysusers gives them.
+fn users_inc(text: &str) -> Result<String> {
+    let entries = sysusers(text)?;
+    let groups: Vec<&SysUser> = entries.iter().filter(|e| e.kind == 'g').collect();
+    let [group] = groups.as_slice() else {
+        bail!("{SYSUSERS} must name exactly one group, the admin group");
+    };
+    let mut out = format!(
+        "# Generated from {SYSUSERS} by `cargo xtask yocto-crates`; CI fails when it is stale.\n\n\
+         # The admin group.\n\
+         DOORPHONE_GROUPADD = \"--system {}\"\n\n\
+         # Each service's user, by name.\n",
+        group.name
+    );
+    for user in entries.iter().filter(|e| e.kind == 'u') {
+        out.push_str(&format!(
+            "DOORPHONE_USERADD[{0}] = \"--system --user-group --no-create-home --home-dir {1} \
+             --shell ${{base_sbindir}}/nologin {0}\"\n",
+            user.name,
+            user.home.as_deref().unwrap_or("/"),
+        ));
+    }
+    Ok(out)
 }
 
 /// A package of `Cargo.lock` that bitbake fetches from crates.io.
@@ -186,6 +291,34 @@ SRC_URI[aho-corasick-1.1.4.sha256sum] = \"ddd31a130427c27518df266943a5308ed92d4b
 SRC_URI[memchr-2.7.6.sha256sum] = \"f52b00d39961fc5b2736ea853c9cc86238e165017a493d1d5c8eac6bdc4cc273\"
 "
         );
+    }
+
+    #[test]
+    fn users_come_from_the_sysusers_file() {
+        let text = "# users\n\
+                    g doorphone        -  -\n\
+                    u doorphone-config -  \"Door phone configuration service\" /var/lib/doorphone\n\
+                    u doorphone-sip    -  \"Door phone SIP agent\"              -\n";
+        assert_eq!(
+            users_inc(text).unwrap(),
+            "# Generated from packaging/sysusers.d/doorphone.conf by `cargo xtask yocto-crates`; \
+             CI fails when it is stale.
+
+# The admin group.
+DOORPHONE_GROUPADD = \"--system doorphone\"
+
+# Each service's user, by name.
+DOORPHONE_USERADD[doorphone-config] = \"--system --user-group --no-create-home --home-dir /var/lib/doorphone --shell ${base_sbindir}/nologin doorphone-config\"
+DOORPHONE_USERADD[doorphone-sip] = \"--system --user-group --no-create-home --home-dir / --shell ${base_sbindir}/nologin doorphone-sip\"
+"
+        );
+    }
+
+    #[test]
+    fn the_users_file_matches_the_sysusers_file() {
+        let sysusers = std::fs::read_to_string(root().join(SYSUSERS)).unwrap();
+        let current = std::fs::read_to_string(root().join(USERS_INC)).unwrap();
+        assert_eq!(current, users_inc(&sysusers).unwrap());
     }
 
     #[test]

@@ -9,6 +9,5 @@ inherit pkgconfig
 
 DOORPHONE_BUS_NAME = "org.doorphone.Config1"
 DOORPHONE_USER = "doorphone-config"
-DOORPHONE_HOME = "${localstatedir}/lib/doorphone"
 
 require doorphone-service.inc

@@ -18,10 +18,13 @@ do_install:append() {
         ${D}${datadir}/dbus-1/interfaces/org.doorphone.Media1.Session.xml
 }
 
-# The GStreamer elements the pipelines are made of (no gst-libav: G.722 is
-# encoded through spandsp in the service itself). openh264 is built when the
-# distro enables it: see yocto/kas/doorphone.yml.
-DOORPHONE_GST_ELEMENTS = "\
+# The packages of the GStreamer elements the service creates, as
+# files/gst-elements.txt of this layer lists them (no gst-libav: G.722 is
+# encoded through spandsp in the service itself); gstreamer1.0 has the core
+# elements. The options they need are set by
+# recipes-multimedia/gstreamer/*.bbappend.
+DOORPHONE_GST_PACKAGES = "\
+    gstreamer1.0 \
     gstreamer1.0-plugins-bad-openh264 \
     gstreamer1.0-plugins-base-alsa \
     gstreamer1.0-plugins-base-app \
@@ -31,11 +34,14 @@ DOORPHONE_GST_ELEMENTS = "\
     gstreamer1.0-plugins-base-audiotestsrc \
     gstreamer1.0-plugins-base-opus \
     gstreamer1.0-plugins-base-videoconvertscale \
+    gstreamer1.0-plugins-base-videorate \
     gstreamer1.0-plugins-base-videotestsrc \
     gstreamer1.0-plugins-good-alaw \
+    gstreamer1.0-plugins-good-autodetect \
     gstreamer1.0-plugins-good-dtmf \
     gstreamer1.0-plugins-good-jpeg \
     gstreamer1.0-plugins-good-mulaw \
+    gstreamer1.0-plugins-good-pulseaudio \
     gstreamer1.0-plugins-good-rtp \
     gstreamer1.0-plugins-good-rtpmanager \
     gstreamer1.0-plugins-good-udp \
@@ -43,4 +49,4 @@ DOORPHONE_GST_ELEMENTS = "\
     gstreamer1.0-plugins-good-wavenc \
 "
 
-RDEPENDS:${PN} += "${DOORPHONE_GST_ELEMENTS}"
+RDEPENDS:${PN} += "${DOORPHONE_GST_PACKAGES}"
