@@ -66,6 +66,64 @@ pub fn invite_to_ok(messages: &[crate::sip::Traced]) -> Vec<f64> {
     times
 }
 
+/// Config, media (test microphone, fake speaker, no camera) and the SIP
+/// agent on a private bus, answering every direct call at once with no call
+/// time limit: what the SIP benchmarks call.
+pub struct Answering {
+    pub bus: crate::Bus,
+    pub db: crate::ConfigDb,
+    pub config: crate::Service,
+    pub media: crate::Service,
+    pub agent: crate::Service,
+    pub dir: tempfile::TempDir,
+    pub conn: zbus::Connection,
+    pub target: std::net::SocketAddr,
+}
+
+impl Answering {
+    pub async fn start(prefix: &str) -> Result<Answering> {
+        let bus = crate::Bus::start()?;
+        let db = crate::ConfigDb::new()?;
+        let config = crate::start_config(&bus, &db).await?;
+        let conn = bus.connect().await?;
+        crate::reconfigure(&conn, answer_at_once).await?;
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        crate::chown_to(dir.path(), "doorphone-media")?;
+        let media = crate::start_media(
+            &bus,
+            &[
+                "--audio-sink".into(),
+                "fake".into(),
+                "--video-source".into(),
+                "none".into(),
+                "--address".into(),
+                "127.0.0.1".into(),
+            ],
+            &dir.path().join("media.log"),
+        )
+        .await?;
+        let (agent, port) = crate::sip::start_agent(&bus, dir.path(), &[]).await?;
+        Ok(Answering {
+            bus,
+            db,
+            config,
+            media,
+            agent,
+            dir,
+            conn,
+            target: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+}
+
+/// The benchmarks' settings: direct calls answered at once (audio), no call
+/// time limit.
+pub fn answer_at_once(doc: &mut serde_json::Value) {
+    doc["calls"]["auto_answer"] =
+        serde_json::json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
+    doc["calls"]["max_call_time"] = serde_json::json!(0);
+}
+
 /// What a flood of strangers' INVITEs got.
 #[derive(Debug)]
 pub struct Flood {

@@ -235,19 +235,19 @@ impl Kamailio {
     /// Waits until a line of the log contains `needle`, reading the log every
     /// 10 ms (Kamailio tells nobody when it writes); returns that line.
     pub async fn logged(&self, needle: &str, patience: Duration) -> Result<String> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return Ok(line.to_owned());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "kamailio did not log {needle:?} within {patience:?}:\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let found = crate::eventually(patience, Duration::from_millis(10), || {
+            self.log()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned)
+        })
+        .await;
+        found.map_err(|_| {
+            anyhow::anyhow!(
+                "kamailio did not log {needle:?} within {patience:?}:\n{}",
+                self.log()
+            )
+        })
     }
 
     /// Waits until `user` registered here.

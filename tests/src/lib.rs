@@ -80,6 +80,26 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Waits up to `patience` for `check` to give a value, asking every
+/// `every`: for what announces nothing but a file that grows (a peer's log, a
+/// recording, SIPp's trace). `Err` says what was still missing.
+pub async fn eventually<T>(
+    patience: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> std::result::Result<T, Duration> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(value) = check() {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(patience);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// A private system bus with the project's policy files.
 pub struct Bus {
     pub dir: TempDir,

@@ -841,19 +841,16 @@ impl Sipp {
         patience: Duration,
         pred: impl Fn(&Traced) -> bool,
     ) -> Result<Traced> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            if let Some(m) = self.messages().into_iter().find(|m| pred(m)) {
-                return Ok(m);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "not in SIPp's trace after {patience:?}:\n{}",
-                    self.trace_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let found = crate::eventually(patience, Duration::from_millis(10), || {
+            self.messages().into_iter().find(|m| pred(m))
+        })
+        .await;
+        found.map_err(|_| {
+            anyhow::anyhow!(
+                "not in SIPp's trace after {patience:?}:\n{}",
+                self.trace_text()
+            )
+        })
     }
 
     pub fn trace_text(&self) -> String {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use doorphone_interfaces::{pager, sip};
 use doorphone_system_tests::rig::Rig;
 use doorphone_system_tests::sip::{Caller, start_agent_env};
-use doorphone_system_tests::{Bus, ConfigDb, PATIENCE, start_config, start_service};
+use doorphone_system_tests::{Bus, ConfigDb, PATIENCE, eventually, start_config, start_service};
 
 /// How long a service may take to notice the lost bus and stop, on a busy machine.
 const EXIT_PATIENCE: Duration = Duration::from_secs(10);
@@ -108,21 +108,12 @@ impl Manager {
 
 /// Waits until `path`'s text contains `needle`, polling every 10 ms.
 async fn logged(path: &Path, needle: &str) {
-    tokio::time::timeout(PATIENCE, async {
-        while !std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .contains(needle)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    let read = || std::fs::read_to_string(path).unwrap_or_default();
+    eventually(PATIENCE, Duration::from_millis(10), || {
+        read().contains(needle).then_some(())
     })
     .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "no {needle:?} in the log:\n{}",
-            std::fs::read_to_string(path).unwrap_or_default()
-        )
-    })
+    .unwrap_or_else(|_| panic!("no {needle:?} in the log:\n{}", read()))
 }
 
 #[tokio::test(flavor = "multi_thread")]

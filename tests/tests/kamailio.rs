@@ -11,7 +11,6 @@
 
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip::{self, end_reason};
-use doorphone_system_tests::PATIENCE;
 use doorphone_system_tests::audio::dominant;
 use doorphone_system_tests::baresip::Resident;
 use doorphone_system_tests::kamailio::Kamailio;
@@ -19,6 +18,7 @@ use doorphone_system_tests::rig::{
     Rig, WAIT, account, contact, next_end, next_refusal, until_state,
 };
 use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port, through_proxy};
+use doorphone_system_tests::{PATIENCE, eventually};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -201,24 +201,19 @@ async fn a_buttons_call_reaches_the_resident_through_kamailio_after_its_407() {
     assert_eq!(call.account().await.unwrap(), "1");
     // The door phone's tone (440 Hz) reaches baresip: the last second of
     // what it records, read every 100 ms as the file grows.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let heard = phone.heard().and_then(|(rate, samples)| {
+    let heard = || {
+        phone.heard().and_then(|(rate, samples)| {
             let second = rate as usize;
             (samples.len() >= 2 * second)
                 .then(|| dominant(&samples[samples.len() - second..], rate, &[440.0, 1000.0]))
                 .flatten()
-        });
-        if heard == Some(440.0) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "baresip heard {heard:?}\n{}",
-            phone.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        })
+    };
+    eventually(PATIENCE, std::time::Duration::from_millis(100), || {
+        (heard() == Some(440.0)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("baresip heard {:?}\n{}", heard(), phone.log()));
     // The door phone hangs up; the BYE reaches baresip through Kamailio.
     call.hangup().await.unwrap();
     phone.event("CALL_CLOSED", PATIENCE).await.unwrap();

@@ -10,7 +10,7 @@ use doorphone_interfaces::sip::{self, end_reason};
 use doorphone_system_tests::audio::{dominant, read_wav};
 use doorphone_system_tests::linphone::Linphone;
 use doorphone_system_tests::rig::{Rig, next_end, until_state};
-use doorphone_system_tests::{PATIENCE, chown_to};
+use doorphone_system_tests::{PATIENCE, chown_to, eventually};
 
 /// The door phone's test tone and linphonec's.
 const DOOR_TONE: f64 = 440.0;
@@ -41,38 +41,34 @@ fn last_second(audio: Option<(u32, Vec<i16>)>) -> Option<f64> {
 /// second) and linphonec has recorded three seconds of what it hears; the
 /// files grow as the call goes and are read every 100 ms.
 async fn until_both_hear(phone: &Linphone, speaker: &Path) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let door_heard = last_second(std::fs::read(speaker).ok().and_then(|b| read_wav(&b)));
-        // 16-bit samples at 8 kHz or more, after a 44-byte header.
-        if door_heard == Some(LINPHONE_TONE) && phone.recorded() >= 44 + 3 * 16_000 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the door phone heard {door_heard:?}, linphonec recorded {} bytes\n{}",
+    let door_heard = || last_second(std::fs::read(speaker).ok().and_then(|b| read_wav(&b)));
+    // 16-bit samples at 8 kHz or more, after a 44-byte header.
+    eventually(PATIENCE, Duration::from_millis(100), || {
+        (door_heard() == Some(LINPHONE_TONE) && phone.recorded() >= 44 + 3 * 16_000).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the door phone heard {:?}, linphonec recorded {} bytes\n{}",
+            door_heard(),
             phone.recorded(),
             phone.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    });
 }
 
 /// What linphonec heard in the call that just ended, once its record file
 /// is closed (read every 100 ms until then).
 async fn phone_heard(phone: &Linphone) -> Option<f64> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(audio) = phone.heard() {
-            return last_second(Some(audio));
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "linphonec did not close its record file\n{}",
-            phone.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let audio = eventually(PATIENCE, Duration::from_millis(100), || phone.heard())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "linphonec did not close its record file\n{}",
+                phone.output()
+            )
+        });
+    last_second(Some(audio))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -207,65 +207,16 @@ fn bench() -> Result<()> {
         "build (release)",
         cargo().args(["build", "--release", "--workspace", "--bins"]),
     )?;
-    run_step(
-        "config service over the bus",
-        cargo().args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "doorphone-system-tests",
-            "--bin",
-            "config-bench",
-        ]),
-    )?;
-    run_step(
-        "media service over the bus",
-        cargo().args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "doorphone-system-tests",
-            "--bin",
-            "media-bench",
-        ]),
-    )?;
-    run_step(
-        "SIP agent over the bus with SIPp",
-        cargo().args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "doorphone-system-tests",
-            "--bin",
-            "sip-bench",
-        ]),
-    )?;
-    run_step(
+    release_bin("config service over the bus", "config-bench")?;
+    release_bin("media service over the bus", "media-bench")?;
+    release_bin("SIP agent over the bus with SIPp", "sip-bench")?;
+    release_bin(
         "SRTP against plain RTP, with SIPp and baresip",
-        cargo().args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "doorphone-system-tests",
-            "--bin",
-            "srtp-bench",
-        ]),
+        "srtp-bench",
     )?;
-    run_step(
+    release_bin(
         "the door phone against baresip, side by side",
-        cargo().args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "doorphone-system-tests",
-            "--bin",
-            "sip-compare",
-        ]),
+        "sip-compare",
     )?;
     run_step(
         "Resolve in process (criterion)",
@@ -274,6 +225,23 @@ fn bench() -> Result<()> {
     run_step(
         "the SIP agent's intake in process: guard, identity, policy (criterion)",
         cargo().args(["bench", "-p", "doorphone-sip", "--bench", "intake"]),
+    )
+}
+
+/// Runs one of the whole-system benchmarks (a binary of the system tests'
+/// crate) on the release build.
+fn release_bin(what: &str, bin: &str) -> Result<()> {
+    run_step(
+        what,
+        cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "doorphone-system-tests",
+            "--bin",
+            bin,
+        ]),
     )
 }
 

@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy};
-use doorphone_system_tests::bench::{invite_to_ok, percentile, rss_kib};
-use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port, start_agent};
-use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, applied, chown_to, reconfigure, start_config,
-};
+use doorphone_system_tests::bench::{Answering, invite_to_ok, percentile, rss_kib};
+use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port};
+use doorphone_system_tests::{PATIENCE, applied, reconfigure};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -81,33 +79,9 @@ async fn settle(proxy: &Sip1Proxy<'_>) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     doorphone_system_tests::require_root();
-    let bus = Bus::start()?;
-    let db = ConfigDb::new()?;
-    let _config = start_config(&bus, &db).await?;
-    let conn = bus.connect().await?;
-    reconfigure(&conn, |doc| {
-        doc["calls"]["auto_answer"] =
-            json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
-        doc["calls"]["max_call_time"] = json!(0);
-    })
-    .await?;
-
-    let dir = tempfile::Builder::new().prefix("sip-bench").tempdir()?;
-    chown_to(dir.path(), "doorphone-media")?;
-    let _media = doorphone_system_tests::start_media(
-        &bus,
-        &[
-            "--audio-sink".into(),
-            "fake".into(),
-            "--video-source".into(),
-            "none".into(),
-        ],
-        &dir.path().join("media.log"),
-    )
-    .await?;
-    let (agent_service, port) = start_agent(&bus, dir.path(), &[]).await?;
-    let pid = agent_service.pid().context("the agent runs")?;
-    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    let rig = Answering::start("sip-bench").await?;
+    let (conn, dir, target) = (&rig.conn, &rig.dir, rig.target);
+    let pid = rig.agent.pid().context("the agent runs")?;
     let rss_idle = rss_kib(pid);
 
     // INVITE → 200 OK, one call after the other.
@@ -156,7 +130,7 @@ async fn main() -> Result<()> {
         THROUGHPUT as f64 / took.as_secs_f64()
     );
     // The calls' ends settle (media sessions stopped, history written).
-    let proxy = Sip1Proxy::builder(&conn)
+    let proxy = Sip1Proxy::builder(conn)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await?;
@@ -193,13 +167,13 @@ async fn main() -> Result<()> {
 
     // A flood of strangers from 64 addresses while a whitelisted call talks:
     // only the resident's phone (127.0.0.2) may call directly.
-    let revision = reconfigure(&conn, |doc| {
+    let revision = reconfigure(conn, |doc| {
         doc["device"]["ip_call"]["prevent_sip_hacking"] = json!(true);
         doc["contacts"] = json!([{"id": 1, "name": "Resident", "number": "127.0.0.2", "account": "auto", "whitelist": true}]);
     })
     .await?;
     applied(
-        &conn,
+        conn,
         sip::BUS_NAME,
         sip::OBJECT_PATH,
         sip::INTERFACE,
@@ -227,7 +201,7 @@ async fn main() -> Result<()> {
             break a.call.to_owned();
         }
     };
-    let call = CallProxy::builder(&conn)
+    let call = CallProxy::builder(conn)
         .path(call)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use doorphone_interfaces::{pager, sip};
 use doorphone_system_tests::baresip::Baresip;
-use doorphone_system_tests::bench::{cpu_seconds, invite_to_ok, percentile, pss_kib};
+use doorphone_system_tests::bench::{
+    answer_at_once, cpu_seconds, invite_to_ok, percentile, pss_kib,
+};
 use doorphone_system_tests::sip::{Caller, RawPeer, Sipp, caller, free_port, start_agent};
 use doorphone_system_tests::{
     Bus, ConfigDb, applied, chown_to, reconfigure, start_config, start_media, start_service,
@@ -206,9 +208,7 @@ async fn main() -> Result<()> {
         let mut config = start_config(&bus, &db).await?;
         let conn = bus.connect().await?;
         let revision = reconfigure(&conn, |doc| {
-            doc["calls"]["auto_answer"] =
-                json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
-            doc["calls"]["max_call_time"] = json!(0);
+            answer_at_once(doc);
             doc["media"]["audio_codecs"] = json!(["PCMU"]);
         })
         .await?;

@@ -16,11 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use doorphone_interfaces::sip::{self, Sip1Proxy};
 use doorphone_system_tests::baresip::Baresip;
-use doorphone_system_tests::bench::{cpu_percent, invite_to_ok, percentile};
-use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port, start_agent};
-use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, applied, chown_to, reconfigure, start_config,
-};
+use doorphone_system_tests::bench::{Answering, cpu_percent, invite_to_ok, percentile};
+use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port};
+use doorphone_system_tests::{PATIENCE, applied, reconfigure};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -103,35 +101,10 @@ async fn call_cpu(
 #[tokio::main]
 async fn main() -> Result<()> {
     doorphone_system_tests::require_root();
-    let bus = Bus::start()?;
-    let db = ConfigDb::new()?;
-    let _config = start_config(&bus, &db).await?;
-    let conn = bus.connect().await?;
-    reconfigure(&conn, |doc| {
-        doc["calls"]["auto_answer"] =
-            json!({"ip": true, "sip": false, "delay": 0, "mode": "audio"});
-        doc["calls"]["max_call_time"] = json!(0);
-    })
-    .await?;
-    let dir = tempfile::Builder::new().prefix("srtp-bench").tempdir()?;
-    chown_to(dir.path(), "doorphone-media")?;
-    let media = doorphone_system_tests::start_media(
-        &bus,
-        &[
-            "--audio-sink".into(),
-            "fake".into(),
-            "--video-source".into(),
-            "none".into(),
-            "--address".into(),
-            "127.0.0.1".into(),
-        ],
-        &dir.path().join("media.log"),
-    )
-    .await?;
-    let media_pid = media.pid().context("media runs")?;
-    let (_agent, port) = start_agent(&bus, dir.path(), &[]).await?;
-    let target = SocketAddr::from(([127, 0, 0, 1], port));
-    let proxy = Sip1Proxy::builder(&conn)
+    let rig = Answering::start("srtp-bench").await?;
+    let (conn, target) = (&rig.conn, rig.target);
+    let media_pid = rig.media.pid().context("media runs")?;
+    let proxy = Sip1Proxy::builder(conn)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await?;
@@ -153,7 +126,7 @@ async fn main() -> Result<()> {
         ("plain RTP", "off", &plain),
         ("SRTP (RTP/SAVP, SDES)", "mandatory", &keyed),
     ] {
-        encryption(&conn, setting).await?;
+        encryption(conn, setting).await?;
         let times = answer_times(scenario, target).await?;
         println!(
             "INVITE -> 200 OK, {label}, {} sequential calls: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms",
@@ -174,7 +147,7 @@ async fn main() -> Result<()> {
         ("plain RTP", "off", None),
         ("SRTP", "mandatory", Some("srtp-mand")),
     ] {
-        encryption(&conn, setting).await?;
+        encryption(conn, setting).await?;
         let used = call_cpu(&proxy, target, media_pid, mediaenc).await?;
         println!(
             "media CPU in a baresip call (PCMU, tones both ways), {label}: {used:.2} % of a core"
