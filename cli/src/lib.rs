@@ -21,6 +21,7 @@ mod output;
 mod page;
 mod page_sender;
 mod status;
+mod web;
 
 use std::process::ExitCode;
 
@@ -91,6 +92,9 @@ enum Command {
     Accounts(args::Format),
     /// Show the calls that ended, oldest first (the last 1000).
     History(args::Format),
+    /// Manage the users of the web pages and the HTTP API.
+    #[command(subcommand)]
+    Web(web::Command),
 }
 
 /// The command-line grammar, for shell completions and the manual page.
@@ -127,6 +131,7 @@ async fn execute(command: Command) -> Result<(), Failure> {
         Command::Calls(format) => call::list(&conn, format).await,
         Command::Accounts(format) => account::list(&conn, format).await,
         Command::History(format) => history::list(&conn, format).await,
+        Command::Web(command) => web::run(&bus::config(&conn).await?, command).await,
     }
 }
 

@@ -395,3 +395,112 @@ async fn status_policy_and_absent_services() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_users_get_hashes_that_only_the_web_service_reads() {
+    let rig = rig().await;
+    let users = || json_of(&rig.ok(&["web", "users", "--json"]));
+    assert_eq!(users(), json!([]));
+
+    let passwd = |user: &str, args: &[&str], password: &str| {
+        let mut all = vec!["web", "passwd"];
+        all.extend_from_slice(args);
+        rig.doorctl_as(user, &all, Some(&format!("{password}\n")))
+    };
+    let out = passwd("root", &["installer"], "correct horse");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = passwd("root", &["tenant", "--role", "user"], "battery staple");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        users(),
+        json!([
+            {"name": "installer", "role": "admin", "digest": true},
+            {"name": "tenant", "role": "user", "digest": true}
+        ])
+    );
+
+    // Export masks both hashes; the password appears nowhere.
+    let exported = rig.ok(&["config", "export"]);
+    let doc = json_of(&exported);
+    assert_eq!(doc["web"]["users"][0]["password_hash"], json!("********"));
+    assert_eq!(doc["web"]["users"][0]["digest_ha1"], json!("********"));
+    assert_eq!(doc["web"]["session_timeout"], json!(900));
+    assert!(!exported.contains("correct horse") && !exported.contains("argon2"));
+
+    // The web service's user reads the hashes; anyone else is refused them.
+    let secrets = |user: &str| {
+        rig.bus.busctl_as(
+            user,
+            &[
+                "--json=short",
+                "call",
+                "org.doorphone.Config1",
+                "/org/doorphone/Config1",
+                "org.doorphone.Config1",
+                "ExportSecrets",
+            ],
+        )
+    };
+    let out = secrets("doorphone-web");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply = json_of(&String::from_utf8(out.stdout).unwrap());
+    let doc = json_of(reply["data"][0].as_str().unwrap());
+    let hash = doc["web"]["users"][0]["password_hash"].as_str().unwrap();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    let ha1 = doc["web"]["users"][0]["digest_ha1"].as_str().unwrap();
+    assert_eq!(ha1.len(), 64);
+    for user in ["nobody", "doorphone-media"] {
+        let out = secrets(user);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("denied"), "{user}: {}", stderr(&out));
+    }
+
+    // Importing the exported (masked) document keeps the stored hashes.
+    let out = rig.doorctl_as("root", &["config", "import", "-"], Some(&exported));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = secrets("doorphone-web");
+    let reply = json_of(&String::from_utf8(out.stdout).unwrap());
+    let again = json_of(reply["data"][0].as_str().unwrap());
+    assert_eq!(again["web"]["users"], doc["web"]["users"]);
+
+    // A new password changes the hash and keeps the role.
+    let out = passwd("root", &["tenant"], "another staple");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        users()[1],
+        json!({"name": "tenant", "role": "user", "digest": true})
+    );
+
+    // Refusals change nothing: an unprivileged caller, a short password, a
+    // name the rules refuse, a session time-out out of range.
+    let before = rig.ok(&["config", "export"]);
+    let out = passwd("nobody", &["mallory"], "correct horse");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("AccessDenied"), "{}", stderr(&out));
+    let out = passwd("root", &["installer"], "short");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "doorctl: password: must be 8-128 characters (5 given)"
+    );
+    let out = passwd("root", &["a:b"], "correct horse");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "doorctl: web.users[2].name: \"a:b\" must be 1-32 of A-Z a-z 0-9 . _ -"
+    );
+    let err = rig.fails(&["config", "set", "web.session_timeout", "59"], 1);
+    assert_eq!(
+        err.trim(),
+        "doorctl: web.session_timeout: 59 is out of range (60-86400)"
+    );
+    assert_eq!(rig.ok(&["config", "export"]), before);
+
+    rig.ok(&["web", "remove", "tenant"]);
+    assert_eq!(
+        users(),
+        json!([{"name": "installer", "role": "admin", "digest": true}])
+    );
+    let err = rig.fails(&["web", "remove", "tenant"], 1);
+    assert_eq!(err.trim(), "doorctl: no web user \"tenant\"");
+}

@@ -17,7 +17,7 @@ pub const DOCUMENT_SCHEMA: u32 = 1;
 pub const PASSWORD_MASK: &str = "********";
 
 /// The top-level sections, in document order. `Changed` names these.
-pub const SECTIONS: [&str; 12] = [
+pub const SECTIONS: [&str; 13] = [
     "device",
     "accounts",
     "calls",
@@ -30,7 +30,12 @@ pub const SECTIONS: [&str; 12] = [
     "actions",
     "media",
     "inputs",
+    "web",
 ];
+
+/// The realm of the web service's HTTP Digest authentication (RFC 7616);
+/// `web.users[].digest_ha1` is hashed with it.
+pub const WEB_DIGEST_REALM: &str = "doorphone";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,6 +54,8 @@ pub struct Document {
     pub media: Media,
     /// GPIO inputs: exit buttons that open a relay, physical call buttons.
     pub inputs: Vec<Input>,
+    /// Who may use the web pages and the HTTP API.
+    pub web: Web,
 }
 
 impl Default for Document {
@@ -67,6 +74,7 @@ impl Default for Document {
             actions: Actions::default(),
             media: Media::default(),
             inputs: Vec::new(),
+            web: Web::default(),
         }
     }
 }
@@ -114,6 +122,15 @@ impl Document {
         if self.actions.email.password == PASSWORD_MASK {
             self.actions.email.password = stored.actions.email.password.clone();
         }
+        for user in &mut self.web.users {
+            let stored = stored.web.users.iter().find(|u| u.name == user.name);
+            if user.password_hash == PASSWORD_MASK {
+                user.password_hash = stored.map(|u| u.password_hash.clone()).unwrap_or_default();
+            }
+            if user.digest_ha1 == PASSWORD_MASK {
+                user.digest_ha1 = stored.map(|u| u.digest_ha1.clone()).unwrap_or_default();
+            }
+        }
     }
 
     fn for_each_password(&mut self, mut f: impl FnMut(&mut String)) {
@@ -122,6 +139,10 @@ impl Document {
         }
         f(&mut self.actions.ftp.password);
         f(&mut self.actions.email.password);
+        for user in &mut self.web.users {
+            f(&mut user.password_hash);
+            f(&mut user.digest_ha1);
+        }
     }
 
     /// The section named `name` as JSON, or `None` for an unknown name.
@@ -139,6 +160,7 @@ impl Document {
             "actions" => serde_json::to_value(&self.actions),
             "media" => serde_json::to_value(&self.media),
             "inputs" => serde_json::to_value(&self.inputs),
+            "web" => serde_json::to_value(&self.web),
             _ => return None,
         };
         value.ok()
@@ -652,6 +674,60 @@ impl Default for Media {
     }
 }
 
+/// The web pages' and HTTP API's users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Web {
+    pub users: Vec<WebUser>,
+    /// Seconds of inactivity after which a web session ends.
+    pub session_timeout: u32,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Web {
+            users: Vec::new(),
+            session_timeout: 900,
+        }
+    }
+}
+
+/// One user of the web pages and the HTTP API. Both hashes are secrets:
+/// export masks them like passwords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebUser {
+    pub name: String,
+    pub role: WebRole,
+    /// The password as an Argon2id PHC string (`$argon2id$v=19$m=...`).
+    pub password_hash: String,
+    /// Lowercase hex SHA-256 of `name:doorphone:password` (RFC 7616's HA1,
+    /// realm [`WEB_DIGEST_REALM`]), for HTTP Digest; empty turns Digest off
+    /// for this user.
+    pub digest_ha1: String,
+}
+
+/// What a web user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebRole {
+    /// Everything.
+    Admin,
+    /// Status, call history, doors and the snapshot.
+    #[default]
+    User,
+}
+
+impl WebRole {
+    /// `admin` or `user`, as the document spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WebRole::Admin => "admin",
+            WebRole::User => "user",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AudioCodec {
     #[serde(rename = "PCMU")]
@@ -827,9 +903,19 @@ mod tests {
             ..Account::default()
         });
         stored.actions.ftp.password = "ftp-secret".into();
+        stored.web.users.push(WebUser {
+            name: "installer".into(),
+            role: WebRole::Admin,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+                .into(),
+            digest_ha1: "ab".repeat(32),
+        });
         let mut masked = stored.masked();
         assert_eq!(masked.accounts[0].password, PASSWORD_MASK);
         assert_eq!(masked.actions.email.password, "");
+        assert_eq!(masked.web.users[0].password_hash, PASSWORD_MASK);
+        assert_eq!(masked.web.users[0].digest_ha1, PASSWORD_MASK);
+        assert!(!serde_json::to_string(&masked).unwrap().contains("argon2"));
         masked.unmask_from(&stored);
         assert_eq!(masked, stored);
     }

@@ -245,6 +245,9 @@ impl Store {
         if let Some(v) = setting("inputs")? {
             doc.inputs = parse("settings.inputs", &v)?;
         }
+        if let Some(v) = setting("web")? {
+            doc.web = parse("settings.web", &v)?;
+        }
         doc.accounts = read_accounts(&tx)?;
         doc.contacts = read_contacts(&tx)?;
         doc.buttons = read_buttons(&tx)?;
@@ -290,6 +293,7 @@ fn write_section(tx: &Transaction, section: &str, doc: &Document) -> Result<(), 
         "actions" => write_setting(tx, section, json(&doc.actions)),
         "media" => write_setting(tx, section, json(&doc.media)),
         "inputs" => write_setting(tx, section, json(&doc.inputs)),
+        "web" => write_setting(tx, section, json(&doc.web)),
         "multicast" => {
             let scalars = Multicast {
                 listen: Vec::new(),

@@ -18,6 +18,7 @@ pub const MAX_LISTEN: usize = 10;
 pub const MAX_RELAYS: usize = 8;
 pub const MAX_INPUTS: usize = 16;
 pub const MAX_TRUSTED_PROXIES: usize = 8;
+pub const MAX_WEB_USERS: usize = 8;
 const MAX_NAME: usize = 64;
 
 /// A refused value: where it is and which rule it breaks.
@@ -233,7 +234,8 @@ pub fn validate(doc: &Document) -> Check {
     dial_plan(doc)?;
     multicast(doc)?;
     actions(doc)?;
-    media(doc)
+    media(doc)?;
+    web(doc)
 }
 
 fn device(doc: &Document) -> Check {
@@ -669,6 +671,79 @@ fn media(doc: &Document) -> Check {
     Ok(())
 }
 
+/// A web user's name: 1-32 of `A-Z a-z 0-9 . _ -` (HTTP Basic and Digest
+/// put it before a colon).
+pub fn is_web_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// An Argon2id PHC string: `$argon2id$v=19$m=..,t=..,p=..$salt$hash` with
+/// base64 salt and hash.
+fn is_argon2id_phc(s: &str) -> bool {
+    let fields: Vec<&str> = s.split('$').collect();
+    let b64 = |f: &str| {
+        !f.is_empty()
+            && f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+    };
+    let params = |f: &str| {
+        f.split(',').all(|kv| {
+            kv.split_once('=').is_some_and(|(k, v)| {
+                ["m", "t", "p"].contains(&k)
+                    && !v.is_empty()
+                    && v.chars().all(|c| c.is_ascii_digit())
+            })
+        })
+    };
+    matches!(
+        fields.as_slice(),
+        ["", "argon2id", "v=19", p, salt, hash] if params(p) && b64(salt) && b64(hash)
+    )
+}
+
+fn web(doc: &Document) -> Check {
+    let web = &doc.web;
+    range("web.session_timeout", web.session_timeout, 60, 86400)?;
+    if web.users.len() > MAX_WEB_USERS {
+        return Err(invalid(
+            "web.users",
+            format!("at most {MAX_WEB_USERS} users ({} given)", web.users.len()),
+        ));
+    }
+    unique("web.users", web.users.iter().map(|u| &u.name), "user")?;
+    for (i, user) in web.users.iter().enumerate() {
+        let p = format!("web.users[{i}]");
+        if !is_web_user_name(&user.name) {
+            return Err(invalid(
+                format!("{p}.name"),
+                format!("{:?} must be 1-32 of A-Z a-z 0-9 . _ -", user.name),
+            ));
+        }
+        if !is_argon2id_phc(&user.password_hash) {
+            return Err(invalid(
+                format!("{p}.password_hash"),
+                format!(
+                    "not an Argon2id hash; set the password of {:?} with `doorctl web passwd`",
+                    user.name
+                ),
+            ));
+        }
+        let ha1 = &user.digest_ha1;
+        if !ha1.is_empty()
+            && (ha1.len() != 64 || !ha1.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')))
+        {
+            return Err(invalid(
+                format!("{p}.digest_ha1"),
+                "must be empty or 64 lowercase hex digits (SHA-256)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,5 +858,86 @@ mod tests {
         let mut doc = Document::default();
         doc.normalize();
         validate(&doc).unwrap();
+    }
+
+    #[test]
+    fn web_users_need_a_name_an_argon2id_hash_and_a_sha256_ha1() {
+        use doorphone_interfaces::config::document::{WebRole, WebUser};
+        let good = WebUser {
+            name: "installer".into(),
+            role: WebRole::Admin,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+                .into(),
+            digest_ha1: "0f".repeat(32),
+        };
+        let check = |users: Vec<WebUser>, timeout: u32| {
+            let mut doc = Document::default();
+            doc.web.users = users;
+            doc.web.session_timeout = timeout;
+            validate(&doc).map_err(|e| e.to_string())
+        };
+        check(vec![good.clone()], 900).unwrap();
+        check(
+            vec![WebUser {
+                digest_ha1: String::new(),
+                ..good.clone()
+            }],
+            60,
+        )
+        .unwrap();
+        let err = |users, timeout| check(users, timeout).unwrap_err();
+        assert_eq!(
+            err(vec![good.clone()], 59),
+            "web.session_timeout: 59 is out of range (60-86400)"
+        );
+        assert!(err(vec![good.clone()], 86401).starts_with("web.session_timeout"));
+        assert!(err(vec![good.clone(); 2], 900).contains("duplicate user"));
+        let many = (0..9)
+            .map(|i| WebUser {
+                name: format!("u{i}"),
+                ..good.clone()
+            })
+            .collect();
+        assert_eq!(err(many, 900), "web.users: at most 8 users (9 given)");
+        for name in ["", "a:b", "a b", &"x".repeat(33)] {
+            let e = err(
+                vec![WebUser {
+                    name: name.into(),
+                    ..good.clone()
+                }],
+                900,
+            );
+            assert!(e.starts_with("web.users[0].name"), "{name:?}: {e}");
+        }
+        for hash in [
+            "",
+            "********",
+            "$argon2i$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            "$argon2id$v=19$m=19456,t=2,p=1$$aGFzaA",
+            "$argon2id$v=19$x=1$c2FsdA$aGFzaA",
+            "plain-password",
+        ] {
+            let e = err(
+                vec![WebUser {
+                    password_hash: hash.into(),
+                    ..good.clone()
+                }],
+                900,
+            );
+            assert!(
+                e.starts_with("web.users[0].password_hash: not an Argon2id hash"),
+                "{e}"
+            );
+        }
+        for ha1 in ["0F".repeat(32), "0f".repeat(16), "zz".repeat(32)] {
+            let e = err(
+                vec![WebUser {
+                    digest_ha1: ha1,
+                    ..good.clone()
+                }],
+                900,
+            );
+            assert!(e.starts_with("web.users[0].digest_ha1"), "{e}");
+        }
     }
 }
