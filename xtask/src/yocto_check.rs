@@ -209,7 +209,7 @@ pub fn check_pins(kas: &Kas, pins: &BTreeMap<String, String>) -> Result<()> {
 }
 
 /// A layer's collection and the collections it needs, from its `layer.conf`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerConf {
     pub collection: String,
     pub depends: Vec<String>,
@@ -544,38 +544,73 @@ pub struct Options {
     pub layers: Option<PathBuf>,
 }
 
-pub fn run(options: Options) -> Result<()> {
-    let started = Instant::now();
-    let metadata = options.layers.unwrap_or_else(default_metadata);
-    let pins_file = metadata.join("PINS");
-    if !pins_file.is_file() || !metadata.join("bitbake/bin/bitbake").is_file() {
-        println!(
-            "yocto-check: cannot run: {} holds no wrynose metadata (bitbake, openembedded-core, \
-             meta-openembedded, meta-yocto and their PINS file); give it with --layers DIR. \
-             Skipped.",
-            metadata.display()
-        );
-        return Ok(());
-    }
-    let metadata = metadata.canonicalize()?;
-    let kas = parse_kas(&std::fs::read_to_string(root().join(KAS)).context(KAS)?)?;
-    check_pins(&kas, &parse_pins(&std::fs::read_to_string(&pins_file)?))?;
-    check_element_table()?;
+/// The door phone's shared include (where the sources come from) and the
+/// append that gives gstreamer1.0-plugins-base its options, in the layer.
+const SHARED_INC: &str = "recipes-doorphone/doorphone/doorphone.inc";
+const BASE_APPEND: &str = "recipes-multimedia/gstreamer/gstreamer1.0-plugins-base_%.bbappend";
 
-    let build = root().join("target/yocto-check");
-    let checkout = build.join("checkout");
-    copy_checkout(&checkout)?;
+/// The checks of the kas file itself: its pins against `PINS`, and every
+/// enabled layer's `LAYERDEPENDS` among the enabled layers (the door phone's
+/// own layer read from `checkout`, the others from `metadata`).
+fn check_kas(
+    kas_text: &str,
+    pins_text: &str,
+    checkout: &Path,
+    metadata: &Path,
+) -> Result<(Kas, Vec<(PathBuf, LayerConf)>)> {
+    let kas = parse_kas(kas_text)?;
+    check_pins(&kas, &parse_pins(pins_text))?;
     let mut layers = Vec::new();
-    for dir in layer_dirs(&kas, &checkout, &metadata) {
+    for dir in layer_dirs(&kas, checkout, metadata) {
         let conf = dir.join("conf/layer.conf");
         let text = std::fs::read_to_string(&conf)
             .with_context(|| format!("{KAS} enables {}, which has no layer.conf", dir.display()))?;
         layers.push((dir, parse_layer_conf(&text)?));
     }
     check_layer_depends(&layers)?;
+    Ok((kas, layers))
+}
+
+pub fn run(options: Options) -> Result<()> {
+    let started = Instant::now();
+    let given = options.layers.is_some();
+    let metadata = options.layers.unwrap_or_else(default_metadata);
+    let pins_file = metadata.join("PINS");
+    if !pins_file.is_file() || !metadata.join("bitbake/bin/bitbake").is_file() {
+        let why = format!(
+            "{} holds no wrynose metadata (bitbake, openembedded-core, meta-openembedded, \
+             meta-yocto and their PINS file)",
+            metadata.display()
+        );
+        // A folder named on the command line must be there; the default one is
+        // only beside checkouts that have it (CI's).
+        ensure!(!given, "yocto-check: {why}");
+        println!(
+            "yocto-check: cannot run: {why}; give it with --layers DIR. \
+             Skipped: bitbake did not check the layer."
+        );
+        return Ok(());
+    }
+    let metadata = metadata.canonicalize()?;
+    let kas_text = std::fs::read_to_string(root().join(KAS)).context(KAS)?;
+    let pins_text = std::fs::read_to_string(&pins_file)?;
+    check_element_table()?;
+
+    let build = root().join("target/yocto-check");
+    let checkout = build.join("checkout");
+    copy_checkout(&checkout)?;
+    let (kas, layers) = check_kas(&kas_text, &pins_text, &checkout, &metadata)?;
     println!("yocto-check: the kas file's pins and layers are right");
 
     write_conf(&build, &kas, &layers, &metadata)?;
+    // The layers without meta-multimedia's meta-python, for the self-check.
+    let no_python: Vec<(PathBuf, LayerConf)> = layers
+        .iter()
+        .filter(|(_, l)| l.collection != "meta-python")
+        .map(|(d, l)| (d.clone(), l.clone()))
+        .collect();
+    let broken_layers = build.join("without-meta-python");
+    write_conf(&broken_layers, &kas, &no_python, &metadata)?;
     let user = prepare_user(&build)?;
     let bitbake = Bitbake {
         build: build.clone(),
@@ -592,34 +627,104 @@ pub fn run(options: Options) -> Result<()> {
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-
     let recipes = doorphone_recipes(&checkout.join(LAYER))?;
-    let table = parse_elements(&std::fs::read_to_string(root().join(ELEMENTS))?)?;
+    let target = Target {
+        name: &kas.target,
+        buildlist: &buildlist,
+        checkout: &checkout,
+        recipes: &recipes,
+    };
+    check_recipes(&bitbake, &target)?;
+    println!(
+        "yocto-check: bitbake parses the layer, resolves {} ({} recipes) and expands the {} \
+         door phone recipes ({}) and the GStreamer options right, in {:.0} s",
+        kas.target,
+        buildlist.len(),
+        recipes.len(),
+        recipes.join(" "),
+        started.elapsed().as_secs_f64()
+    );
+
+    let breaks = Instant::now();
+    let broken = Bitbake {
+        build: broken_layers,
+        ..bitbake.clone()
+    };
+    self_check(&bitbake, &broken, &kas_text, &pins_text, &metadata, &target)?;
+    println!(
+        "yocto-check: each break put back was refused, in {:.0} s; the whole check took {:.0} s",
+        breaks.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What the recipe checks compare bitbake's view with.
+struct Target<'a> {
+    /// The image.
+    name: &'a str,
+    /// The recipes of its graph (`bitbake -g`).
+    buildlist: &'a BTreeSet<String>,
+    /// The copy of the checkout bitbake builds.
+    checkout: &'a Path,
+    /// The door phone recipes of the layer.
+    recipes: &'a [String],
+}
+
+/// Every door phone recipe's and every needed GStreamer recipe's expanded
+/// variables, as bitbake sees the layer of `target.checkout`.
+fn check_recipes(bitbake: &Bitbake, target: &Target) -> Result<()> {
+    let checkout = target.checkout;
+    let table = parse_elements(&std::fs::read_to_string(checkout.join(ELEMENTS))?)?;
     let gst_recipes: BTreeSet<String> = table.iter().filter_map(|e| e.recipe.clone()).collect();
-    let mut wanted: Vec<String> = recipes.clone();
+    let mut wanted: Vec<String> = target.recipes.to_vec();
     wanted.extend(gst_recipes.iter().cloned());
     let vars = bitbake.variables(&wanted)?;
 
     let mut problems = Vec::new();
-    for pn in recipes.iter().chain(gst_recipes.iter()) {
-        if !buildlist.contains(pn) {
-            problems.push(format!("{pn} is not in the graph of {}", kas.target));
+    for pn in target.recipes.iter().chain(gst_recipes.iter()) {
+        if !target.buildlist.contains(pn) {
+            problems.push(format!("{pn} is not in the graph of {}", target.name));
         }
     }
-    let lock = std::fs::read_to_string(root().join("Cargo.lock"))?;
+    let lock = std::fs::read_to_string(checkout.join("Cargo.lock"))?;
     let sysusers = yocto::sysusers(&std::fs::read_to_string(
-        root().join("packaging/sysusers.d/doorphone.conf"),
+        checkout.join("packaging/sysusers.d/doorphone.conf"),
     )?)?;
-    for pn in &recipes {
+    // The GStreamer packages the door phone packages pull in.
+    let mut gst_packages = BTreeSet::new();
+    for pn in target.recipes {
         let v = vars
             .get(pn)
             .with_context(|| format!("no variables of {pn}"))?;
-        check_recipe(pn, v, &checkout, &lock, &sysusers, &mut problems);
+        check_recipe(pn, v, checkout, &lock, &sysusers, &mut problems);
+        if let Some(rdepends) = v.get(&format!("RDEPENDS:{pn}")) {
+            gst_packages.extend(
+                rdepends
+                    .split_whitespace()
+                    .filter(|p| p.starts_with("gstreamer1.0"))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    for package in &gst_packages {
+        if !table.iter().any(|e| e.package.as_ref() == Some(package)) {
+            problems.push(format!(
+                "{package} is in the RDEPENDS of a door phone package but not in {ELEMENTS}, \
+                 which says which recipe and option build it"
+            ));
+        }
     }
     for e in &table {
         let (Some(package), Some(recipe)) = (&e.package, &e.recipe) else {
             continue;
         };
+        if !gst_packages.contains(package) {
+            problems.push(format!(
+                "{package} (for {}) is in no door phone package's RDEPENDS",
+                e.name
+            ));
+        }
         let v = vars
             .get(recipe)
             .with_context(|| format!("no variables of {recipe}"))?;
@@ -642,19 +747,169 @@ pub fn run(options: Options) -> Result<()> {
             problems.push(format!("{recipe} makes no package {package}"));
         }
     }
+    problems.dedup();
     ensure!(
         problems.is_empty(),
         "yocto-check:\n  {}",
         problems.join("\n  ")
     );
+    Ok(())
+}
+
+/// Puts back, one at a time, each way the image once failed to build, and makes
+/// sure the check refuses it for that reason: the kas file's text for its own
+/// checks, a temporary change to the checkout's copy for bitbake's.
+fn self_check(
+    bitbake: &Bitbake,
+    without_python: &Bitbake,
+    kas_text: &str,
+    pins_text: &str,
+    metadata: &Path,
+    target: &Target,
+) -> Result<()> {
+    let checkout = target.checkout;
+    // 1. meta-python left out of the kas file: meta-multimedia needs it.
+    let text = replace_once(kas_text, "      meta-python:\n", "")?;
+    let err = refused(
+        "the kas file without meta-python",
+        check_kas(&text, pins_text, checkout, metadata).map(|_| ()),
+        "depends on layer 'meta-python', which the kas file does not enable",
+    )?;
+    println!("yocto-check: self-check: without meta-python, the kas check refuses: {err}");
+    let started = Instant::now();
+    let out = without_python
+        .command(&["bitbake", "-p"])
+        .output()
+        .context("bitbake")?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let needle = "Layer 'multimedia-layer' depends on layer 'meta-python', but this layer is \
+                  not enabled";
+    ensure!(
+        !out.status.success() && said.contains(needle),
+        "yocto-check: self-check: bitbake -p without meta-python did not stop at the layers \
+         ({}):\n{said}",
+        out.status
+    );
     println!(
-        "yocto-check: bitbake parses the layer, resolves {} ({} recipes) and expands every \
-         door phone recipe and GStreamer option right, in {:.0} s",
-        kas.target,
-        buildlist.len(),
+        "yocto-check: self-check: without meta-python, bitbake -p refuses too: {needle} \
+         ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
+
+    // 2. A pin that is not the metadata's commit, for every pinned repository.
+    for (repo, pin) in parse_pins(pins_text) {
+        let other = other_commit(&pin);
+        let text = replace_once(
+            kas_text,
+            &format!("commit: {pin}\n"),
+            &format!("commit: {other}\n"),
+        )?;
+        let err = refused(
+            &format!("{repo} pinned to {other}"),
+            check_kas(&text, pins_text, checkout, metadata).map(|_| ()),
+            &format!("{repo} is pinned to {other}, the metadata is at {pin}"),
+        )?;
+        println!("yocto-check: self-check: another commit of {repo} is refused: {err}");
+    }
+
+    // 3. The recipes fetching a remote that does not exist instead of building
+    //    the checkout.
+    let remote = "git://example.invalid/doorphone;protocol=https;branch=main";
+    let inc = checkout.join(LAYER).join(SHARED_INC);
+    let result = with_changed(
+        &inc,
+        &[
+            (
+                "SRC_URI = \"${DOORPHONE_REMOTE}\"",
+                &format!("SRC_URI = \"{remote}\""),
+            ),
+            (
+                "inherit_defer ${@'' if d.getVar('DOORPHONE_REMOTE') else 'externalsrc'}\n",
+                "",
+            ),
+        ],
+        || check_recipes(bitbake, target),
+    )?;
+    let err = refused(
+        &format!("SRC_URI {remote}"),
+        result,
+        &format!("SRC_URI fetches [\"{remote}\"] instead of building the checkout"),
+    )?;
+    println!("yocto-check: self-check: SRC_URI {remote} is refused: {err}");
+
+    // 4. gstreamer1.0-plugins-base without its opus option: the media package's
+    //    gstreamer1.0-plugins-base-opus would never be built.
+    let append = checkout.join(LAYER).join(BASE_APPEND);
+    let result = with_changed(
+        &append,
+        &[(
+            "PACKAGECONFIG:append:doorphone = \" alsa opus\"",
+            "PACKAGECONFIG:append:doorphone = \" alsa\"",
+        )],
+        || check_recipes(bitbake, target),
+    )?;
+    let err = refused(
+        "gstreamer1.0-plugins-base without opus",
+        result,
+        "gstreamer1.0-plugins-base-opus (for opusdec) is only built with 'opus' in the \
+         PACKAGECONFIG of gstreamer1.0-plugins-base",
+    )?;
+    println!("yocto-check: self-check: plugins-base without opus is refused: {err}");
     Ok(())
+}
+
+/// `text` with its one `from` replaced: the self-check refuses to run on a file
+/// that no longer holds what it changes.
+fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
+    ensure!(
+        text.matches(from).count() == 1,
+        "yocto-check: self-check: {from:?} is not once in the text it changes"
+    );
+    Ok(text.replacen(from, to, 1))
+}
+
+/// Runs `check` with `edits` made to the file at `path`, then puts it back.
+fn with_changed<T>(path: &Path, edits: &[(&str, &str)], check: impl FnOnce() -> T) -> Result<T> {
+    let original = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut text = original.clone();
+    for (from, to) in edits {
+        text = replace_once(&text, from, to).with_context(|| path.display().to_string())?;
+    }
+    std::fs::write(path, &text)?;
+    let result = check();
+    std::fs::write(path, &original)?;
+    Ok(result)
+}
+
+/// The error's line that names `needle`, when `result` is that refusal.
+fn refused(what: &str, result: Result<()>, needle: &str) -> Result<String> {
+    match result {
+        Ok(()) => bail!("yocto-check: self-check: {what} passes the check"),
+        Err(e) => {
+            let message = format!("{e:#}");
+            message
+                .lines()
+                .flat_map(|l| l.split("; "))
+                .find(|l| l.contains(needle))
+                .map(|l| l.trim().to_owned())
+                .with_context(|| {
+                    format!(
+                        "yocto-check: self-check: {what} is refused, but not because {needle:?}: \
+                         {message}"
+                    )
+                })
+        }
+    }
+}
+
+/// A commit that is not `pin`: its first digit changed.
+fn other_commit(pin: &str) -> String {
+    let first = if pin.starts_with('0') { '1' } else { '0' };
+    format!("{first}{}", pin.get(1..).unwrap_or_default())
 }
 
 /// Whether a recipe's `PACKAGES` or `PACKAGES_DYNAMIC` (regular expressions)
@@ -746,11 +1001,21 @@ fn check_recipe(
         ));
     }
     let service = get(&format!("SYSTEMD_SERVICE:{pn}"));
-    if pn == "doorctl" {
+    // A service names its bus name (doorphone-service.inc); a tool has none.
+    let bus = get("DOORPHONE_BUS_NAME");
+    if bus.is_empty() {
         if !service.is_empty() {
             problems.push(format!("{pn}: a tool with a unit {service:?}"));
         }
         return;
+    }
+    for file in [
+        format!("dbus/system.d/{bus}.conf"),
+        format!("dbus/interfaces/{bus}.xml"),
+    ] {
+        if !checkout.join(&file).is_file() {
+            problems.push(format!("{pn}: its bus name {bus} has no {file}"));
+        }
     }
     if service != format!("{pn}.service")
         || !checkout.join("packaging/systemd").join(service).is_file()
@@ -872,6 +1137,18 @@ fn write_conf(
     for mask in masks(metadata) {
         local.push_str(&format!("BBMASK += \"{mask}\"\n"));
     }
+    // A layer whose recipes are all masked has none to match its pattern.
+    for (dir, conf) in layers {
+        if KEEP
+            .iter()
+            .any(|(layer, keep)| keep.is_empty() && metadata.join(layer) == *dir)
+        {
+            local.push_str(&format!(
+                "BBFILE_PATTERN_IGNORE_EMPTY_{} = \"1\"\n",
+                conf.collection
+            ));
+        }
+    }
     write_if_changed(&build.join("conf/bblayers.conf"), &bblayers)?;
     write_if_changed(&build.join("conf/local.conf"), &local)
 }
@@ -962,6 +1239,7 @@ fn prepare_user(build: &Path) -> Result<Option<String>> {
 }
 
 /// bitbake in the build folder, as the check's user.
+#[derive(Clone)]
 struct Bitbake {
     build: PathBuf,
     metadata: PathBuf,
@@ -1055,7 +1333,7 @@ sys.path.insert(0, sys.argv[1])
 import bb.tinfoil
 
 VARS = ["SRC_URI", "S", "EXTERNALSRC", "DEPENDS", "PACKAGECONFIG", "PACKAGES",
-        "PACKAGES_DYNAMIC", "DOORPHONE_USER"]
+        "PACKAGES_DYNAMIC", "DOORPHONE_USER", "DOORPHONE_BUS_NAME"]
 PER_PACKAGE = ["RDEPENDS", "FILES", "SYSTEMD_SERVICE", "USERADD_PARAM", "GROUPADD_PARAM"]
 
 with bb.tinfoil.Tinfoil() as tinfoil:
