@@ -143,7 +143,7 @@ pub fn ensure_users() -> Result<()> {
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    deps::ensure(&[deps::RUN, deps::TEST])?;
+    deps::ensure(&[deps::RUN, deps::TEST, deps::YOCTO])?;
     deps::ensure_pypi(deps::TEST_PYPI)?;
     if !is_root() {
         bail!(

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::{is_root, root, run_step, yocto};
+use crate::{deps, is_root, root, run_step, yocto};
 
 /// The kas file and the layer, relative to the repository's root.
 const KAS: &str = "yocto/kas/doorphone.yml";
@@ -591,6 +591,7 @@ pub fn run(options: Options) -> Result<()> {
         );
         return Ok(());
     }
+    deps::ensure(&[deps::YOCTO])?;
     let metadata = metadata.canonicalize()?;
     let kas_text = std::fs::read_to_string(root().join(KAS)).context(KAS)?;
     let pins_text = std::fs::read_to_string(&pins_file)?;
@@ -617,6 +618,7 @@ pub fn run(options: Options) -> Result<()> {
         metadata: metadata.clone(),
         user,
     };
+    let _server = Server(&bitbake);
     bitbake.run("bitbake -p", &["bitbake", "-p"])?;
     bitbake.run(
         &format!("bitbake -g {}", kas.target),
@@ -777,6 +779,7 @@ fn self_check(
     )?;
     println!("yocto-check: self-check: without meta-python, the kas check refuses: {err}");
     let started = Instant::now();
+    let _server = Server(without_python);
     let out = without_python
         .command(&["bitbake", "-p"])
         .output()
@@ -1238,6 +1241,20 @@ fn prepare_user(build: &Path) -> Result<Option<String>> {
     Ok(Some(USER.to_owned()))
 }
 
+/// How long, in seconds, bitbake's server stays up waiting for the check's
+/// next command, with the parsed recipes in memory (the check stops it when it
+/// is done).
+const SERVER_IDLE: u32 = 60;
+
+/// Stops the build folder's bitbake server when the check is done with it.
+struct Server<'a>(&'a Bitbake);
+
+impl Drop for Server<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// bitbake in the build folder, as the check's user.
 #[derive(Clone)]
 struct Bitbake {
@@ -1257,7 +1274,7 @@ impl Bitbake {
         };
         let words: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
         let script = format!(
-            "cd {} && exec env -i HOME={} LANG=C.UTF-8 \
+            "cd {} && exec env -i HOME={} LANG=C.UTF-8 BB_SERVER_TIMEOUT={SERVER_IDLE} \
              PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin {}",
             shell_quote(&self.build.display().to_string()),
             shell_quote(&home),
@@ -1278,6 +1295,15 @@ impl Bitbake {
         };
         cmd.env_remove("PYTHONPATH");
         cmd
+    }
+
+    /// Stops the bitbake server of the build folder, if one runs.
+    fn stop(&self) {
+        let _ = self
+            .command(&["bitbake", "-m"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 
     fn run(&self, what: &str, args: &[&str]) -> Result<()> {
@@ -1602,6 +1628,192 @@ version = "0.25.0"
                 "^/m/meta-openembedded/meta-python/(?:dynamic-layers/[^/]+/)?recipes-",
                 "^/m/meta-openembedded/meta-multimedia/(?:dynamic-layers/[^/]+/)?(?!(?:recipes-multimedia/openh264|recipes-multimedia/spandsp|recipes-support/libsrtp)/)recipes-",
             ]
+        );
+    }
+
+    /// The expanded variables bitbake gives a well-formed service recipe.
+    fn service_vars(pn: &str, bus: &str, checkout: &Path) -> BTreeMap<String, String> {
+        let c = checkout.display().to_string();
+        [
+            ("EXTERNALSRC", c.clone()),
+            ("S", c),
+            ("SRC_URI", "crate://crates.io/zbus/6.2.1".to_owned()),
+            ("DEPENDS", "cargo-native rust-native".to_owned()),
+            ("DOORPHONE_BUS_NAME", bus.to_owned()),
+            ("DOORPHONE_USER", pn.to_owned()),
+            (&format!("RDEPENDS:{pn}"), "dbus".to_owned()),
+            (
+                &format!("FILES:{pn}"),
+                "/usr/bin/* /usr/share/dbus-1".to_owned(),
+            ),
+            (
+                &format!("GROUPADD_PARAM:{pn}"),
+                "--system doorphone".to_owned(),
+            ),
+            (&format!("SYSTEMD_SERVICE:{pn}"), format!("{pn}.service")),
+            (
+                &format!("USERADD_PARAM:{pn}"),
+                format!("--system --user-group {pn}"),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn recipe_problems(pn: &str, vars: &BTreeMap<String, String>) -> Vec<String> {
+        let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+        let sysusers = yocto::sysusers(
+            &std::fs::read_to_string(root().join("packaging/sysusers.d/doorphone.conf")).unwrap(),
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        check_recipe(pn, vars, &root(), &lock, &sysusers, &mut problems);
+        problems
+    }
+
+    #[test]
+    fn a_service_recipe_building_the_checkout_passes_and_a_remote_is_refused() {
+        let mut vars = service_vars("doorphone-relay", "org.doorphone.Relay1", &root());
+        assert_eq!(
+            recipe_problems("doorphone-relay", &vars),
+            Vec::<String>::new()
+        );
+        vars.insert(
+            "SRC_URI".to_owned(),
+            "git://example.invalid/doorphone;protocol=https;branch=main".to_owned(),
+        );
+        vars.insert("S".to_owned(), "/build/doorphone-relay/git".to_owned());
+        let problems = recipe_problems("doorphone-relay", &vars).join("\n");
+        assert!(
+            problems.contains(
+                "SRC_URI fetches [\"git://example.invalid/doorphone;protocol=https;branch=main\"]"
+            ),
+            "{problems}"
+        );
+        assert!(problems.contains("must be the checkout"), "{problems}");
+    }
+
+    #[test]
+    fn a_new_service_recipe_is_held_to_the_same_rules() {
+        // A service the checkout has no unit, bus policy or user for.
+        let vars = service_vars("doorphone-web", "org.doorphone.Web1", &root());
+        let problems = recipe_problems("doorphone-web", &vars).join("\n");
+        for expected in [
+            "SYSTEMD_SERVICE \"doorphone-web.service\" is not its unit of packaging/systemd",
+            "has no dbus/system.d/org.doorphone.Web1.conf",
+            "has no dbus/interfaces/org.doorphone.Web1.xml",
+            "does not create its user \"doorphone-web\" of the sysusers file",
+        ] {
+            assert!(problems.contains(expected), "{expected}: {problems}");
+        }
+    }
+
+    #[test]
+    fn a_tool_has_no_unit() {
+        let mut vars = service_vars("doorctl", "", &root());
+        vars.insert("SYSTEMD_SERVICE:doorctl".to_owned(), String::new());
+        vars.insert("FILES:doorctl".to_owned(), "/usr/bin/*".to_owned());
+        assert_eq!(recipe_problems("doorctl", &vars), Vec::<String>::new());
+        vars.insert(
+            "SYSTEMD_SERVICE:doorctl".to_owned(),
+            "doorctl.service".to_owned(),
+        );
+        assert_eq!(
+            recipe_problems("doorctl", &vars),
+            ["doorctl: a tool with a unit \"doorctl.service\""]
+        );
+    }
+
+    #[test]
+    fn every_recipe_of_the_layer_is_checked() {
+        let dir = std::env::temp_dir().join(format!("yocto-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("recipes-doorphone/doorphone")).unwrap();
+        std::fs::create_dir_all(dir.join("recipes-multimedia/gstreamer")).unwrap();
+        for f in [
+            "recipes-doorphone/doorphone/doorphone-web_0.1.0.bb",
+            "recipes-doorphone/doorphone/doorctl_0.1.1.bb",
+            "recipes-doorphone/doorphone/doorphone.inc",
+            "recipes-multimedia/gstreamer/gstreamer1.0-plugins-base_%.bbappend",
+        ] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let found = doorphone_recipes(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found, ["doorctl", "doorphone-web"]);
+        // And the layer's own.
+        let own = doorphone_recipes(&root().join(LAYER)).unwrap();
+        for pn in [
+            "doorctl",
+            "doorphone-config",
+            "doorphone-media",
+            "doorphone-image",
+        ] {
+            assert!(own.iter().any(|r| r == pn), "{own:?}");
+        }
+    }
+
+    #[test]
+    fn a_break_is_only_counted_when_refused_for_its_reason() {
+        assert_eq!(
+            refused(
+                "x",
+                Err(anyhow::anyhow!("kas: a is wrong; b is pinned to 1")),
+                "pinned to 1"
+            )
+            .unwrap(),
+            "b is pinned to 1"
+        );
+        let passes = refused("x", Ok(()), "pinned").unwrap_err().to_string();
+        assert!(passes.contains("x passes the check"), "{passes}");
+        let other = refused("x", Err(anyhow::anyhow!("no layer.conf")), "pinned")
+            .unwrap_err()
+            .to_string();
+        assert!(other.contains("not because"), "{other}");
+    }
+
+    #[test]
+    fn a_change_needs_its_text_once() {
+        assert_eq!(replace_once("a b c", "b", "x").unwrap(), "a x c");
+        assert!(replace_once("a b b", "b", "x").is_err());
+        assert!(replace_once("a c", "b", "x").is_err());
+        let pin = "fae9db3168dbff1b8c76fe9c6726a9687ff97514";
+        let other = other_commit(pin);
+        assert_ne!(other, pin);
+        assert_eq!(other.len(), pin.len());
+        assert_ne!(other_commit("0ae9"), "0ae9");
+    }
+
+    #[test]
+    fn the_configuration_is_the_kas_file_s_without_network() {
+        let build = std::env::temp_dir().join(format!("yocto-check-conf-{}", std::process::id()));
+        let metadata = Path::new("/m");
+        let layers = vec![
+            (metadata.join("openembedded-core/meta"), layer("core", "").1),
+            (
+                metadata.join("meta-openembedded/meta-python"),
+                layer("meta-python", "core").1,
+            ),
+        ];
+        write_conf(&build, &kas(), &layers, metadata).unwrap();
+        let local = std::fs::read_to_string(build.join("conf/local.conf")).unwrap();
+        let bblayers = std::fs::read_to_string(build.join("conf/bblayers.conf")).unwrap();
+        std::fs::remove_dir_all(&build).unwrap();
+        for line in [
+            "MACHINE = \"qemux86-64\"",
+            "DISTRO = \"poky\"",
+            "DISTROOVERRIDES:append = \":doorphone\"",
+            "BB_NO_NETWORK = \"1\"",
+            "BBFILE_PATTERN_IGNORE_EMPTY_meta-python = \"1\"",
+        ] {
+            assert!(local.lines().any(|l| l == line), "{line}: {local}");
+        }
+        assert!(!local.contains("IGNORE_EMPTY_core"), "{local}");
+        assert_eq!(local.matches("BBMASK += ").count(), KEEP.len(), "{local}");
+        assert!(
+            bblayers.contains("    /m/meta-openembedded/meta-python \\\n"),
+            "{bblayers}"
         );
     }
 }
