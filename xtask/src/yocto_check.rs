@@ -597,7 +597,8 @@ pub fn run(options: Options) -> Result<()> {
     let pins_text = std::fs::read_to_string(&pins_file)?;
     check_element_table()?;
 
-    let build = root().join("target/yocto-check");
+    let user = prepare_user()?;
+    let build = build_dir(user.as_deref(), &metadata)?;
     let checkout = build.join("checkout");
     copy_checkout(&checkout)?;
     let (kas, layers) = check_kas(&kas_text, &pins_text, &checkout, &metadata)?;
@@ -612,7 +613,7 @@ pub fn run(options: Options) -> Result<()> {
         .collect();
     let broken_layers = build.join("without-meta-python");
     write_conf(&broken_layers, &kas, &no_python, &metadata)?;
-    let user = prepare_user(&build)?;
+    give(&build, user.as_deref())?;
     let bitbake = Bitbake {
         build: build.clone(),
         metadata: metadata.clone(),
@@ -1198,9 +1199,9 @@ fn write_if_changed(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| path.display().to_string())
 }
 
-/// As root, creates the unprivileged user bitbake runs as and gives it the
-/// build folder; otherwise bitbake runs as the current user.
-fn prepare_user(build: &Path) -> Result<Option<String>> {
+/// As root, creates the unprivileged user bitbake runs as; otherwise bitbake
+/// runs as the current user.
+fn prepare_user() -> Result<Option<String>> {
     if !is_root() {
         return Ok(None);
     }
@@ -1222,23 +1223,61 @@ fn prepare_user(build: &Path) -> Result<Option<String>> {
             ]),
         )?;
     }
-    run_step(
-        &format!("chown -R {USER} {}", build.display()),
-        Command::new("chown").arg("-R").arg(USER).arg(build),
-    )?;
-    let reach = Command::new("su")
-        .args(["-s", "/bin/sh", USER, "-c"])
-        .arg(format!(
-            "test -w {}",
-            shell_quote(&build.join("conf").display().to_string())
-        ))
-        .status()?;
-    ensure!(
-        reach.success(),
-        "{USER} cannot reach {}: a folder above the checkout is closed to other users",
-        build.display()
-    );
     Ok(Some(USER.to_owned()))
+}
+
+/// Whether `user` passes the shell test `test` (e.g. `-w DIR`) on `path`.
+fn user_can(user: &str, test: &str, path: &Path) -> Result<bool> {
+    Ok(Command::new("su")
+        .args(["-s", "/bin/sh", user, "-c"])
+        .arg(format!(
+            "test {test} {}",
+            shell_quote(&path.display().to_string())
+        ))
+        .status()
+        .context("su")?
+        .success())
+}
+
+/// Gives `dir` (created when missing) to `user`.
+fn give(dir: &Path, user: Option<&str>) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    if let Some(user) = user {
+        run_step(
+            &format!("chown -R {user} {}", dir.display()),
+            Command::new("chown").arg("-R").arg(user).arg(dir),
+        )?;
+    }
+    Ok(())
+}
+
+/// The build folder, `target/yocto-check`, where the parse cache stays between
+/// runs; when bitbake's user cannot reach it (a folder above the checkout is
+/// closed to other users), a folder in that user's home. bitbake's user must
+/// read the metadata folder.
+fn build_dir(user: Option<&str>, metadata: &Path) -> Result<PathBuf> {
+    let build = root().join("target/yocto-check");
+    let Some(user) = user else {
+        return Ok(build);
+    };
+    ensure!(
+        user_can(user, "-r", &metadata.join("PINS"))?
+            && user_can(user, "-x", &metadata.join("bitbake/bin/bitbake"))?,
+        "yocto-check: {user} (bitbake refuses to run as root) cannot read {}",
+        metadata.display()
+    );
+    give(&build, Some(user))?;
+    if user_can(user, "-w", &build)? {
+        return Ok(build);
+    }
+    let home = Path::new(HOME).join("yocto-check");
+    println!(
+        "yocto-check: {user} cannot reach {}; building in {} instead",
+        build.display(),
+        home.display()
+    );
+    give(&home, Some(user))?;
+    Ok(home)
 }
 
 /// How long, in seconds, bitbake's server stays up waiting for the check's
