@@ -571,26 +571,36 @@ fn check_kas(
     Ok((kas, layers))
 }
 
+/// The metadata folder: the one `given` on the command line, which must hold
+/// the metadata, else `default` when it does; `None` (the check is skipped, and
+/// says why) when the default folder holds none.
+fn metadata_folder(given: Option<PathBuf>, default: PathBuf) -> Result<Option<PathBuf>> {
+    let named = given.is_some();
+    let metadata = given.unwrap_or(default);
+    if metadata.join("PINS").is_file() && metadata.join("bitbake/bin/bitbake").is_file() {
+        return Ok(Some(metadata));
+    }
+    let why = format!(
+        "{} holds no wrynose metadata (bitbake, openembedded-core, meta-openembedded, \
+         meta-yocto and their PINS file)",
+        metadata.display()
+    );
+    // A folder named on the command line must be there; the default one is
+    // only beside checkouts that have it (CI's).
+    ensure!(!named, "yocto-check: {why}");
+    println!(
+        "yocto-check: cannot run: {why}; give it with --layers DIR. \
+         Skipped: bitbake did not check the layer."
+    );
+    Ok(None)
+}
+
 pub fn run(options: Options) -> Result<()> {
     let started = Instant::now();
-    let given = options.layers.is_some();
-    let metadata = options.layers.unwrap_or_else(default_metadata);
-    let pins_file = metadata.join("PINS");
-    if !pins_file.is_file() || !metadata.join("bitbake/bin/bitbake").is_file() {
-        let why = format!(
-            "{} holds no wrynose metadata (bitbake, openembedded-core, meta-openembedded, \
-             meta-yocto and their PINS file)",
-            metadata.display()
-        );
-        // A folder named on the command line must be there; the default one is
-        // only beside checkouts that have it (CI's).
-        ensure!(!given, "yocto-check: {why}");
-        println!(
-            "yocto-check: cannot run: {why}; give it with --layers DIR. \
-             Skipped: bitbake did not check the layer."
-        );
+    let Some(metadata) = metadata_folder(options.layers, default_metadata())? else {
         return Ok(());
-    }
+    };
+    let pins_file = metadata.join("PINS");
     deps::ensure(&[deps::YOCTO])?;
     let metadata = metadata.canonicalize()?;
     let kas_text = std::fs::read_to_string(root().join(KAS)).context(KAS)?;
@@ -1854,5 +1864,31 @@ version = "0.25.0"
             bblayers.contains("    /m/meta-openembedded/meta-python \\\n"),
             "{bblayers}"
         );
+    }
+
+    #[test]
+    fn the_check_is_skipped_only_without_the_default_metadata_folder() {
+        let empty = std::env::temp_dir().join(format!("yocto-check-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let skipped = metadata_folder(None, empty.clone()).unwrap();
+        let named = metadata_folder(Some(empty.clone()), default_metadata()).unwrap_err();
+        std::fs::remove_dir_all(&empty).unwrap();
+        assert_eq!(skipped, None);
+        assert!(
+            named.to_string().contains("holds no wrynose metadata"),
+            "{named}"
+        );
+        // The folder beside the checkout, when it is there, is used.
+        let default = default_metadata();
+        if default.join("PINS").is_file() {
+            assert_eq!(
+                metadata_folder(None, default.clone()).unwrap(),
+                Some(default.clone())
+            );
+            assert_eq!(
+                metadata_folder(Some(default.clone()), empty).unwrap(),
+                Some(default)
+            );
+        }
     }
 }
