@@ -16,6 +16,12 @@
 //! the build. Recipes of meta-openembedded folders the image does not use are
 //! masked to keep the parse short; the parse cache in the build folder is kept
 //! between runs.
+//!
+//! Last, the check checks itself: each way the image once failed to build is
+//! put back, one at a time (meta-python left out of the kas file, a pin that is
+//! not the metadata's commit, `SRC_URI` at a remote that does not exist, `opus`
+//! taken out of the plugins-base append), in the kas file's text or in the
+//! checkout's copy, and must be refused for that reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
