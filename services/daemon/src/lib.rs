@@ -13,19 +13,30 @@ pub mod watchdog;
 use std::future::Future;
 use std::process::ExitCode;
 
-/// Logs to stderr at `RUST_LOG`'s levels (`info` when unset, the SIP stack's
-/// own at `error`), gives freed memory back to the system every 30 s
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+/// What the services log unless `RUST_LOG` says otherwise.
+pub const DEFAULT_LOG: &str = "info,rsipstack=error";
+
+/// The log filter of `RUST_LOG` (`level` or `target=level`, comma-separated,
+/// as env_logger reads it), or [`DEFAULT_LOG`] when it is unset or unreadable.
+pub fn log_filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| DEFAULT_LOG.parse().expect("the default log filter parses"))
+}
+
+/// Logs to stderr at `RUST_LOG`'s levels ([`log_filter`]: `info` when unset,
+/// the SIP stack's own at `error`), gives freed memory back to the system every 30 s
 /// ([`memory`]), runs `service`,
 /// and turns its outcome into the exit code (an error is logged first).
 pub async fn run<E: std::fmt::Display>(service: impl Future<Output = Result<(), E>>) -> ExitCode {
     // The SIP stack logs every message it handles at INFO, which under attack
     // would fill a device's flash: only its errors unless asked for.
-    let default = || tracing_subscriber::EnvFilter::new("info,rsipstack=error");
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default()),
-        )
-        .with_writer(std::io::stderr)
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .init();
     memory::trim_every(memory::TRIM_PERIOD);
     match service.await {
@@ -34,5 +45,27 @@ pub async fn run<E: std::fmt::Display>(service: impl Future<Output = Result<(), 
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_names_levels_per_target_and_the_sip_stack_stays_quiet_by_default() {
+        let default = log_filter(None);
+        assert!(default.would_enable("doorphone_sip::agent", &Level::INFO));
+        assert!(!default.would_enable("doorphone_sip::agent", &Level::DEBUG));
+        assert!(!default.would_enable("rsipstack::transaction", &Level::WARN));
+        assert!(default.would_enable("rsipstack::transaction", &Level::ERROR));
+        let asked = log_filter(Some("warn,doorphone_sip=trace"));
+        assert!(asked.would_enable("doorphone_sip::stack", &Level::TRACE));
+        assert!(!asked.would_enable("doorphone_media", &Level::INFO));
+        // A filter that does not parse falls back to the default.
+        let bad = log_filter(Some("doorphone_sip=loud"));
+        assert!(!bad.would_enable("doorphone_sip", &Level::DEBUG));
+        assert!(bad.would_enable("doorphone_sip", &Level::INFO));
     }
 }
