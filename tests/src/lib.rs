@@ -636,6 +636,20 @@ pub const SERVICES: &[Packaged] = &[
     },
 ];
 
+/// The packaging of a service that owns no bus name (a client of the others,
+/// as the web service is): the binary its unit starts, its user and its unit.
+pub struct PackagedClient {
+    pub binary: &'static str,
+    pub user: &'static str,
+    pub unit: &'static str,
+}
+
+pub const CLIENT_SERVICES: &[PackagedClient] = &[PackagedClient {
+    binary: "doorphone-web",
+    user: "doorphone-web",
+    unit: "packaging/systemd/doorphone-web.service",
+}];
+
 /// Starts `binary` on `bus` as `user` with `args`, logging to `log`, and waits
 /// until it owns `bus_name`.
 pub async fn start_service(
