@@ -17,6 +17,7 @@ pub mod rig;
 pub mod rtp;
 pub mod servers;
 pub mod sip;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -484,6 +485,28 @@ pub fn run_config_to_exit(bus: &Bus, db: &ConfigDb) -> Result<(ExitStatus, Strin
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// The width and height in a JPEG's start-of-frame marker.
+pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    if jpeg.get(0..2)? != [0xff, 0xd8] || jpeg.get(jpeg.len() - 2..)? != [0xff, 0xd9] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 9 < jpeg.len() {
+        if jpeg[i] != 0xff {
+            return None;
+        }
+        let marker = jpeg[i + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+        if matches!(marker, 0xc0..=0xc2) {
+            let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
+            let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
 }
 
 /// The `<interface name="NAME">…</interface>` element of an introspection document.
