@@ -48,11 +48,9 @@ pub struct WebRig {
     pub config: Service,
     pub relay: Service,
     pub media: Service,
-    pub web: Service,
     pub dir: TempDir,
     pub conn: zbus::Connection,
-    pub port: u16,
-    pub http_port: u16,
+    pub api: Api,
 }
 
 impl WebRig {
@@ -82,12 +80,8 @@ impl WebRig {
         )
         .await?;
         let conn = bus.connect().await?;
-        let (port, http_port) = (free_port(), free_port());
-        let web_dir = dir.path().join("web");
-        std::fs::create_dir_all(&web_dir)?;
-        chown_to(&web_dir, "doorphone-web")?;
-        let mut rig = WebRig {
-            web: start_web(&bus, &web_dir, port, http_port, &dir.path().join("web.log")).await?,
+        let api = Api::start(&bus, dir.path(), with_users).await?;
+        Ok(WebRig {
             bus,
             db,
             config,
@@ -95,57 +89,94 @@ impl WebRig {
             media,
             dir,
             conn,
+            api,
+        })
+    }
+
+    /// `doorctl ARGS` as root on this bus.
+    pub fn doorctl(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        doorctl(&self.bus, args, stdin)
+    }
+
+    /// Starts the relay service again after a test stopped it.
+    pub async fn restart_relay(&mut self) -> Result<()> {
+        self.relay = start_sim_relay(&self.bus, self.dir.path()).await?;
+        Ok(())
+    }
+}
+
+/// `doorctl ARGS` as root on `bus`, `stdin` its input.
+pub fn doorctl(bus: &Bus, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+    let mut child = bus
+        .command_as("root", &bin("doorctl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = child.stdin.take().context("piped")?;
+    if let Some(text) = stdin {
+        writeln!(input, "{text}")?;
+    }
+    drop(input);
+    Ok(child.wait_with_output()?)
+}
+
+/// `doorctl web passwd NAME --role ROLE` with `password` on its stdin, as root.
+pub fn passwd(bus: &Bus, name: &str, role: &str, password: &str) -> Result<()> {
+    let out = doorctl(
+        bus,
+        &["web", "passwd", name, "--role", role],
+        Some(password),
+    )?;
+    if !out.status.success() {
+        bail!(
+            "doorctl web passwd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The web service running on a bus, and `curl` as its client.
+pub struct Api {
+    pub web: Service,
+    pub port: u16,
+    pub http_port: u16,
+}
+
+impl Api {
+    /// Starts the web service on `bus` (its folder and log in `dir`), and
+    /// makes the admin and the user when `with_users`; returns once it serves
+    /// them (or, without users, once it answers).
+    pub async fn start(bus: &Bus, dir: &Path, with_users: bool) -> Result<Api> {
+        let (port, http_port) = (free_port(), free_port());
+        let web_dir = dir.join("web");
+        std::fs::create_dir_all(&web_dir)?;
+        chown_to(&web_dir, "doorphone-web")?;
+        let mut api = Api {
+            web: start_web(bus, &web_dir, port, http_port, &dir.join("web.log")).await?,
             port,
             http_port,
         };
         if with_users {
-            rig.passwd(ADMIN.0, "admin", ADMIN.1)?;
-            rig.passwd(USER.0, "user", USER.1)?;
+            passwd(bus, ADMIN.0, "admin", ADMIN.1)?;
+            passwd(bus, USER.0, "user", USER.1)?;
         }
         // The service follows the users' change: asked until it lets the admin in.
         let expected = if with_users { 200 } else { 503 };
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let status = rig.curl_as(ADMIN, &[&rig.url("/api/v1/status")]).await?;
+            let status = api.curl_as(ADMIN, &[&api.url("/api/v1/status")]).await?;
             if status.status == expected {
-                return Ok(rig);
+                return Ok(api);
             }
             if tokio::time::Instant::now() > deadline {
-                rig.web.kill();
-                bail!("the first request: {status:?}\n{}", rig.web.log());
+                api.web.kill();
+                bail!("the first request: {status:?}\n{}", api.web.log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// `doorctl web passwd NAME --role ROLE` with `password` on its stdin, as root.
-    pub fn passwd(&self, name: &str, role: &str, password: &str) -> Result<()> {
-        let out = self.doorctl(&["web", "passwd", name, "--role", role], Some(password))?;
-        if !out.status.success() {
-            bail!(
-                "doorctl web passwd {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    }
-
-    /// `doorctl ARGS` as root on this bus.
-    pub fn doorctl(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let mut child = self
-            .bus
-            .command_as("root", &bin("doorctl"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut input = child.stdin.take().context("piped")?;
-        if let Some(text) = stdin {
-            writeln!(input, "{text}")?;
-        }
-        drop(input);
-        Ok(child.wait_with_output()?)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -182,14 +213,7 @@ impl WebRig {
         all.extend_from_slice(args);
         self.curl(&all).await
     }
-
-    /// Starts the relay service again after a test stopped it.
-    pub async fn restart_relay(&mut self) -> Result<()> {
-        self.relay = start_sim_relay(&self.bus, self.dir.path()).await?;
-        Ok(())
-    }
 }
-
 /// Starts `doorphone-web` on `bus` as its own user, HTTPS on `port` and the
 /// redirect on `http_port` of 127.0.0.1, its certificate kept in `state_dir`,
 /// and waits until it accepts connections.

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::relay::Relay1Proxy;
-use doorphone_system_tests::web::{ADMIN, USER, WebRig};
+use doorphone_interfaces::sip;
+use doorphone_system_tests::rig::{Rig, until_state};
+use doorphone_system_tests::sip::{Callee, Caller};
+use doorphone_system_tests::web::{ADMIN, Api, USER, WebRig, passwd};
 use doorphone_system_tests::{PATIENCE, jpeg_size};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -40,9 +43,9 @@ async fn a_door_opens_over_the_api_with_basic_and_with_digest_and_not_with_a_wro
             .await
             .expect("DoorClosed in time");
     };
-    let open = rig.url("/api/v1/doors/A/open");
+    let open = rig.api.url("/api/v1/doors/A/open");
 
-    let reply = rig.curl_as(USER, &["-X", "POST", &open]).await.unwrap();
+    let reply = rig.api.curl_as(USER, &["-X", "POST", &open]).await.unwrap();
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json(), json!({"relay": "A", "source": "api"}));
     assert_eq!(door_opened(&mut opened).await, ("A".into(), "api".into()));
@@ -50,16 +53,23 @@ async fn a_door_opens_over_the_api_with_basic_and_with_digest_and_not_with_a_wro
 
     let credentials = format!("{}:{}", ADMIN.0, ADMIN.1);
     let reply = rig
+        .api
         .curl(&["--digest", "-u", &credentials, "-X", "POST", &open])
         .await
         .unwrap();
-    assert_eq!(reply.status, 200, "Digest: {reply:?}\n{}", rig.web.log());
+    assert_eq!(
+        reply.status,
+        200,
+        "Digest: {reply:?}\n{}",
+        rig.api.web.log()
+    );
     assert_eq!(door_opened(&mut opened).await, ("A".into(), "api".into()));
     until_closed(&mut closed).await;
 
     // A wrong password, with either scheme, is a 401 with both challenges.
     for scheme in ["--basic", "--digest"] {
         let reply = rig
+            .api
             .curl(&[
                 scheme,
                 "-u",
@@ -78,7 +88,11 @@ async fn a_door_opens_over_the_api_with_basic_and_with_digest_and_not_with_a_wro
                 .contains("authentication")
         );
     }
-    let reply = rig.curl(&["-D", "-", "-X", "POST", &open]).await.unwrap();
+    let reply = rig
+        .api
+        .curl(&["-D", "-", "-X", "POST", &open])
+        .await
+        .unwrap();
     let head = String::from_utf8_lossy(&reply.body).to_lowercase();
     assert!(
         head.contains(
@@ -95,7 +109,8 @@ async fn a_door_opens_over_the_api_with_basic_and_with_digest_and_not_with_a_wro
     // is the one asked for below: neither the refused logins nor the unknown
     // relay opened anything.
     let reply = rig
-        .curl_as(USER, &["-X", "POST", &rig.url("/api/v1/doors/Z/open")])
+        .api
+        .curl_as(USER, &["-X", "POST", &rig.api.url("/api/v1/doors/Z/open")])
         .await
         .unwrap();
     assert_eq!(reply.status, 404, "{reply:?}");
@@ -107,8 +122,8 @@ async fn a_door_opens_over_the_api_with_basic_and_with_digest_and_not_with_a_wro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_opens_doors_but_only_an_admin_reads_or_changes_the_configuration() {
     let rig = rig().await;
-    let config_url = rig.url("/api/v1/config");
-    let reply = rig.curl_as(ADMIN, &[&config_url]).await.unwrap();
+    let config_url = rig.api.url("/api/v1/config");
+    let reply = rig.api.curl_as(ADMIN, &[&config_url]).await.unwrap();
     assert_eq!(reply.status, 200);
     let mut document = reply.json();
     // Secrets stay masked on the way out.
@@ -118,13 +133,13 @@ async fn a_user_opens_doors_but_only_an_admin_reads_or_changes_the_configuration
     }
     document["calls"]["max_call_time"] = json!(240);
     let body = document.to_string();
-    let calls_url = rig.url("/api/v1/calls");
+    let calls_url = rig.api.url("/api/v1/calls");
     for args in [
         vec![config_url.as_str()],
         vec!["-X", "PUT", "--data-binary", &body, &config_url],
         vec![calls_url.as_str()],
     ] {
-        let reply = rig.curl_as(USER, &args).await.unwrap();
+        let reply = rig.api.curl_as(USER, &args).await.unwrap();
         assert_eq!(reply.status, 403, "{args:?}: {reply:?}");
         assert!(reply.json()["error"].as_str().unwrap().contains("admin"));
     }
@@ -137,6 +152,7 @@ async fn a_user_opens_doors_but_only_an_admin_reads_or_changes_the_configuration
 
     // The admin's import, masks and all, changes the value and keeps the users.
     let reply = rig
+        .api
         .curl_as(ADMIN, &["-X", "PUT", "--data-binary", &body, &config_url])
         .await
         .unwrap();
@@ -144,7 +160,8 @@ async fn a_user_opens_doors_but_only_an_admin_reads_or_changes_the_configuration
     assert!(reply.json()["revision"].as_u64().unwrap() > 0);
     assert_eq!(stored().await, json!(240));
     let reply = rig
-        .curl_as(USER, &["-X", "POST", &rig.url("/api/v1/doors/A/open")])
+        .api
+        .curl_as(USER, &["-X", "POST", &rig.api.url("/api/v1/doors/A/open")])
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "the user still logs in: {reply:?}");
@@ -153,13 +170,17 @@ async fn a_user_opens_doors_but_only_an_admin_reads_or_changes_the_configuration
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_failed_logins_lock_out_that_address_and_only_it() {
     let rig = rig().await;
-    let status = rig.url("/api/v1/status");
+    let status = rig.api.url("/api/v1/status");
     for n in 1..=5 {
-        let reply = rig.curl(&["-u", "installer:guess", &status]).await.unwrap();
+        let reply = rig
+            .api
+            .curl(&["-u", "installer:guess", &status])
+            .await
+            .unwrap();
         assert_eq!(reply.status, 401, "failure {n}: {reply:?}");
     }
     // Now even the right password is refused from this address.
-    let reply = rig.curl_as(ADMIN, &[&status]).await.unwrap();
+    let reply = rig.api.curl_as(ADMIN, &[&status]).await.unwrap();
     assert_eq!(reply.status, 429, "{reply:?}");
     assert!(
         reply.json()["error"]
@@ -168,14 +189,16 @@ async fn five_failed_logins_lock_out_that_address_and_only_it() {
             .contains("too many failed logins from 127.0.0.1")
     );
     assert!(
-        rig.web
+        rig.api
+            .web
             .log()
             .contains("failed logins from 127.0.0.1: locked out for 300 s"),
         "{}",
-        rig.web.log()
+        rig.api.web.log()
     );
     // Another address logs in.
     let reply = rig
+        .api
         .curl_as(ADMIN, &["--interface", "127.0.0.2", &status])
         .await
         .unwrap();
@@ -188,7 +211,13 @@ async fn events_deliver_door_opened_with_its_source() {
     let rig = rig().await;
     let credentials = format!("{}:{}", USER.0, USER.1);
     let mut sse = tokio::process::Command::new("curl")
-        .args(["-sk", "-N", "-u", &credentials, &rig.url("/api/v1/events")])
+        .args([
+            "-sk",
+            "-N",
+            "-u",
+            &credentials,
+            &rig.api.url("/api/v1/events"),
+        ])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -239,7 +268,8 @@ async fn events_deliver_door_opened_with_its_source() {
 async fn the_snapshot_is_a_jpeg_of_the_cameras_size() {
     let rig = rig().await;
     let reply = rig
-        .curl_as(USER, &[&rig.url("/api/v1/snapshot.jpg")])
+        .api
+        .curl_as(USER, &[&rig.api.url("/api/v1/snapshot.jpg")])
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -250,10 +280,11 @@ async fn the_snapshot_is_a_jpeg_of_the_cameras_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_value_is_422_naming_its_field_and_changes_nothing() {
     let rig = rig().await;
-    let url = rig.url("/api/v1/config/calls.max_call_time");
+    let url = rig.api.url("/api/v1/config/calls.max_call_time");
     let config = Config1Proxy::new(&rig.conn).await.unwrap();
     let before = config.revision().await.unwrap();
     let reply = rig
+        .api
         .curl_as(ADMIN, &["-X", "PATCH", "--data-binary", "4", &url])
         .await
         .unwrap();
@@ -269,6 +300,7 @@ async fn a_refused_value_is_422_naming_its_field_and_changes_nothing() {
     assert_eq!(config.revision().await.unwrap(), before, "nothing changed");
 
     let reply = rig
+        .api
         .curl_as(ADMIN, &["-X", "PATCH", "--data-binary", "300", &url])
         .await
         .unwrap();
@@ -280,12 +312,14 @@ async fn a_refused_value_is_422_naming_its_field_and_changes_nothing() {
 
     for (body, status) in [("not json", 400), ("null", 422)] {
         let reply = rig
+            .api
             .curl_as(ADMIN, &["-X", "PATCH", "--data-binary", body, &url])
             .await
             .unwrap();
         assert_eq!(reply.status, status, "{body}: {reply:?}");
     }
     let reply = rig
+        .api
         .curl_as(
             ADMIN,
             &[
@@ -293,7 +327,7 @@ async fn a_refused_value_is_422_naming_its_field_and_changes_nothing() {
                 "PATCH",
                 "--data-binary",
                 "1",
-                &rig.url("/api/v1/config/calls.no_such_key"),
+                &rig.api.url("/api/v1/config/calls.no_such_key"),
             ],
         )
         .await
@@ -304,9 +338,9 @@ async fn a_refused_value_is_422_naming_its_field_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_is_down_is_a_503_naming_it_until_it_is_back() {
     let mut rig = rig().await;
-    let open = rig.url("/api/v1/doors/A/open");
+    let open = rig.api.url("/api/v1/doors/A/open");
     rig.relay.stop();
-    let reply = rig.curl_as(USER, &["-X", "POST", &open]).await.unwrap();
+    let reply = rig.api.curl_as(USER, &["-X", "POST", &open]).await.unwrap();
     assert_eq!(reply.status, 503, "{reply:?}");
     let body = reply.json();
     assert_eq!(body["field"], "relay", "{body}");
@@ -317,7 +351,8 @@ async fn a_service_that_is_down_is_a_503_naming_it_until_it_is_back() {
             .contains("org.doorphone.Relay1")
     );
     let status = rig
-        .curl_as(USER, &[&rig.url("/api/v1/status")])
+        .api
+        .curl_as(USER, &[&rig.api.url("/api/v1/status")])
         .await
         .unwrap()
         .json();
@@ -326,7 +361,8 @@ async fn a_service_that_is_down_is_a_503_naming_it_until_it_is_back() {
     assert_eq!(status["doors"], Value::Null, "{status}");
     // The SIP agent never ran here: its calls are a 503 too.
     let reply = rig
-        .curl_as(ADMIN, &[&rig.url("/api/v1/calls")])
+        .api
+        .curl_as(ADMIN, &[&rig.api.url("/api/v1/calls")])
         .await
         .unwrap();
     assert_eq!(
@@ -335,10 +371,11 @@ async fn a_service_that_is_down_is_a_503_naming_it_until_it_is_back() {
     );
 
     rig.restart_relay().await.unwrap();
-    let reply = rig.curl_as(USER, &["-X", "POST", &open]).await.unwrap();
+    let reply = rig.api.curl_as(USER, &["-X", "POST", &open]).await.unwrap();
     assert_eq!(reply.status, 200, "{reply:?}");
     let status = rig
-        .curl_as(USER, &[&rig.url("/api/v1/status")])
+        .api
+        .curl_as(USER, &[&rig.api.url("/api/v1/status")])
         .await
         .unwrap()
         .json();
@@ -349,7 +386,8 @@ async fn a_service_that_is_down_is_a_503_naming_it_until_it_is_back() {
 async fn without_users_the_api_names_doorctl_web_passwd() {
     let rig = WebRig::start(false).await.unwrap();
     let reply = rig
-        .curl_as(ADMIN, &[&rig.url("/api/v1/status")])
+        .api
+        .curl_as(ADMIN, &[&rig.api.url("/api/v1/status")])
         .await
         .unwrap();
     assert_eq!(reply.status, 503);
@@ -363,11 +401,12 @@ async fn without_users_the_api_names_doorctl_web_passwd() {
     );
     assert_eq!(body["field"], "web.users");
     // The first user made lets its owner in.
-    rig.passwd(ADMIN.0, "admin", ADMIN.1).unwrap();
+    passwd(&rig.bus, ADMIN.0, "admin", ADMIN.1).unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let reply = rig
-            .curl_as(ADMIN, &[&rig.url("/api/v1/status")])
+            .api
+            .curl_as(ADMIN, &[&rig.api.url("/api/v1/status")])
             .await
             .unwrap();
         if reply.status == 200 {
@@ -384,7 +423,11 @@ async fn without_users_the_api_names_doorctl_web_passwd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_api_is_the_documented_one_and_plain_http_redirects() {
     let rig = rig().await;
-    let reply = rig.curl(&[&rig.url("/api/v1/openapi.json")]).await.unwrap();
+    let reply = rig
+        .api
+        .curl(&[&rig.api.url("/api/v1/openapi.json")])
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     let doc = reply.json();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -397,27 +440,132 @@ async fn the_served_api_is_the_documented_one_and_plain_http_redirects() {
                 .replace("{relay}", "A")
                 .replace("{key}", "calls.max_call_time");
             let reply = rig
-                .curl(&["-X", &method.to_uppercase(), &rig.url(&concrete)])
+                .api
+                .curl(&["-X", &method.to_uppercase(), &rig.api.url(&concrete)])
                 .await
                 .unwrap();
             assert_eq!(reply.status, 401, "{method} {path}: {reply:?}");
         }
     }
-    let reply = rig.curl(&[&rig.url("/api/v1/nothing")]).await.unwrap();
+    let reply = rig
+        .api
+        .curl(&[&rig.api.url("/api/v1/nothing")])
+        .await
+        .unwrap();
     assert_eq!(
         (reply.status, reply.json()["error"].is_string()),
         (404, true)
     );
 
-    let plain = format!("http://127.0.0.1:{}/api/v1/status?x=1", rig.http_port);
-    let reply = rig.curl(&["-D", "-", &plain]).await.unwrap();
+    let plain = format!("http://127.0.0.1:{}/api/v1/status?x=1", rig.api.http_port);
+    let reply = rig.api.curl(&["-D", "-", &plain]).await.unwrap();
     assert_eq!(reply.status, 308);
     let head = String::from_utf8_lossy(&reply.body).to_lowercase();
     assert!(
         head.contains(&format!(
             "location: https://127.0.0.1:{}/api/v1/status?x=1",
-            rig.port
+            rig.api.port
         )),
         "{head}"
+    );
+}
+
+/// Through the SIP agent, with SIPp at the far ends: an admin places a call,
+/// sees it, ends it; answers a ringing one and ends it; a user reads the
+/// history but may not place calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_placed_listed_answered_and_ended_over_the_api() {
+    let rig = Rig::start(10, |doc| doc["calls"]["auto_answer"]["ip"] = json!(false)).await;
+    let dir = tempfile::Builder::new()
+        .prefix("doorphone-web")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let api = Api::start(&rig.bus, dir.path(), true).await.unwrap();
+    let mut states = rig.states().await;
+    let calls = api.url("/api/v1/calls");
+
+    let mut callee = rig.callee(
+        "callee",
+        Callee::Answer {
+            after: Duration::from_millis(300),
+        },
+    );
+    let number = json!({"number": format!("127.0.0.1:{}", callee.port)}).to_string();
+    let reply = api
+        .curl_as(USER, &["-X", "POST", "--data-binary", &number, &calls])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 403, "a user places no call: {reply:?}");
+    let reply = api
+        .curl_as(ADMIN, &["-X", "POST", "--data-binary", &number, &calls])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{reply:?}");
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    until_state(&mut states, sip::call_state::ANSWERED).await;
+    let listed = api.curl_as(ADMIN, &[&calls]).await.unwrap().json();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed[0]["state"], "answered", "{listed}");
+    assert_eq!(listed[0]["direction"], "out", "{listed}");
+    let one = api.url(&format!("/api/v1/calls/{id}"));
+    let reply = api.curl_as(ADMIN, &["-X", "DELETE", &one]).await.unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    callee.succeeds(PATIENCE).await.unwrap();
+    let reply = api.curl_as(ADMIN, &["-X", "DELETE", &one]).await.unwrap();
+    assert_eq!(reply.status, 404, "an ended call: {reply:?}");
+
+    let mut caller = rig.call("caller", "door", "visitor", false, Caller::AnsweredUntilBye);
+    until_state(&mut states, sip::call_state::RINGING).await;
+    let listed = api.curl_as(ADMIN, &[&calls]).await.unwrap().json();
+    assert_eq!(listed[0]["state"], "ringing", "{listed}");
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    let reply = api
+        .curl_as(
+            ADMIN,
+            &[
+                "-X",
+                "POST",
+                &api.url(&format!("/api/v1/calls/{id}/answer")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    until_state(&mut states, sip::call_state::ANSWERED).await;
+    let reply = api
+        .curl_as(
+            ADMIN,
+            &["-X", "DELETE", &api.url(&format!("/api/v1/calls/{id}"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    caller.succeeds(PATIENCE).await.unwrap();
+
+    let history = api
+        .curl_as(USER, &[&api.url("/api/v1/history")])
+        .await
+        .unwrap()
+        .json();
+    let reasons: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["direction"].as_str().unwrap(),
+                e["end_reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [("out", "local_hangup"), ("in", "local_hangup")],
+        "{history}"
     );
 }

@@ -241,18 +241,13 @@ async fn hang_up(State(app): State<App>, Path(id): Path<String>) -> Result<Statu
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A call object that is gone is the bus's UnknownObject: a 404, not a fault.
+/// A call that is gone is a 404 naming the id.
 fn call_error(e: doorphone_interfaces::sip::Error, id: &str) -> ApiError {
-    use doorphone_interfaces::sip::Error;
-    match &e {
-        Error::ZBus(zbus::Error::MethodError(name, _, _))
-            if name.as_str() == "org.freedesktop.DBus.Error.UnknownObject"
-                || name.as_str() == "org.freedesktop.DBus.Error.UnknownMethod" =>
-        {
-            ApiError::not_found(format!("no call {id}")).with_field("id")
-        }
-        _ => e.into(),
+    let error = ApiError::from(e);
+    if error.status == StatusCode::NOT_FOUND {
+        return ApiError::not_found(format!("no call {id}")).with_field("id");
     }
+    error
 }
 
 async fn history(State(app): State<App>) -> Result<Json<Value>, ApiError> {

@@ -99,28 +99,37 @@ impl ApiError {
 
     /// A failure of the bus itself, or of `peer` at the protocol level.
     pub fn bus(peer: Peer, e: zbus::Error) -> ApiError {
-        if let zbus::Error::MethodError(name, message, _) = &e {
-            let name = name.as_str();
-            if name == "org.freedesktop.DBus.Error.AccessDenied" {
+        let name = match &e {
+            zbus::Error::MethodError(name, _, _) => Some(name.to_string()),
+            zbus::Error::FDO(fdo) => Some(zbus::DBusError::name(fdo.as_ref()).to_string()),
+            _ => None,
+        };
+        match name.as_deref() {
+            Some("org.freedesktop.DBus.Error.AccessDenied") => {
                 // The bus policy does not let this service do that: a fault of
                 // the installation, not of the request.
                 tracing::error!("the bus refused a call to {}: {e}", peer.bus_name());
-                return ApiError::new(
+                ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
-                        "the bus policy does not let the web service use the {} service: {}",
-                        peer.name(),
-                        message.as_deref().unwrap_or("access denied")
+                        "the bus policy does not let the web service use the {} service",
+                        peer.name()
                     ),
                 )
-                .with_field(peer.name());
+                .with_field(peer.name())
             }
-            if !name.starts_with("org.freedesktop.DBus.Error.") {
-                return ApiError::new(StatusCode::BAD_GATEWAY, e.to_string());
+            // The object is gone (a call that ended).
+            Some("org.freedesktop.DBus.Error.UnknownObject") => {
+                ApiError::not_found(format!("the {} service has no such object", peer.name()))
+            }
+            Some(name) if !name.starts_with("org.freedesktop.DBus.Error.") => {
+                ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
+            }
+            _ => {
+                tracing::warn!("{} does not answer: {e}", peer.bus_name());
+                ApiError::unavailable(peer)
             }
         }
-        tracing::warn!("{} does not answer: {e}", peer.bus_name());
-        ApiError::unavailable(peer)
     }
 }
 
