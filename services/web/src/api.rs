@@ -32,6 +32,8 @@ pub struct App {
     pub events: Events,
     /// The SHA-256 fingerprint of the certificate served.
     pub fingerprint: Arc<str>,
+    /// The web pages' sessions.
+    pub sessions: Arc<crate::sessions::Sessions>,
 }
 
 /// The OpenAPI document of [`routes`].
@@ -90,7 +92,8 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The API's router: every route behind its access check.
+/// The API's router, every route behind its access check, and the pages;
+/// every response with the security headers.
 pub fn router(app: App) -> Router {
     let mut router = Router::new();
     for r in routes() {
@@ -105,10 +108,12 @@ pub fn router(app: App) -> Router {
         );
     }
     router
+        .merge(crate::pages::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
         })
+        .layer(middleware::from_fn(crate::pages::security_headers))
         .with_state(app)
 }
 

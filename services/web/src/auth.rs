@@ -77,7 +77,8 @@ impl Auth {
         auth
     }
 
-    fn snapshot(&self) -> Arc<Snapshot> {
+    /// The configuration as last read.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         self.config.borrow().clone()
     }
 
@@ -141,6 +142,21 @@ impl Auth {
             }
         }
         error
+    }
+
+    /// A login form's name and password from `ip`, checked as HTTP Basic
+    /// credentials are (the same lockout, the same log).
+    pub async fn login(&self, ip: IpAddr, name: &str, password: &str) -> Result<Login, ApiError> {
+        use base64::Engine;
+        let credentials =
+            base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+        self.authenticate(&Asking {
+            ip,
+            authorization: Some(format!("Basic {credentials}")),
+            method: "POST".to_owned(),
+            target: "/login".to_owned(),
+        })
+        .await
     }
 
     /// Who `request` comes from, or why it is refused.

@@ -64,6 +64,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         auth: Auth::new(config),
         events,
         fingerprint: Arc::from(tls.fingerprint.as_str()),
+        sessions: Arc::default(),
     };
     let listener = TcpListener::bind(args.listen)
         .await
