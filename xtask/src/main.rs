@@ -177,21 +177,8 @@ fn fuzz(count: usize, seed: u64, save: Option<PathBuf>) -> Result<()> {
         "build",
         cargo().args(["build", "--release", "--workspace", "--bins"]),
     )?;
-    let mut run = cargo();
-    run.args([
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "doorphone-system-tests",
-        "--bin",
-        "sip-fuzz",
-        "--",
-        "--count",
-        &count.to_string(),
-        "--seed",
-        &seed.to_string(),
-    ]);
+    let mut run = release("sip-fuzz");
+    run.args(["--count", &count.to_string(), "--seed", &seed.to_string()]);
     if let Some(dir) = save {
         run.arg("--save").arg(dir);
     }
@@ -231,18 +218,19 @@ fn bench() -> Result<()> {
 /// Runs one of the whole-system benchmarks (a binary of the system tests'
 /// crate) on the release build.
 fn release_bin(what: &str, bin: &str) -> Result<()> {
-    run_step(
-        what,
-        cargo().args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "doorphone-system-tests",
-            "--bin",
-            bin,
-        ]),
-    )
+    run_step(what, &mut release(bin))
+}
+
+/// A binary of the workspace's release build, as `cargo build --release
+/// --workspace --bins` made it. (`cargo run -p` would build the system tests'
+/// crate again with that package's features alone.)
+fn release(bin: &str) -> Command {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let mut cmd = Command::new(target.join("release").join(bin));
+    cmd.current_dir(root());
+    cmd
 }
 
 /// Shell completions and the man page, generated from doorctl's clap definition.

@@ -1,6 +1,7 @@
 //! `org.doorphone.Config1`: the configuration service.
 
 pub mod document;
+pub mod urls;
 
 use serde::{Deserialize, Serialize};
 use zbus::{DBusError, OwnedVariant, Type, Variant, proxy};

@@ -14,7 +14,7 @@ struct Args {
     db: PathBuf,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     doorphone_daemon::run(run(Args::parse())).await
 }

@@ -6,11 +6,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use doorphone_interfaces::config::document::{
     ActionKind, CallType, Document, WhenRefused, trusted_net,
 };
+use doorphone_interfaces::config::urls;
 
 pub const MAX_CONTACTS: usize = 1000;
 pub const MAX_DIAL_RULES: usize = 500;
@@ -109,34 +110,12 @@ pub fn is_sip_user(s: &str) -> bool {
 
 /// A host name, an IPv4 address or a bracketed IPv6 address.
 pub fn is_host(s: &str) -> bool {
-    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        return inner.parse::<Ipv6Addr>().is_ok();
-    }
-    if s.parse::<Ipv4Addr>().is_ok() {
-        return true;
-    }
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        // All-numeric dotted names are malformed IPv4 addresses, not host names.
-        && !s.split('.').all(|l| l.chars().all(|c| c.is_ascii_digit()))
+    urls::host(s).is_some()
 }
 
 /// `host` or `host:port` with a port in 1-65535.
 pub fn is_host_port(s: &str) -> bool {
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (s, None),
-        Some((h, p)) => (h, Some(p)),
-        None => (s, None),
-    };
-    is_host(host)
-        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0) && !p.starts_with('0'))
+    urls::host_port(s, 1).is_ok()
 }
 
 /// A number to call: a SIP user (`200`), a SIP URI (`sip:200@host[:port]`) or an
@@ -183,32 +162,6 @@ fn email_address(path: &str, value: &str) -> Check {
         Ok(())
     } else {
         Err(invalid(path, format!("{value:?} is not an e-mail address")))
-    }
-}
-
-fn url_with_scheme(path: &str, value: &str, schemes: &[&str]) -> Check {
-    let rest = schemes.iter().find_map(|scheme| {
-        value
-            .strip_prefix(scheme)
-            .and_then(|r| r.strip_prefix("://"))
-    });
-    let ok = rest.is_some_and(|rest| {
-        let authority = rest.split('/').next().unwrap_or("");
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        is_host_port(host_port) && !value.chars().any(|c| c.is_whitespace() || c.is_control())
-    });
-    if ok {
-        Ok(())
-    } else {
-        let list = schemes
-            .iter()
-            .map(|s| format!("{s}://"))
-            .collect::<Vec<_>>()
-            .join(" or ");
-        Err(invalid(
-            path,
-            format!("{value:?} is not a {list} URL with a host"),
-        ))
     }
 }
 
@@ -502,11 +455,8 @@ fn buttons(doc: &Document) -> Check {
             "action",
         )?;
         if !na.http_url.is_empty() {
-            url_with_scheme(
-                &format!("{p}.no_answer.http_url"),
-                &na.http_url,
-                &["http", "https"],
-            )?;
+            urls::http_url(&na.http_url)
+                .map_err(|e| invalid(format!("{p}.no_answer.http_url"), e.to_string()))?;
         }
         for action in &na.actions {
             match action {
@@ -621,16 +571,15 @@ fn multicast(doc: &Document) -> Check {
 fn actions(doc: &Document) -> Check {
     let ftp = &doc.actions.ftp;
     if !ftp.url.is_empty() {
-        url_with_scheme("actions.ftp.url", &ftp.url, &["ftp"])?;
+        urls::ftp_url(&ftp.url).map_err(|e| invalid("actions.ftp.url", e.to_string()))?;
     }
     text("actions.ftp.user", &ftp.user, MAX_NAME)?;
     text("actions.ftp.password", &ftp.password, 128)?;
     let email = &doc.actions.email;
-    if !email.smtp.is_empty() && !is_host_port(&email.smtp) {
-        return Err(invalid(
-            "actions.email.smtp",
-            format!("{:?} is not host or host:port", email.smtp),
-        ));
+    if !email.smtp.is_empty() {
+        // The port the agent would default to does not matter for the check.
+        urls::host_port(&email.smtp, 25)
+            .map_err(|e| invalid("actions.email.smtp", e.to_string()))?;
     }
     text("actions.email.user", &email.user, 128)?;
     text("actions.email.password", &email.password, 128)?;
@@ -850,6 +799,75 @@ mod tests {
         assert_eq!(
             check((0..17).map(|n| call(30 + n, 1)).collect()).unwrap_err(),
             "inputs: at most 16 inputs"
+        );
+    }
+
+    #[test]
+    fn urls_as_the_agent_uses_them() {
+        use doorphone_interfaces::config::document::{Button, NoAnswer};
+        let check = |edit: &dyn Fn(&mut Document)| {
+            let mut doc = Document {
+                buttons: vec![Button {
+                    button: 1,
+                    numbers: vec!["200".into()],
+                    ..Button::default()
+                }],
+                ..Document::default()
+            };
+            edit(&mut doc);
+            doc.normalize();
+            validate(&doc).map_err(|e| e.to_string())
+        };
+        let http = |url: &'static str| {
+            move |doc: &mut Document| {
+                doc.buttons[0].no_answer = NoAnswer {
+                    actions: vec![ActionKind::Http],
+                    http_url: url.into(),
+                    ..NoAnswer::default()
+                }
+            }
+        };
+        check(&http("http://192.0.2.1:8080/door bell?x=1")).unwrap();
+        check(&http("http://[2001:db8::1]/missed")).unwrap();
+        assert_eq!(
+            check(&http("https://192.0.2.1/missed")).unwrap_err(),
+            "buttons[1].no_answer.http_url: \"https://192.0.2.1/missed\" is not a http:// URL \
+             with a host (https is not supported)"
+        );
+        assert_eq!(
+            check(&http("http://door:secret@192.0.2.1/")).unwrap_err(),
+            "buttons[1].no_answer.http_url: \"http://door:secret@192.0.2.1/\": \
+             user names in the URL are not supported"
+        );
+        assert_eq!(
+            check(&http("http://192.0.2.1:0/")).unwrap_err(),
+            "buttons[1].no_answer.http_url: \"http://192.0.2.1:0/\": port 0 is not allowed"
+        );
+
+        let ftp = |url: &'static str| move |doc: &mut Document| doc.actions.ftp.url = url.into();
+        // The login is actions.ftp.user and password; a user in the URL is ignored.
+        check(&ftp("ftp://door@[::1]:2121//srv/door%20cam/")).unwrap();
+        assert_eq!(
+            check(&ftp("ftp://192.0.2.1/a%0D%0ADELE%20x/")).unwrap_err(),
+            "actions.ftp.url: \"ftp://192.0.2.1/a%0D%0ADELE%20x/\": directory \
+             \"a%0D%0ADELE%20x\" holds a control character when decoded"
+        );
+        assert_eq!(
+            check(&ftp("ftp://10.1/")).unwrap_err(),
+            "actions.ftp.url: \"ftp://10.1/\": \"10.1\" is not a host name or an IP address"
+        );
+
+        let smtp =
+            |server: &'static str| move |doc: &mut Document| doc.actions.email.smtp = server.into();
+        check(&smtp("[2001:db8::25]:465")).unwrap();
+        check(&smtp("mail.example.com")).unwrap();
+        assert_eq!(
+            check(&smtp("mail.example.com:0")).unwrap_err(),
+            "actions.email.smtp: \"mail.example.com:0\" is not host or host:port"
+        );
+        assert_eq!(
+            check(&smtp("smtp://mail.example.com")).unwrap_err(),
+            "actions.email.smtp: \"smtp://mail.example.com\" is not host or host:port"
         );
     }
 

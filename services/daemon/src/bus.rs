@@ -56,3 +56,32 @@ pub async fn until_stopped(conn: &zbus::Connection) -> std::io::Result<Stopped> 
     }
     Ok(stopped)
 }
+
+/// A service's object served on one end of a peer-to-peer connection over a
+/// socket pair, and the client connection at the other end: an interface is
+/// called through its proxy, signals included, without a bus daemon (feature
+/// `p2p`, for the services' own tests). Returns `(server, client)`; the object
+/// lives as long as the server connection.
+#[cfg(feature = "p2p")]
+pub async fn peer_to_peer<I>(
+    path: &str,
+    object: I,
+) -> zbus::Result<(zbus::Connection, zbus::Connection)>
+where
+    I: zbus::object_server::Interface,
+{
+    let (server, client) = std::os::unix::net::UnixStream::pair()?;
+    let server = zbus::connection::Builder::unix_stream(server)
+        .server(zbus::Guid::generate())
+        .p2p()
+        .method_timeout(METHOD_TIMEOUT)
+        .serve_at(path, object)
+        .build();
+    let client = zbus::connection::Builder::unix_stream(client)
+        .p2p()
+        .method_timeout(METHOD_TIMEOUT)
+        .build();
+    // Each end's handshake waits for the other's.
+    let (server, client) = tokio::join!(server, client);
+    Ok((server?, client?))
+}

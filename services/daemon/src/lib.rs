@@ -7,13 +7,15 @@
 pub mod bus;
 pub mod config;
 pub mod files;
+pub mod memory;
 pub mod watchdog;
 
 use std::future::Future;
 use std::process::ExitCode;
 
 /// Logs to stderr at `RUST_LOG`'s levels (`info` when unset, the SIP stack's
-/// own at `error`), runs `service`,
+/// own at `error`), gives freed memory back to the system every 30 s
+/// ([`memory`]), runs `service`,
 /// and turns its outcome into the exit code (an error is logged first).
 pub async fn run<E: std::fmt::Display>(service: impl Future<Output = Result<(), E>>) -> ExitCode {
     // The SIP stack logs every message it handles at INFO, which under attack
@@ -25,6 +27,7 @@ pub async fn run<E: std::fmt::Display>(service: impl Future<Output = Result<(), 
         )
         .with_writer(std::io::stderr)
         .init();
+    memory::trim_every(memory::TRIM_PERIOD);
     match service.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -29,7 +29,7 @@ struct Args {
 /// How long stopping may take to stop the page and resume a held call.
 const STOP_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     doorphone_daemon::run(run(Args::parse())).await
 }

@@ -557,6 +557,17 @@ pub fn spawn(
     Inputs { commands }
 }
 
+/// `watcher` set to watch `inputs`, on a blocking thread: stopping a line's
+/// thread waits for its poll to end.
+async fn watch(mut watcher: Box<dyn Watcher>, inputs: Vec<InputConfig>) -> Box<dyn Watcher> {
+    tokio::task::spawn_blocking(move || {
+        watcher.watch(&inputs);
+        watcher
+    })
+    .await
+    .expect("the input watcher does not panic")
+}
+
 async fn run(
     mut watcher: Box<dyn Watcher>,
     mut readings: mpsc::UnboundedReceiver<Reading>,
@@ -579,18 +590,19 @@ async fn run(
                     let current: Vec<InputConfig> = lines.iter().map(|l| l.config.clone()).collect();
                     if current != inputs {
                         lines = configure(lines, &inputs);
-                        tokio::task::block_in_place(|| watcher.watch(&inputs));
-                        tracing::info!(inputs = inputs.len(), "watching the inputs");
+                        let count = inputs.len();
+                        watcher = watch(watcher, inputs).await;
+                        tracing::info!(inputs = count, "watching the inputs");
                     }
                     let _ = done.send(());
                 }
                 Some(Command::Shutdown(done)) => {
-                    tokio::task::block_in_place(|| watcher.watch(&[]));
+                    watch(watcher, Vec::new()).await;
                     let _ = done.send(());
                     return;
                 }
                 None => {
-                    tokio::task::block_in_place(|| watcher.watch(&[]));
+                    watch(watcher, Vec::new()).await;
                     return;
                 }
             },

@@ -56,7 +56,7 @@ enum Gpio {
     Sim,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     doorphone_daemon::run(run(Args::parse())).await
 }

@@ -8,7 +8,8 @@
 //! so it returns within about 21 s whatever the servers do. It never panics: a
 //! panic inside a client library is caught and reported as that action's error.
 //! A configuration that cannot work (no URL, no snapshot, a bad address) fails
-//! at once, without a retry.
+//! at once, without a retry. URLs and the SMTP server are parsed by
+//! [`doorphone_interfaces::config::urls`], as the config service checks them.
 //!
 //! - `ftp`: plain FTP (no FTPS), passive mode, binary type, logged in with
 //!   `actions.ftp.user` / `password` (`anonymous` when the user is empty). The
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use doorphone_interfaces::config::document::{ActionKind, Actions, Email, EmailTls, Ftp};
+use doorphone_interfaces::config::urls;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -205,103 +207,6 @@ where
     unreachable!("the loop returns in its second round")
 }
 
-/// Splits `host[:port]` (or `[v6]:port`) into host and port.
-fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("{authority}: unclosed '['"))?;
-        match after {
-            "" => (host, None),
-            _ => (
-                host,
-                Some(
-                    after
-                        .strip_prefix(':')
-                        .ok_or_else(|| format!("{authority}: bad port"))?,
-                ),
-            ),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => (host, Some(port)),
-            _ => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("{authority:?}: no host"));
-    }
-    let port = match port {
-        None => default_port,
-        Some(p) => match p.parse::<u16>() {
-            Ok(p) if p > 0 => p,
-            _ => return Err(format!("{authority}: bad port {p:?}")),
-        },
-    };
-    Ok((host.to_owned(), port))
-}
-
-/// `host` as `connect` and a `Host` header want it: IPv6 in brackets.
-fn bracketed(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(h) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(h);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The parts of `ftp://host[:port]/dir/...`: host, port and directories.
-#[derive(Debug, PartialEq)]
-struct FtpTarget {
-    host: String,
-    port: u16,
-    /// Directories to enter in turn; an absolute path starts with `/`.
-    dirs: Vec<String>,
-}
-
-fn parse_ftp_url(url: &str) -> Result<FtpTarget, String> {
-    let rest = url
-        .strip_prefix("ftp://")
-        .ok_or_else(|| format!("actions.ftp.url: {url:?} is not an ftp:// URL"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, ""),
-    };
-    // Credentials come from the configuration, not from the URL.
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = host_port(authority, 21).map_err(|e| format!("actions.ftp.url: {e}"))?;
-    let mut dirs = Vec::new();
-    if path.starts_with('/') {
-        dirs.push("/".to_owned());
-    }
-    dirs.extend(
-        path.split('/')
-            .filter(|d| !d.is_empty())
-            .map(percent_decode),
-    );
-    Ok(FtpTarget { host, port, dirs })
-}
-
 /// One attempt of the `ftp` action.
 async fn upload(ftp: &Ftp, snapshot: Option<&Snapshot>) -> Result<(), Failure> {
     use suppaftp::tokio::AsyncFtpStream;
@@ -310,10 +215,11 @@ async fn upload(ftp: &Ftp, snapshot: Option<&Snapshot>) -> Result<(), Failure> {
     if ftp.url.is_empty() {
         return Err(Failure::Permanent("actions.ftp.url is not set".to_owned()));
     }
-    let target = parse_ftp_url(&ftp.url).map_err(Failure::Permanent)?;
+    let target =
+        urls::ftp_url(&ftp.url).map_err(|e| Failure::Permanent(format!("actions.ftp.url: {e}")))?;
     let snapshot =
         snapshot.ok_or_else(|| Failure::Permanent("no snapshot to upload".to_owned()))?;
-    let address = format!("{}:{}", bracketed(&target.host), target.port);
+    let address = target.server.to_string();
     let mut stream = AsyncFtpStream::connect(address.as_str())
         .await
         .map_err(|e| transient(&format!("connecting to {address}"))(&e))?;
@@ -382,8 +288,9 @@ async fn mail(email: &Email, snapshot: Option<&Snapshot>) -> Result<(), Failure>
         EmailTls::Starttls => 587,
         EmailTls::Tls => 465,
     };
-    let (host, port) = host_port(&email.smtp, default_port)
+    let server = urls::host_port(&email.smtp, default_port)
         .map_err(|e| permanent(format!("actions.email.smtp: {e}")))?;
+    let (host, port) = (server.name(), server.port);
     let from: Mailbox = email
         .from
         .parse()
@@ -442,62 +349,20 @@ async fn mail(email: &Email, snapshot: Option<&Snapshot>) -> Result<(), Failure>
         .build()
         .send(message)
         .await
-        .map_err(|e| transient(&format!("sending through {}:{port}", bracketed(&host)))(&e))?;
+        .map_err(|e| transient(&format!("sending through {server}"))(&e))?;
     Ok(())
-}
-
-/// The parts of `http://host[:port]/path`: host, port and request target.
-#[derive(Debug, PartialEq)]
-struct HttpTarget {
-    host: String,
-    port: u16,
-    /// The path and query, percent-encoded where the request line needs it.
-    target: String,
-    /// The `Host` header's value.
-    host_header: String,
-}
-
-fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
-    if url.is_empty() {
-        return Err("no_answer.http_url is not set".to_owned());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!(
-            "no_answer.http_url: {url:?} is not an http:// URL (https is not supported)"
-        ));
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    let path = path.split('#').next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err("no_answer.http_url: user names in the URL are not supported".to_owned());
-    }
-    let (host, port) = host_port(authority, 80).map_err(|e| format!("no_answer.http_url: {e}"))?;
-    let mut target = String::from(if path.starts_with('/') { "" } else { "/" });
-    for b in path.bytes() {
-        if b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b) {
-            target.push(char::from(b));
-        } else {
-            target.push_str(&format!("%{b:02X}"));
-        }
-    }
-    let host_header = if port == 80 {
-        bracketed(&host)
-    } else {
-        format!("{}:{port}", bracketed(&host))
-    };
-    Ok(HttpTarget {
-        host,
-        port,
-        target,
-        host_header,
-    })
 }
 
 /// One attempt of the `http` action.
 async fn get(url: &str) -> Result<(), Failure> {
-    let target = parse_http_url(url).map_err(Failure::Permanent)?;
-    let address = format!("{}:{}", bracketed(&target.host), target.port);
+    if url.is_empty() {
+        return Err(Failure::Permanent(
+            "no_answer.http_url is not set".to_owned(),
+        ));
+    }
+    let target =
+        urls::http_url(url).map_err(|e| Failure::Permanent(format!("no_answer.http_url: {e}")))?;
+    let address = target.server.to_string();
     let mut stream = TcpStream::connect(address.as_str())
         .await
         .map_err(|e| transient(&format!("connecting to {address}"))(&e))?;
@@ -540,61 +405,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ftp_urls() {
-        assert_eq!(
-            parse_ftp_url("ftp://192.168.1.5/snapshots/").unwrap(),
-            FtpTarget {
-                host: "192.168.1.5".into(),
-                port: 21,
-                dirs: vec!["snapshots".into()]
-            }
-        );
-        assert_eq!(
-            parse_ftp_url("ftp://u:p@[::1]:2121//srv/door%20cam/").unwrap(),
-            FtpTarget {
-                host: "::1".into(),
-                port: 2121,
-                dirs: vec!["/".into(), "srv".into(), "door cam".into()]
-            }
-        );
-        assert_eq!(
-            parse_ftp_url("ftp://host").unwrap().dirs,
-            Vec::<String>::new()
-        );
-        assert!(parse_ftp_url("http://host/").is_err());
-        assert!(parse_ftp_url("ftp://host:0/").is_err());
-        assert!(parse_ftp_url("ftp:///dir").is_err());
-    }
-
-    #[test]
-    fn http_urls() {
-        let t = parse_http_url("http://192.168.1.5/doorbell-missed").unwrap();
-        assert_eq!(
-            (
-                t.host.as_str(),
-                t.port,
-                t.target.as_str(),
-                t.host_header.as_str()
-            ),
-            ("192.168.1.5", 80, "/doorbell-missed", "192.168.1.5")
-        );
-        let t = parse_http_url("http://[::1]:8080/door bell?b=1#x").unwrap();
-        assert_eq!(
-            (
-                t.host.as_str(),
-                t.port,
-                t.target.as_str(),
-                t.host_header.as_str()
-            ),
-            ("::1", 8080, "/door%20bell?b=1", "[::1]:8080")
-        );
-        assert_eq!(parse_http_url("http://h?x").unwrap().target, "/?x");
-        assert_eq!(parse_http_url("http://h").unwrap().target, "/");
-        assert!(parse_http_url("https://h/").is_err());
-        assert!(parse_http_url("").is_err());
-    }
-
-    #[test]
     fn names() {
         let snapshot = Snapshot {
             jpeg: Vec::new(),
@@ -605,6 +415,5 @@ mod tests {
         assert!(name.starts_with("door-20"), "{name}");
         assert!(name.ends_with("-button1.jpg"), "{name}");
         assert_eq!(name.len(), "door-20261126-231502-button1.jpg".len());
-        assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");
     }
 }

@@ -137,10 +137,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             tokio::spawn(async move { agent.on_request(request).await });
         }
     });
-    // Every signal stream ends only with the bus connection.
-    let bus_lost = CancellationToken::new();
+    // Every signal stream ends only with the bus connection, and
+    // `until_stopped` below reports that.
     let listener = agent.clone();
-    let lost = bus_lost.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -181,7 +180,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 },
             }
         }
-        lost.cancel();
     });
     let follower = agent.clone();
     tokio::spawn(async move {
@@ -202,12 +200,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         })),
     );
 
-    let outcome = tokio::select! {
-        stopped = doorphone_daemon::bus::until_stopped(&conn) => match stopped {
-            Ok(stopped) => stopped.outcome(),
-            Err(e) => Err(e.into()),
-        },
-        _ = bus_lost.cancelled() => Err("lost the connection to the system bus".into()),
+    let outcome = match doorphone_daemon::bus::until_stopped(&conn).await {
+        Ok(stopped) => stopped.outcome(),
+        Err(e) => Err(e.into()),
     };
     if let Err(e) = &outcome {
         tracing::error!("{e}: ending every call and stopping");
