@@ -338,6 +338,29 @@ fn units_policies_users_and_recipes_agree_with_the_code() {
             "{SYSUSERS} does not create {}",
             c.user
         );
+        // Its recipe installs its unit and makes its user; it has no bus name
+        // or policy of its own.
+        let recipe = files(RECIPES, ".bb")
+            .into_iter()
+            .find(|r| {
+                r.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}_", c.binary))
+            })
+            .unwrap_or_else(|| panic!("no recipe {RECIPES}/{}_<version>.bb", c.binary));
+        let recipe_text = read(&recipe);
+        for line in [
+            format!("DOORPHONE_USER = \"{}\"", c.user),
+            "require doorphone.inc".to_owned(),
+            "SYSTEMD_SERVICE:${PN} = \"${BPN}.service\"".to_owned(),
+        ] {
+            assert!(
+                recipe_text.lines().any(|l| l == line),
+                "{} lacks `{line}`",
+                recipe.display()
+            );
+        }
     }
 
     let listed = |path: &Path| {
