@@ -66,7 +66,14 @@ async fn a_door_opens_over_the_api_with_basic_and_with_digest_and_not_with_a_wro
     assert_eq!(door_opened(&mut opened).await, ("A".into(), "api".into()));
     until_closed(&mut closed).await;
 
-    // A wrong password, with either scheme, is a 401 with both challenges.
+    // An unknown user, and a wrong password with either scheme, are a 401
+    // with both challenges.
+    let reply = rig
+        .api
+        .curl(&["-u", "mallory:correct horse", "-X", "POST", &open])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 401, "{reply:?}");
     for scheme in ["--basic", "--digest"] {
         let reply = rig
             .api

@@ -120,6 +120,24 @@ impl Auth {
         ok
     }
 
+    /// Spends what a password check costs, so an unknown name is answered no
+    /// sooner than a known one with a wrong password.
+    async fn as_long_as_a_check(&self, password: &str) {
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return;
+        };
+        let password = password.to_owned();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut out = [0u8; 32];
+            Argon2::default().hash_password_into(
+                password.as_bytes(),
+                b"doorphone-no-user",
+                &mut out,
+            )
+        })
+        .await;
+    }
+
     /// The 401 answer, with a fresh Digest nonce and the Basic alternative.
     fn challenge(&self, stale: bool) -> ApiError {
         let nonce = self
@@ -237,10 +255,10 @@ impl Auth {
             .map_err(|_| Refusal::Malformed)?;
         let decoded = String::from_utf8(decoded).map_err(|_| Refusal::Malformed)?;
         let (name, password) = decoded.split_once(':').ok_or(Refusal::Malformed)?;
-        let user = users
-            .iter()
-            .find(|u| u.name == name)
-            .ok_or(Refusal::Wrong)?;
+        let Some(user) = users.iter().find(|u| u.name == name) else {
+            self.as_long_as_a_check(password).await;
+            return Err(Refusal::Wrong);
+        };
         if self.check_password(user, password).await {
             Ok(user)
         } else {
