@@ -44,6 +44,33 @@ pub const TEST: &[&str] = &[
     "curl",
 ];
 
+/// What `cargo xtask yocto-check` needs to run bitbake: python3, the host
+/// tools openembedded-core's `HOSTTOOLS` requires of every build (bitbake
+/// stops at its configuration when one is missing), `useradd` and `su` for the
+/// unprivileged user bitbake runs as, and `gst-inspect-1.0` for the element
+/// table.
+pub const YOCTO: &[&str] = &[
+    "python3",
+    "build-essential",
+    "bzip2",
+    "chrpath",
+    "cpio",
+    "debianutils",
+    "diffstat",
+    "file",
+    "gawk",
+    "git",
+    "hostname",
+    "passwd",
+    "patch",
+    "rpcsvc-proto",
+    "util-linux",
+    "wget",
+    "xz-utils",
+    "zstd",
+    "gstreamer1.0-tools",
+];
+
 /// What `cargo xtask test` needs from PyPI, pinned: SIPVicious scans and floods
 /// the SIP agent as an attacker would.
 pub const TEST_PYPI: &[(&str, &str)] = &[("sipvicious", "0.3.8")];

@@ -3,16 +3,20 @@
 //! - `run`: installs what is missing, builds, and runs the whole appliance on a
 //!   private bus with simulated hardware until Ctrl-C.
 //! - `test`: installs what is missing, then fmt, clippy, the Yocto layer's checks
-//!   (crate list, oelint-adv), unit and system tests.
+//!   (crate list, oelint-adv, bitbake), unit and system tests.
 //! - `bench`: the benchmarks, with the figures the issues ask for.
 //! - `fuzz`: mutated hostile datagrams against the running SIP agent.
 //! - `assets`: shell completions and the man page of `doorctl`.
-//! - `yocto-crates`: the Yocto layer's crate list, generated from `Cargo.lock`.
+//! - `yocto-crates`: the Yocto layer's crate list, generated from `Cargo.lock`,
+//!   and its users, generated from the sysusers file.
+//! - `yocto-check`: bitbake parses the layer against the pinned metadata and
+//!   resolves the image; the recipes' expanded variables are checked.
 
 mod appliance;
 mod deps;
 mod summary;
 mod yocto;
+mod yocto_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -59,11 +63,20 @@ enum Task {
     },
     /// Write shell completions and the man page of doorctl to target/assets.
     Assets,
-    /// Write the Yocto layer's doorphone-crates.inc from Cargo.lock.
+    /// Write the Yocto layer's doorphone-crates.inc from Cargo.lock and its
+    /// doorphone-users.inc from the sysusers file.
     YoctoCrates {
-        /// Only check that the file matches Cargo.lock.
+        /// Only check that the files match Cargo.lock and the sysusers file.
         #[arg(long)]
         check: bool,
+    },
+    /// Check the layer with bitbake against the wrynose metadata the kas file
+    /// pins (skipped when the metadata folder is missing).
+    YoctoCheck {
+        /// The metadata folder: bitbake, openembedded-core, meta-openembedded,
+        /// meta-yocto and their PINS file [default: ../shared/yocto-layers].
+        #[arg(long)]
+        layers: Option<PathBuf>,
     },
 }
 
@@ -76,6 +89,7 @@ fn main() -> ExitCode {
         Task::Fuzz { count, seed, save } => fuzz(count, seed, save),
         Task::Assets => assets().map(|dir| println!("wrote {}", dir.display())),
         Task::YoctoCrates { check } => yocto::crates(check),
+        Task::YoctoCheck { layers } => yocto_check::run(yocto_check::Options { layers }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,7 +143,7 @@ pub fn ensure_users() -> Result<()> {
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    deps::ensure(&[deps::RUN, deps::TEST])?;
+    deps::ensure(&[deps::RUN, deps::TEST, deps::YOCTO])?;
     deps::ensure_pypi(deps::TEST_PYPI)?;
     if !is_root() {
         bail!(
@@ -156,6 +170,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
     eprintln!("xtask: yocto-crates --check");
     yocto::crates(true)?;
     yocto::lint()?;
+    yocto_check::run(yocto_check::Options { layers: None })?;
     run_step(
         "cargo build",
         cargo().args(["build", "--workspace", "--bins"]),

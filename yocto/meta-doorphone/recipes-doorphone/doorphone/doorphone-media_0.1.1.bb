@@ -26,6 +26,7 @@ do_install:append() {
 DOORPHONE_GST_PACKAGES = "\
     gstreamer1.0 \
     gstreamer1.0-plugins-bad-openh264 \
+    gstreamer1.0-plugins-bad-srtp \
     gstreamer1.0-plugins-base-alsa \
     gstreamer1.0-plugins-base-app \
     gstreamer1.0-plugins-base-audioconvert \
