@@ -3,13 +3,16 @@
 //! real config, relay and media services.
 
 use doorphone_interfaces::relay::Relay1Proxy;
+use doorphone_interfaces::sip;
 use doorphone_system_tests::PATIENCE;
-use doorphone_system_tests::web::{ADMIN, USER, WebRig};
+use doorphone_system_tests::rig::{Rig, until_state};
+use doorphone_system_tests::sip::Caller;
+use doorphone_system_tests::web::{ADMIN, Api, USER, WebRig};
 use futures_util::StreamExt;
 
-/// A browser: its cookie jar, and the last page it got.
+/// A browser: the service it browses and its cookie jar.
 struct Browser<'r> {
-    rig: &'r WebRig,
+    api: &'r Api,
     jar: std::path::PathBuf,
 }
 
@@ -34,9 +37,13 @@ impl Page {
 
 impl<'r> Browser<'r> {
     fn new(rig: &'r WebRig, name: &str) -> Browser<'r> {
+        Browser::at(&rig.api, rig.dir.path(), name)
+    }
+
+    fn at(api: &'r Api, dir: &std::path::Path, name: &str) -> Browser<'r> {
         Browser {
-            rig,
-            jar: rig.dir.path().join(format!("{name}.cookies")),
+            api,
+            jar: dir.join(format!("{name}.cookies")),
         }
     }
 
@@ -44,7 +51,7 @@ impl<'r> Browser<'r> {
         let jar = self.jar.display().to_string();
         let mut all = vec!["-D", "-", "-b", &jar, "-c", &jar];
         all.extend_from_slice(args);
-        let reply = self.rig.api.curl(&all).await.unwrap();
+        let reply = self.api.curl(&all).await.unwrap();
         let text = String::from_utf8_lossy(&reply.body).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         Page {
@@ -55,7 +62,7 @@ impl<'r> Browser<'r> {
     }
 
     async fn get(&self, path: &str) -> Page {
-        self.request(&[&self.rig.api.url(path)]).await
+        self.request(&[&self.api.url(path)]).await
     }
 
     async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
@@ -64,7 +71,7 @@ impl<'r> Browser<'r> {
         for field in &encoded {
             args.extend(["--data-urlencode", field.as_str()]);
         }
-        let url = self.rig.api.url(path);
+        let url = self.api.url(path);
         args.push(&url);
         self.request(&args).await
     }
@@ -266,4 +273,62 @@ async fn without_users_the_pages_show_only_the_notice() {
         assert!(page.body.contains("doorctl web passwd"), "{}", page.body);
         assert!(!page.body.contains("<form"), "{}", page.body);
     }
+}
+
+/// Through the SIP agent, with SIPp calling: the status page's Answer and Hang
+/// up buttons act on the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_answers_and_hangs_up_a_ringing_call() {
+    let rig = Rig::start(10, |doc| {
+        doc["calls"]["auto_answer"]["ip"] = serde_json::json!(false)
+    })
+    .await;
+    let dir = tempfile::Builder::new()
+        .prefix("doorphone-web")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let api = Api::start(&rig.bus, dir.path(), true).await.unwrap();
+    let browser = Browser::at(&api, dir.path(), "admin");
+    browser.log_in(ADMIN).await;
+    let mut states = rig.states().await;
+
+    let mut caller = rig.call("caller", "door", "visitor", false, Caller::AnsweredUntilBye);
+    until_state(&mut states, sip::call_state::RINGING).await;
+    let status = browser.get("/status").await;
+    let marker = "action=\"/calls/";
+    let start = status.body.find(marker).expect("an Answer button") + marker.len();
+    let id = status.body[start..start + status.body[start..].find('/').unwrap()].to_owned();
+    assert!(
+        status
+            .body
+            .contains(&format!("action=\"/calls/{id}/answer\"")),
+        "{}",
+        status.body
+    );
+    let page = browser
+        .post(&format!("/calls/{id}/answer"), &[("csrf", &status.csrf())])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("Call {id} answered")),
+        "{}",
+        page.body
+    );
+    until_state(&mut states, sip::call_state::ANSWERED).await;
+
+    let page = browser
+        .post(&format!("/calls/{id}/hangup"), &[("csrf", &status.csrf())])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("Call {id} ended")),
+        "{}",
+        page.body
+    );
+    caller.succeeds(PATIENCE).await.unwrap();
 }

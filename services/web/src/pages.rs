@@ -54,6 +54,8 @@ pub fn router() -> Router<App> {
         .route("/logout", post(logout))
         .route("/status", get(status_page))
         .route("/doors/{relay}/open", post(open_door))
+        .route("/calls/{id}/answer", post(answer_call))
+        .route("/calls/{id}/hangup", post(hang_up_call))
         .route("/snapshot.jpg", get(snapshot))
         .route(
             "/intercom/call-feature",
@@ -254,6 +256,12 @@ pub struct ServiceLine {
     pub up: bool,
 }
 
+pub struct CallLine {
+    pub id: String,
+    pub text: String,
+    pub ringing: bool,
+}
+
 pub struct Door {
     pub relay: String,
     pub state: String,
@@ -271,7 +279,8 @@ struct StatusPage {
     revision: String,
     fingerprint: String,
     doors: Vec<Door>,
-    calls: Vec<String>,
+    admin: bool,
+    calls: Vec<CallLine>,
     accounts: Vec<String>,
 }
 
@@ -319,16 +328,18 @@ async fn status_with(
                 state: text(&d["state"]),
             })
             .collect(),
+        admin: session.role == WebRole::Admin,
         calls: list(&status["calls"])
             .iter()
-            .map(|c| {
-                format!(
-                    "{} {} {} ({})",
-                    text(&c["id"]),
+            .map(|c| CallLine {
+                id: text(&c["id"]),
+                text: format!(
+                    "{} {} ({})",
                     text(&c["direction"]),
                     text(&c["remote"]),
                     text(&c["state"])
-                )
+                ),
+                ringing: c["state"] == "ringing",
             })
             .collect(),
         accounts: list(&status["accounts"])
@@ -374,6 +385,60 @@ async fn open_door(
             let e = ApiError::from(e);
             status_with(&app, &session, e.status, None, Some(e.error)).await
         }
+    }
+}
+
+async fn answer_call(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    call_action(app, id, headers, body, true).await
+}
+
+async fn hang_up_call(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    call_action(app, id, headers, body, false).await
+}
+
+/// The status page's Answer (`answer`) or Hang up button of call `id`.
+async fn call_action(
+    app: App,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+    answer: bool,
+) -> Response {
+    let session = match admin(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if let Err(r) = checked_form(&session, &body) {
+        return *r;
+    }
+    let done = match app.peers.call(&id).await {
+        Ok(call) if answer => call.answer().await.map_err(ApiError::from),
+        Ok(call) => call.hangup().await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(()) => {
+            let what = if answer { "answered" } else { "ended" };
+            status_with(
+                &app,
+                &session,
+                StatusCode::OK,
+                Some(format!("Call {id} {what}")),
+                None,
+            )
+            .await
+        }
+        Err(e) => status_with(&app, &session, e.status, None, Some(e.error)).await,
     }
 }
 
