@@ -17,6 +17,7 @@ pub mod rig;
 pub mod rtp;
 pub mod servers;
 pub mod sip;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -486,6 +487,28 @@ pub fn run_config_to_exit(bus: &Bus, db: &ConfigDb) -> Result<(ExitStatus, Strin
     ))
 }
 
+/// The width and height in a JPEG's start-of-frame marker.
+pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    if jpeg.get(0..2)? != [0xff, 0xd8] || jpeg.get(jpeg.len() - 2..)? != [0xff, 0xd9] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 9 < jpeg.len() {
+        if jpeg[i] != 0xff {
+            return None;
+        }
+        let marker = jpeg[i + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+        if matches!(marker, 0xc0..=0xc2) {
+            let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
+            let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
 /// The `<interface name="NAME">…</interface>` element of an introspection document.
 pub fn interface_xml(introspection: &str, name: &str) -> Option<String> {
     let start = introspection.find(&format!("<interface name=\"{name}\">"))?;
@@ -635,6 +658,20 @@ pub const SERVICES: &[Packaged] = &[
         unit: "packaging/systemd/doorphone-pager.service",
     },
 ];
+
+/// The packaging of a service that owns no bus name (a client of the others,
+/// as the web service is): the binary its unit starts, its user and its unit.
+pub struct PackagedClient {
+    pub binary: &'static str,
+    pub user: &'static str,
+    pub unit: &'static str,
+}
+
+pub const CLIENT_SERVICES: &[PackagedClient] = &[PackagedClient {
+    binary: "doorphone-web",
+    user: "doorphone-web",
+    unit: "packaging/systemd/doorphone-web.service",
+}];
 
 /// Starts `binary` on `bus` as `user` with `args`, logging to `log`, and waits
 /// until it owns `bus_name`.

@@ -12,7 +12,7 @@ use doorphone_interfaces::media::{self, Media1Proxy, SessionProxy};
 use doorphone_system_tests::audio::{dominant, read_wav, samples};
 use doorphone_system_tests::rtp::{Relay, unused_port};
 use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, Service, chown_to, start_config, start_service,
+    Bus, ConfigDb, PATIENCE, Service, chown_to, jpeg_size, start_config, start_service,
 };
 use futures_util::StreamExt;
 
@@ -576,28 +576,6 @@ async fn an_audio_video_session_sends_h264_that_a_peer_decodes() {
     let first = std::fs::read(frames.join("frame-00000.jpg")).unwrap();
     assert_eq!(jpeg_size(&first), Some((640, 480)));
     media.stop(&path.as_ref()).await.unwrap();
-}
-
-/// The width and height in a JPEG's start-of-frame marker.
-fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
-    if jpeg.get(0..2)? != [0xff, 0xd8] || jpeg.get(jpeg.len() - 2..)? != [0xff, 0xd9] {
-        return None;
-    }
-    let mut i = 2;
-    while i + 9 < jpeg.len() {
-        if jpeg[i] != 0xff {
-            return None;
-        }
-        let marker = jpeg[i + 1];
-        let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
-        if matches!(marker, 0xc0..=0xc2) {
-            let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
-            let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
-            return Some((w, h));
-        }
-        i += 2 + len;
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

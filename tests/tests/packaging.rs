@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use doorphone_system_tests::{SERVICES, bin, repo_root};
+use doorphone_system_tests::{CLIENT_SERVICES, SERVICES, bin, repo_root};
 
 const SYSUSERS: &str = "packaging/sysusers.d/doorphone.conf";
 const RECIPES: &str = "yocto/meta-doorphone/recipes-doorphone/doorphone";
@@ -306,10 +306,68 @@ fn units_policies_users_and_recipes_agree_with_the_code() {
         }
     }
 
+    // A client service owns no name: its unit starts its binary as its user.
+    for c in CLIENT_SERVICES {
+        assert!(
+            binaries.contains(c.binary),
+            "{} is not a binary of the workspace: {binaries:?}",
+            c.binary
+        );
+        assert_eq!(c.unit, format!("packaging/systemd/{}.service", c.binary));
+        let unit = read(&root.join(c.unit));
+        let exec = unit_values(&unit, "Service", "ExecStart");
+        assert_eq!(exec.len(), 1, "{}: one ExecStart", c.unit);
+        assert_eq!(
+            exec_program(&exec[0]),
+            format!("/usr/bin/{}", c.binary),
+            "{}",
+            c.unit
+        );
+        for key in ["User", "Group"] {
+            assert_eq!(
+                unit_values(&unit, "Service", key),
+                [c.user],
+                "{}: {key}=",
+                c.unit
+            );
+        }
+        assert!(
+            sysusers
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq(["u", c.user])),
+            "{SYSUSERS} does not create {}",
+            c.user
+        );
+        // Its recipe installs its unit and makes its user; it has no bus name
+        // or policy of its own.
+        let recipe = files(RECIPES, ".bb")
+            .into_iter()
+            .find(|r| {
+                r.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}_", c.binary))
+            })
+            .unwrap_or_else(|| panic!("no recipe {RECIPES}/{}_<version>.bb", c.binary));
+        let recipe_text = read(&recipe);
+        for line in [
+            format!("DOORPHONE_USER = \"{}\"", c.user),
+            "require doorphone.inc".to_owned(),
+            "SYSTEMD_SERVICE:${PN} = \"${BPN}.service\"".to_owned(),
+        ] {
+            assert!(
+                recipe_text.lines().any(|l| l == line),
+                "{} lacks `{line}`",
+                recipe.display()
+            );
+        }
+    }
+
     let listed = |path: &Path| {
         SERVICES
             .iter()
             .any(|s| root.join(s.unit) == path || root.join(s.policy) == path)
+            || CLIENT_SERVICES.iter().any(|c| root.join(c.unit) == path)
     };
     for unit in files("packaging/systemd", "") {
         assert!(

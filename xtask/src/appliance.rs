@@ -13,26 +13,54 @@ use anyhow::{Context, Result, bail};
 
 use crate::{deps, ensure_users, is_root, root, run_step};
 
-/// One service of the appliance: binary, production user, bus name, and its
-/// options for a machine without door hardware, given a folder of its own.
+/// One service of the appliance: binary, production user, what says it is up,
+/// and its options for a machine without door hardware, given a folder of its own.
 struct ServiceSpec {
     binary: &'static str,
     user: &'static str,
-    bus_name: &'static str,
+    ready: Ready,
     args: fn(&Path) -> Vec<String>,
 }
+
+/// What shows that a service is up.
+enum Ready {
+    /// It owns this name on the bus.
+    BusName(&'static str),
+    /// It accepts TCP connections at this loopback port (a bus client).
+    Listening(u16),
+}
+
+impl Ready {
+    fn is_up(&self, address: &str) -> bool {
+        match self {
+            Ready::BusName(name) => name_has_owner(address, name),
+            Ready::Listening(port) => std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Ready::BusName(name) => format!("{name} on the bus"),
+            Ready::Listening(port) => format!("port {port} on 127.0.0.1"),
+        }
+    }
+}
+
+/// Where the web service serves HTTPS, and where its plain HTTP redirects from.
+const WEB_PORT: u16 = 8443;
+const WEB_HTTP_PORT: u16 = 8080;
 
 const SERVICES: &[ServiceSpec] = &[
     ServiceSpec {
         binary: "doorphone-config",
         user: "doorphone-config",
-        bus_name: "org.doorphone.Config1",
+        ready: Ready::BusName("org.doorphone.Config1"),
         args: |dir| vec!["--db".into(), dir.join("config.db").display().to_string()],
     },
     ServiceSpec {
         binary: "doorphone-media",
         user: "doorphone-media",
-        bus_name: "org.doorphone.Media1",
+        ready: Ready::BusName("org.doorphone.Media1"),
         args: |dir| {
             vec![
                 "--audio-source".into(),
@@ -50,7 +78,7 @@ const SERVICES: &[ServiceSpec] = &[
     ServiceSpec {
         binary: "doorphone-relay",
         user: "doorphone-relay",
-        bus_name: "org.doorphone.Relay1",
+        ready: Ready::BusName("org.doorphone.Relay1"),
         args: |dir| {
             vec![
                 "--gpio".into(),
@@ -70,7 +98,7 @@ const SERVICES: &[ServiceSpec] = &[
     ServiceSpec {
         binary: "doorphone-sip",
         user: "doorphone-sip",
-        bus_name: "org.doorphone.Sip1",
+        ready: Ready::BusName("org.doorphone.Sip1"),
         args: |dir| {
             vec![
                 "--address".into(),
@@ -86,8 +114,24 @@ const SERVICES: &[ServiceSpec] = &[
     ServiceSpec {
         binary: "doorphone-pager",
         user: "doorphone-pager",
-        bus_name: "org.doorphone.Pager1",
+        ready: Ready::BusName("org.doorphone.Pager1"),
         args: |_| vec!["--iface".into(), "lo".into()],
+    },
+    // Last: a client of all the others.
+    ServiceSpec {
+        binary: "doorphone-web",
+        user: "doorphone-web",
+        ready: Ready::Listening(WEB_PORT),
+        args: |dir| {
+            vec![
+                "--listen".into(),
+                format!("127.0.0.1:{WEB_PORT}"),
+                "--http".into(),
+                format!("127.0.0.1:{WEB_HTTP_PORT}"),
+                "--state-dir".into(),
+                dir.display().to_string(),
+            ]
+        },
     },
 ];
 
@@ -196,13 +240,14 @@ fn start_services(
             child,
         });
         wait_until(
-            || name_has_owner(address, spec.bus_name),
+            || spec.ready.is_up(address),
             &format!(
-                "{} on the bus (see target/appliance/{}.log)",
-                spec.bus_name, spec.binary
+                "{} (see target/appliance/{}.log)",
+                spec.ready.describe(),
+                spec.binary
             ),
         )?;
-        eprintln!("xtask: {} is up as {}", spec.bus_name, spec.user);
+        eprintln!("xtask: {} is up as {}", spec.binary, spec.user);
     }
     Ok(())
 }
@@ -268,7 +313,13 @@ fn print_usage(env_file: &Path, address: &str, bins: &Path) {
          and the call button, which places button 1's call once `{doorctl} button set 1 ...` made one:\n  \
          echo 24 0 > {state}/doorphone-relay/inputs; sleep 0.2; echo 24 1 > {state}/doorphone-relay/inputs\n  \
          busctl --address={address} monitor org.doorphone.Relay1\n\n\
+         The HTTP API is at https://127.0.0.1:{web_port}/api/v1 (a self-signed certificate;\n\
+         its fingerprint is in {state}/doorphone-web.log). Add a user, then open a door:\n  \
+         {doorctl} web passwd admin --role admin\n  \
+         curl -k --digest -u admin -X POST https://127.0.0.1:{web_port}/api/v1/doors/A/open\n  \
+         curl -k -u admin -N https://127.0.0.1:{web_port}/api/v1/events\n\n\
          Logs and state: {state}\n",
+        web_port = WEB_PORT,
         env = env_file.display(),
         doorctl = bins.join("doorctl").display(),
         sip_port = sip_port(),

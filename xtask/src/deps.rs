@@ -29,7 +29,8 @@ pub const RUN: &[&str] = &[
 /// What `cargo xtask test` needs besides `RUN`: the far ends of calls (libav's
 /// G.722 is an independent implementation to talk to, never used by the product;
 /// SIPp and baresip as callers, callees and registrars; Kamailio as a real SIP
-/// registrar and proxy; linphonec as a second real phone).
+/// registrar and proxy; linphonec as a second real phone; curl as the HTTP API's
+/// client, with Basic and Digest logins).
 pub const TEST: &[&str] = &[
     "gstreamer1.0-tools",
     "gstreamer1.0-libav",
@@ -40,6 +41,7 @@ pub const TEST: &[&str] = &[
     "python3-pyftpdlib",
     "python3-aiosmtpd",
     "socat",
+    "curl",
 ];
 
 /// What `cargo xtask yocto-check` needs to run bitbake: python3, the host

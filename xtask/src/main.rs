@@ -211,6 +211,7 @@ fn bench() -> Result<()> {
     )?;
     release_bin("config service over the bus", "config-bench")?;
     release_bin("media service over the bus", "media-bench")?;
+    release_bin("web service over HTTPS with curl", "web-bench")?;
     release_bin("SIP agent over the bus with SIPp", "sip-bench")?;
     release_bin(
         "SRTP against plain RTP, with SIPp and baresip",

@@ -1025,11 +1025,37 @@ fn check_recipe(
         ));
     }
     let service = get(&format!("SYSTEMD_SERVICE:{pn}"));
-    // A service names its bus name (doorphone-service.inc); a tool has none.
+    let user = get("DOORPHONE_USER");
+    let useradd = get(&format!("USERADD_PARAM:{pn}"));
+    let creates_user = || {
+        sysusers.iter().any(|u| u.kind == 'u' && u.name == user)
+            && useradd.split_whitespace().last() == Some(user)
+    };
+    let has_unit = || {
+        service == format!("{pn}.service")
+            && checkout.join("packaging/systemd").join(service).is_file()
+    };
+    // A service names its bus name (doorphone-service.inc); a bus client (the
+    // web service) has a user of the sysusers file and a unit but no name; a
+    // tool has neither.
     let bus = get("DOORPHONE_BUS_NAME");
     if bus.is_empty() {
-        if !service.is_empty() {
-            problems.push(format!("{pn}: a tool with a unit {service:?}"));
+        let client = !user.is_empty() && sysusers.iter().any(|u| u.kind == 'u' && u.name == user);
+        if !client {
+            if !service.is_empty() {
+                problems.push(format!("{pn}: a tool with a unit {service:?}"));
+            }
+            return;
+        }
+        if !has_unit() {
+            problems.push(format!(
+                "{pn}: SYSTEMD_SERVICE {service:?} is not its unit of packaging/systemd"
+            ));
+        }
+        if !creates_user() {
+            problems.push(format!(
+                "{pn}: USERADD_PARAM {useradd:?} does not create its user {user:?} of the sysusers file"
+            ));
         }
         return;
     }
@@ -1041,9 +1067,7 @@ fn check_recipe(
             problems.push(format!("{pn}: its bus name {bus} has no {file}"));
         }
     }
-    if service != format!("{pn}.service")
-        || !checkout.join("packaging/systemd").join(service).is_file()
-    {
+    if !has_unit() {
         problems.push(format!(
             "{pn}: SYSTEMD_SERVICE {service:?} is not its unit of packaging/systemd"
         ));
@@ -1051,11 +1075,7 @@ fn check_recipe(
     if !files.contains("/usr/share/dbus-1") {
         problems.push(format!("{pn}: FILES does not hold /usr/share/dbus-1"));
     }
-    let user = get("DOORPHONE_USER");
-    let useradd = get(&format!("USERADD_PARAM:{pn}"));
-    if !sysusers.iter().any(|u| u.kind == 'u' && u.name == user)
-        || useradd.split_whitespace().last() != Some(user)
-    {
+    if !creates_user() {
         problems.push(format!(
             "{pn}: USERADD_PARAM {useradd:?} does not create its user {user:?} of the sysusers file"
         ));
@@ -1787,12 +1807,34 @@ version = "0.25.0"
     #[test]
     fn a_new_service_recipe_is_held_to_the_same_rules() {
         // A service the checkout has no unit, bus policy or user for.
-        let vars = service_vars("doorphone-web", "org.doorphone.Web1", &root());
+        let vars = service_vars("doorphone-lift", "org.doorphone.Lift1", &root());
+        let problems = recipe_problems("doorphone-lift", &vars).join("\n");
+        for expected in [
+            "SYSTEMD_SERVICE \"doorphone-lift.service\" is not its unit of packaging/systemd",
+            "has no dbus/system.d/org.doorphone.Lift1.conf",
+            "has no dbus/interfaces/org.doorphone.Lift1.xml",
+            "does not create its user \"doorphone-lift\" of the sysusers file",
+        ] {
+            assert!(problems.contains(expected), "{expected}: {problems}");
+        }
+    }
+
+    #[test]
+    fn a_bus_client_service_needs_its_unit_and_user_but_no_bus_files() {
+        let mut vars = service_vars("doorphone-web", "", &root());
+        vars.insert("FILES:doorphone-web".to_owned(), "/usr/bin/*".to_owned());
+        assert_eq!(
+            recipe_problems("doorphone-web", &vars),
+            Vec::<String>::new()
+        );
+        vars.insert(
+            "SYSTEMD_SERVICE:doorphone-web".to_owned(),
+            "doorphone-www.service".to_owned(),
+        );
+        vars.insert("USERADD_PARAM:doorphone-web".to_owned(), String::new());
         let problems = recipe_problems("doorphone-web", &vars).join("\n");
         for expected in [
-            "SYSTEMD_SERVICE \"doorphone-web.service\" is not its unit of packaging/systemd",
-            "has no dbus/system.d/org.doorphone.Web1.conf",
-            "has no dbus/interfaces/org.doorphone.Web1.xml",
+            "SYSTEMD_SERVICE \"doorphone-www.service\" is not its unit of packaging/systemd",
             "does not create its user \"doorphone-web\" of the sysusers file",
         ] {
             assert!(problems.contains(expected), "{expected}: {problems}");

@@ -15,4 +15,5 @@ RDEPENDS:${PN} = "\
     doorphone-pager \
     doorphone-relay \
     doorphone-sip \
+    doorphone-web \
 "

@@ -1,0 +1,18 @@
+//! The door phone's web service: the HTTPS API for building systems and the
+//! web pages for installers. It is a client of the other services on the bus and keeps nothing
+//! of its own but its TLS key; its users are the config document's
+//! `web.users`.
+
+pub mod api;
+pub mod auth;
+pub mod digest;
+pub mod error;
+pub mod events;
+pub mod form;
+pub mod lockout;
+pub mod pages;
+pub mod peers;
+pub mod serve;
+pub mod sessions;
+pub mod status;
+pub mod tls;

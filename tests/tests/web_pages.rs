@@ -1,0 +1,334 @@
+//! System tests of the web pages of `doorphone-web`, with curl as the
+//! browser (a cookie jar, forms posted as a browser posts them), against the
+//! real config, relay and media services.
+
+use doorphone_interfaces::relay::Relay1Proxy;
+use doorphone_interfaces::sip;
+use doorphone_system_tests::PATIENCE;
+use doorphone_system_tests::rig::{Rig, until_state};
+use doorphone_system_tests::sip::Caller;
+use doorphone_system_tests::web::{ADMIN, Api, USER, WebRig};
+use futures_util::StreamExt;
+
+/// A browser: the service it browses and its cookie jar.
+struct Browser<'r> {
+    api: &'r Api,
+    jar: std::path::PathBuf,
+}
+
+struct Page {
+    status: u16,
+    /// The response's head, lower-cased.
+    head: String,
+    body: String,
+}
+
+impl Page {
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let start = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a CSRF field")
+            + 19;
+        self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
+    }
+}
+
+impl<'r> Browser<'r> {
+    fn new(rig: &'r WebRig, name: &str) -> Browser<'r> {
+        Browser::at(&rig.api, rig.dir.path(), name)
+    }
+
+    fn at(api: &'r Api, dir: &std::path::Path, name: &str) -> Browser<'r> {
+        Browser {
+            api,
+            jar: dir.join(format!("{name}.cookies")),
+        }
+    }
+
+    async fn request(&self, args: &[&str]) -> Page {
+        let jar = self.jar.display().to_string();
+        let mut all = vec!["-D", "-", "-b", &jar, "-c", &jar];
+        all.extend_from_slice(args);
+        let reply = self.api.curl(&all).await.unwrap();
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Page {
+            status: reply.status,
+            head: head.to_lowercase(),
+            body: body.to_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        self.request(&[&self.api.url(path)]).await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let encoded: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args = Vec::new();
+        for field in &encoded {
+            args.extend(["--data-urlencode", field.as_str()]);
+        }
+        let url = self.api.url(path);
+        args.push(&url);
+        self.request(&args).await
+    }
+
+    async fn log_in(&self, user: (&str, &str)) -> Page {
+        let form = self.get("/login").await;
+        let csrf = form.csrf();
+        let page = self
+            .post(
+                "/login",
+                &[("csrf", &csrf), ("name", user.0), ("password", user.1)],
+            )
+            .await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        self.get("/status").await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_in_takes_the_forms_token_and_gives_a_strict_cookie() {
+    let rig = WebRig::start(true).await.unwrap();
+    let browser = Browser::new(&rig, "admin");
+    let form = browser.get("/login").await;
+    assert_eq!(form.status, 200);
+    for header in [
+        "content-security-policy: default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+    ] {
+        assert!(form.head.contains(header), "{header}\n{}", form.head);
+    }
+    assert!(!form.body.contains("<script"), "no script on a page");
+    let csrf = form.csrf();
+
+    // Without the form's token, with a wrong password, then right.
+    let page = browser
+        .post("/login", &[("name", ADMIN.0), ("password", ADMIN.1)])
+        .await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let page = browser
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("name", ADMIN.0),
+                ("password", "wrong password"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 401);
+    assert!(
+        page.body.contains("wrong name or password"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let page = browser
+        .post(
+            "/login",
+            &[("csrf", &csrf), ("name", ADMIN.0), ("password", ADMIN.1)],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(page.head.contains("location: /status"), "{}", page.head);
+    let cookie = page
+        .head
+        .lines()
+        .find(|l| l.starts_with("set-cookie: __host-doorphone-session="))
+        .unwrap_or_else(|| panic!("no session cookie: {}", page.head))
+        .to_owned();
+    for part in ["; secure", "; httponly", "; samesite=strict", "; path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+
+    let status = browser.get("/status").await;
+    assert_eq!(status.status, 200);
+    assert!(status.body.contains("relay: up"), "{}", status.body);
+    assert!(
+        status.body.contains("action=\"/doors/A/open\""),
+        "{}",
+        status.body
+    );
+
+    // Logging out ends the session: the pages send back to the form.
+    let csrf = status.csrf();
+    let page = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, 303);
+    let page = browser.get("/status").await;
+    assert_eq!(page.status, 303);
+    assert!(page.head.contains("location: /login"), "{}", page.head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_button_opens_the_door_and_a_form_without_its_token_does_not() {
+    let rig = WebRig::start(true).await.unwrap();
+    let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
+    let mut opened = relay.receive_door_opened().await.unwrap();
+    let browser = Browser::new(&rig, "tenant");
+    let status = browser.log_in(USER).await;
+    let page = browser.post("/doors/A/open", &[("csrf", "forged")]).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let page = browser
+        .post("/doors/A/open", &[("csrf", &status.csrf())])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Door A opened"), "{}", page.body);
+    let signal = tokio::time::timeout(PATIENCE, opened.next())
+        .await
+        .expect("DoorOpened in time")
+        .unwrap();
+    let args = signal.args().unwrap();
+    // The first opening seen is the button's: the forged form opened nothing.
+    assert_eq!((args.relay, args.source), ("A", "api"));
+
+    // A user's session sees no configuration page.
+    let page = browser.get("/intercom/call-feature").await;
+    assert_eq!(page.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_feature_shows_the_refusal_beside_the_field_keeps_the_typing_and_changes_nothing() {
+    let rig = WebRig::start(true).await.unwrap();
+    let browser = Browser::new(&rig, "admin");
+    browser.log_in(ADMIN).await;
+    let form = browser.get("/intercom/call-feature").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(
+        form.body
+            .contains("name=\"max_call_time\" value=\"300\" min=\"0\" max=\"7200\""),
+        "{}",
+        form.body
+    );
+    let csrf = form.csrf();
+    let submit = |max_call_time: &'static str| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .post(
+                    "/intercom/call-feature",
+                    &[
+                        ("csrf", &csrf),
+                        ("max_call_time", max_call_time),
+                        ("max_dial_in_time", "60"),
+                        ("max_dial_out_time", "60"),
+                        ("auto_answer.delay", "0"),
+                        ("auto_answer.ip", "on"),
+                        ("auto_answer.mode", "video"),
+                        ("hang_up_after_open.timeout", "5"),
+                        ("hang_up_after_open.types", "api"),
+                    ],
+                )
+                .await
+        }
+    };
+    let config_get = || {
+        let out = rig
+            .doorctl(&["config", "get", "calls.max_call_time"], None)
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+
+    let page = submit("4").await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    let field = page
+        .body
+        .find("name=\"max_call_time\" value=\"4\"")
+        .unwrap_or_else(|| panic!("the typed 4 is gone: {}", page.body));
+    let refusal = page
+        .body
+        .find("<span class=\"error\" id=\"error-max_call_time\">calls.max_call_time: 4 is out of range")
+        .unwrap_or_else(|| panic!("no refusal beside the field: {}", page.body));
+    assert!(
+        refusal > field && !page.body[field..refusal].contains("<input"),
+        "the refusal is beside its field"
+    );
+    assert_eq!(config_get(), "300", "nothing changed");
+
+    let page = submit("240").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Saved"), "{}", page.body);
+    assert_eq!(config_get(), "240");
+    let out = rig
+        .doorctl(&["config", "get", "calls.hang_up_after_open.types"], None)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[\n  \"api\"\n]"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_users_the_pages_show_only_the_notice() {
+    let rig = WebRig::start(false).await.unwrap();
+    let browser = Browser::new(&rig, "nobody");
+    for path in ["/login", "/status"] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, 503, "{path}");
+        assert!(page.body.contains("doorctl web passwd"), "{}", page.body);
+        assert!(!page.body.contains("<form"), "{}", page.body);
+    }
+}
+
+/// Through the SIP agent, with SIPp calling: the status page's Answer and Hang
+/// up buttons act on the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_answers_and_hangs_up_a_ringing_call() {
+    let rig = Rig::start(10, |doc| {
+        doc["calls"]["auto_answer"]["ip"] = serde_json::json!(false)
+    })
+    .await;
+    let dir = tempfile::Builder::new()
+        .prefix("doorphone-web")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let api = Api::start(&rig.bus, dir.path(), true).await.unwrap();
+    let browser = Browser::at(&api, dir.path(), "admin");
+    browser.log_in(ADMIN).await;
+    let mut states = rig.states().await;
+
+    let mut caller = rig.call("caller", "door", "visitor", false, Caller::AnsweredUntilBye);
+    until_state(&mut states, sip::call_state::RINGING).await;
+    let status = browser.get("/status").await;
+    let marker = "action=\"/calls/";
+    let start = status.body.find(marker).expect("an Answer button") + marker.len();
+    let id = status.body[start..start + status.body[start..].find('/').unwrap()].to_owned();
+    assert!(
+        status
+            .body
+            .contains(&format!("action=\"/calls/{id}/answer\"")),
+        "{}",
+        status.body
+    );
+    let page = browser
+        .post(&format!("/calls/{id}/answer"), &[("csrf", &status.csrf())])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("Call {id} answered")),
+        "{}",
+        page.body
+    );
+    until_state(&mut states, sip::call_state::ANSWERED).await;
+
+    let page = browser
+        .post(&format!("/calls/{id}/hangup"), &[("csrf", &status.csrf())])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("Call {id} ended")),
+        "{}",
+        page.body
+    );
+    caller.succeeds(PATIENCE).await.unwrap();
+}
