@@ -194,15 +194,22 @@ impl Rig {
     async fn hears(&self, tone: Option<f64>, seconds: f64) {
         let from = self.tones().len();
         let windows = (seconds * 5.0).ceil() as usize;
-        until(
-            &format!("the speaker to play {tone:?} for {seconds} s"),
-            || {
-                self.tones()
-                    .get(from..)
-                    .is_some_and(|t| t.iter().filter(|w| **w == tone).count() >= windows)
-            },
-        )
-        .await;
+        let heard = || {
+            self.tones()
+                .get(from..)
+                .is_some_and(|t| t.iter().filter(|w| **w == tone).count() >= windows)
+        };
+        let deadline = Instant::now() + PATIENCE;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while !heard() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the speaker to play {tone:?} for {seconds} s; it played {:?}\n{}",
+                self.tones().get(from..),
+                self.logs()
+            );
+            tick.tick().await;
+        }
     }
 
     /// The tone that dominates each 200 ms of the speaker so far (none before

@@ -29,8 +29,39 @@ use doorphone_system_tests::{
 use serde_json::json;
 
 const ROUNDS: usize = 2;
+/// Sequential calls per round (`--calls N` sets them; back-to-back calls are
+/// twice as many).
 const SEQUENTIAL: usize = 200;
-const BACK_TO_BACK: usize = 400;
+
+/// How many calls each round makes.
+#[derive(Clone, Copy)]
+struct Counts {
+    sequential: usize,
+    back_to_back: usize,
+}
+
+impl Counts {
+    /// `--calls N` from the command line, else the full run.
+    fn from_args() -> Result<Counts> {
+        let mut args = std::env::args().skip(1);
+        let mut sequential = SEQUENTIAL;
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--calls" => {
+                    sequential = args.next().context("--calls N")?.parse()?;
+                    if sequential == 0 {
+                        bail!("--calls must be at least 1");
+                    }
+                }
+                other => bail!("unknown argument {other}; usage: sip-compare [--calls N]"),
+            }
+        }
+        Ok(Counts {
+            sequential,
+            back_to_back: 2 * sequential,
+        })
+    }
+}
 
 /// One target's figures of one round.
 #[derive(Default, Clone)]
@@ -97,22 +128,26 @@ async fn calls(
 }
 
 /// One round against `target`, whose processes are `pids`.
-async fn round(target: SocketAddr, pids: &[u32]) -> Result<Round> {
-    let (_, times) = calls(target, SEQUENTIAL, 50, true).await?;
+async fn round(target: SocketAddr, pids: &[u32], counts: Counts) -> Result<Round> {
+    let (_, times) = calls(target, counts.sequential, 50, true).await?;
     let times = times.context("traced")?;
-    if times.len() < SEQUENTIAL * 9 / 10 {
-        bail!("only {} of {SEQUENTIAL} answers traced", times.len());
+    if times.len() < counts.sequential * 9 / 10 {
+        bail!(
+            "only {} of {} answers traced",
+            times.len(),
+            counts.sequential
+        );
     }
     let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
     let before = cpu();
-    let (took, _) = calls(target, BACK_TO_BACK, 10_000, false).await?;
+    let (took, _) = calls(target, counts.back_to_back, 10_000, false).await?;
     let used = cpu() - before;
     Ok(Round {
         p50: percentile(&times, 0.50),
         p95: percentile(&times, 0.95),
         p99: percentile(&times, 0.99),
-        calls_per_s: BACK_TO_BACK as f64 / took.as_secs_f64(),
-        cpu_ms_per_call: used * 1e3 / BACK_TO_BACK as f64,
+        calls_per_s: counts.back_to_back as f64 / took.as_secs_f64(),
+        cpu_ms_per_call: used * 1e3 / counts.back_to_back as f64,
     })
 }
 
@@ -199,6 +234,7 @@ fn ratio(door: &[Round], baresip: &[Round], f: impl Fn(&Round) -> f64) -> String
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let counts = Counts::from_args()?;
     doorphone_system_tests::require_root();
     let bus = Bus::start()?;
     // The database is written first (the settings the calls need), so the
@@ -255,10 +291,10 @@ async fn main() -> Result<()> {
     door_pids.push(bus.pid());
     let (mut b_rounds, mut d_rounds) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        b_rounds.push(round(baresip_target, &[baresip_pid]).await?);
-        d_rounds.push(round(door.target, &door_pids).await?);
+        b_rounds.push(round(baresip_target, &[baresip_pid], counts).await?);
+        d_rounds.push(round(door.target, &door_pids, counts).await?);
     }
-    let calls_made = ROUNDS * (SEQUENTIAL + BACK_TO_BACK);
+    let calls_made = ROUNDS * (counts.sequential + counts.back_to_back);
     let after = pss_door(&door.names);
     let after_bus = pss_kib(bus.pid());
     let after_baresip = pss_kib(baresip_pid);
