@@ -1,5 +1,6 @@
 //! The web pages in a real browser: headless Chromium driven by chromedriver
-//! over WebDriver, against the real config, relay and media services, with a
+//! over WebDriver (logging in, Call Feature, Dial Plan, the Open button, the
+//! session's time-out), against the real config, relay and media services, with a
 //! screenshot of every page it visits under `target/web-screenshots/`.
 
 use std::path::PathBuf;
@@ -177,6 +178,8 @@ async fn a_browser_logs_in_configures_opens_the_door_and_loses_its_session() {
         .parent()
         .expect("target/<profile> sits in target")
         .join("web-screenshots");
+    // Only this run's screenshots.
+    let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
     let driver = Driver::start().await;
     let mut tab = Tab {
@@ -235,6 +238,32 @@ async fn a_browser_logs_in_configures_opens_the_door_and_loses_its_session() {
         "240",
         "nothing changed"
     );
+
+    // Intercom > Dial Plan: a rule added.
+    tab.click("nav a[href=\"/intercom/dial-plan\"]").await;
+    tab.until_text("p.count", "0 of 0 rules").await;
+    tab.shot("dial-plan").await;
+    tab.fill("name", "Concierge").await;
+    tab.fill("prefix", "9").await;
+    tab.fill("targets", "sip:concierge@example.com 192.0.2.7")
+        .await;
+    tab.click("#rule-new button[type=submit]").await;
+    tab.until_text("p.message", "Rule 1 added").await;
+    tab.until_text("p.count", "1 of 1 rules").await;
+    tab.shot("dial-plan-added").await;
+    let out = rig.doorctl(&["dialplan", "list"], None).unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let row = listed
+        .lines()
+        .find(|l| l.contains("Concierge"))
+        .unwrap_or_else(|| panic!("no rule listed: {listed}"));
+    for part in ["1", "9", "auto", "sip:concierge@example.com", "192.0.2.7"] {
+        assert!(
+            row.split(|c: char| c.is_whitespace() || c == ',')
+                .any(|w| w == part),
+            "{part}: {row}"
+        );
+    }
 
     // The status page's Open button.
     let relay = Relay1Proxy::new(&rig.conn).await.unwrap();

@@ -2,6 +2,7 @@
 //! browser (a cookie jar, forms posted as a browser posts them), against the
 //! real config, relay and media services.
 
+use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip;
 use doorphone_system_tests::PATIENCE;
@@ -9,6 +10,7 @@ use doorphone_system_tests::rig::{Rig, until_state};
 use doorphone_system_tests::sip::Caller;
 use doorphone_system_tests::web::{ADMIN, Api, USER, WebRig};
 use futures_util::StreamExt;
+use serde_json::json;
 
 /// A browser: the service it browses and its cookie jar.
 struct Browser<'r> {
@@ -331,4 +333,182 @@ async fn the_status_page_answers_and_hangs_up_a_ringing_call() {
         page.body
     );
     caller.succeeds(PATIENCE).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dial_plan_page_lists_searches_pages_adds_edits_and_removes_rules() {
+    let rig = WebRig::start(true).await.unwrap();
+    let config = Config1Proxy::new(&rig.conn).await.unwrap();
+    for n in 1..=60 {
+        config
+            .add_dial_rule(
+                &format!("Flat {n}"),
+                &format!("{}", 100 + n),
+                "auto",
+                &["sip:concierge@example.com"],
+            )
+            .await
+            .unwrap();
+    }
+    let browser = Browser::new(&rig, "admin");
+    browser.log_in(ADMIN).await;
+    let list = || {
+        let out = rig.doorctl(&["dialplan", "list", "--json"], None).unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    // 50 a page, the next page has the rest.
+    let page = browser.get("/intercom/dial-plan").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("60 of 60 rules (at most 500), page 1 of 2"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("<div class=\"rule\" id=\"rule-").count(),
+        51,
+        "50 and the new one"
+    );
+    assert!(page.body.contains("value=\"150\""), "{}", page.body);
+    assert!(!page.body.contains("value=\"151\""), "{}", page.body);
+    let page = browser.get("/intercom/dial-plan?q=&page=2").await;
+    assert!(page.body.contains("page 2 of 2"), "{}", page.body);
+    assert!(page.body.contains("value=\"160\""), "{}", page.body);
+    assert!(!page.body.contains("value=\"150\""), "{}", page.body);
+
+    // Search by prefix and by name.
+    let page = browser.get("/intercom/dial-plan?q=15").await;
+    assert!(page.body.contains("11 of 60 rules"), "{}", page.body);
+    let page = browser.get("/intercom/dial-plan?q=flat+7").await;
+    assert!(page.body.contains("1 of 60 rules"), "{}", page.body);
+    assert!(page.body.contains("value=\"Flat 7\""), "{}", page.body);
+    let csrf = page.csrf();
+
+    // A refused rule: beside its field, typed values kept, nothing changed.
+    let page = browser
+        .post(
+            "/intercom/dial-plan",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lobby"),
+                ("prefix", "10 1"),
+                ("account", "1"),
+                ("targets", "sip:lobby@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    let new = &page.body[page.body.find("id=\"rule-new\"").unwrap()..];
+    let field = new
+        .find("name=\"prefix\" value=\"10 1\"")
+        .expect("the typed prefix");
+    let refusal = new
+        .find("<span class=\"error\">dial_plan[61].prefix: &#34;10 1&#34; must be")
+        .or_else(|| {
+            new.find("<span class=\"error\">dial_plan[61].prefix: &quot;10 1&quot; must be")
+        })
+        .unwrap_or_else(|| panic!("no refusal beside the prefix: {new}"));
+    assert!(
+        refusal > field && !new[field..refusal].contains("<input"),
+        "{new}"
+    );
+    assert!(
+        new.contains("value=\"Lobby\"") && new.contains("value=\"1\" selected"),
+        "{new}"
+    );
+    assert_eq!(list().as_array().unwrap().len(), 60, "nothing changed");
+
+    // Added, edited, removed.
+    let page = browser
+        .post(
+            "/intercom/dial-plan",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lobby"),
+                ("prefix", "9"),
+                ("account", "1"),
+                ("targets", "sip:lobby@example.com 192.0.2.7"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Rule 61 added"), "{}", page.body);
+    let rule = list()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == 61)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            &rule["name"],
+            &rule["prefix"],
+            &rule["account"],
+            &rule["replace"]
+        ),
+        (
+            &json!("Lobby"),
+            &json!("9"),
+            &json!("1"),
+            &json!(["sip:lobby@example.com", "192.0.2.7"])
+        )
+    );
+    let page = browser
+        .post(
+            "/intercom/dial-plan/61",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lobby desk"),
+                ("prefix", "101"),
+                ("account", "auto"),
+                ("targets", "192.0.2.8"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422, "a prefix already used: {}", page.body);
+    assert!(
+        page.body.contains("prefix &#34;101&#34; is already used")
+            || page.body.contains("prefix &quot;101&quot; is already used"),
+        "{}",
+        page.body
+    );
+    let page = browser
+        .post(
+            "/intercom/dial-plan/61",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lobby desk"),
+                ("prefix", "9"),
+                ("account", "auto"),
+                ("targets", "192.0.2.8"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Rule 61 saved"), "{}", page.body);
+    let rule = list()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == 61)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&rule["name"], &rule["replace"]),
+        (&json!("Lobby desk"), &json!(["192.0.2.8"]))
+    );
+    let page = browser
+        .post("/intercom/dial-plan/61/remove", &[("csrf", "forged")])
+        .await;
+    assert_eq!(page.status, 403);
+    let page = browser
+        .post("/intercom/dial-plan/61/remove", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Rule 61 removed"), "{}", page.body);
+    assert!(list().as_array().unwrap().iter().all(|r| r["id"] != 61));
 }

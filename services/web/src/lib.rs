@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dial_plan;
 pub mod digest;
 pub mod error;
 pub mod events;
