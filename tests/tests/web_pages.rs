@@ -512,3 +512,75 @@ async fn the_dial_plan_page_lists_searches_pages_adds_edits_and_removes_rules() 
     assert!(page.body.contains("Rule 61 removed"), "{}", page.body);
     assert!(list().as_array().unwrap().iter().all(|r| r["id"] != 61));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_multicast_page_saves_the_groups_in_order_and_shows_a_refusal_beside_its_field() {
+    let rig = WebRig::start(true).await.unwrap();
+    let browser = Browser::new(&rig, "admin");
+    browser.log_in(ADMIN).await;
+    let form = browser.get("/intercom/multicast").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert_eq!(form.body.matches("<tr id=\"group-").count(), 10);
+    let csrf = form.csrf();
+    let section = || {
+        let out = rig.doorctl(&["config", "get", "multicast"], None).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let before = section();
+    // Rows 2 and 4 filled: the second one is no multicast address.
+    let submit = |address: &'static str| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .post(
+                    "/intercom/multicast",
+                    &[
+                        ("csrf", &csrf),
+                        ("paging_barge", "2"),
+                        ("listen.2.address", "239.1.1.1"),
+                        ("listen.2.port", "5004"),
+                        ("listen.2.label", "All call"),
+                        ("listen.4.address", address),
+                        ("listen.4.port", "5006"),
+                        ("listen.4.label", "Lobby"),
+                    ],
+                )
+                .await
+        }
+    };
+    let page = submit("192.0.2.1").await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    let row = &page.body[page.body.find("<tr id=\"group-4\">").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let field = row
+        .find("name=\"listen.4.address\" value=\"192.0.2.1\"")
+        .unwrap_or_else(|| panic!("the typed address is gone: {row}"));
+    let refusal = row
+        .find("<span class=\"error\">multicast.listen[2].address: 192.0.2.1 is not a multicast address")
+        .unwrap_or_else(|| panic!("no refusal beside row 4's address: {row}"));
+    assert!(
+        refusal > field && !row[field..refusal].contains("<input"),
+        "{row}"
+    );
+    assert!(row.contains("value=\"Lobby\""), "{row}");
+    assert_eq!(section(), before, "nothing changed");
+
+    let page = submit("239.1.1.2").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Saved"), "{}", page.body);
+    assert_eq!(
+        section(),
+        json!({
+            "paging_barge": 2,
+            "paging_priority": false,
+            "listen": [
+                {"address": "239.1.1.1", "port": 5004, "label": "All call"},
+                {"address": "239.1.1.2", "port": 5006, "label": "Lobby"},
+            ],
+        })
+    );
+    let form = browser.get("/intercom/multicast").await;
+    let first = &form.body[form.body.find("<tr id=\"group-1\">").unwrap()..];
+    assert!(first.find("239.1.1.1").unwrap() < first.find("239.1.1.2").unwrap());
+}

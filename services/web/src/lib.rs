@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod form;
 pub mod lockout;
+pub mod multicast;
 pub mod pages;
 pub mod peers;
 pub mod serve;
