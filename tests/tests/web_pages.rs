@@ -8,89 +8,9 @@ use doorphone_interfaces::sip;
 use doorphone_system_tests::PATIENCE;
 use doorphone_system_tests::rig::{Rig, until_state};
 use doorphone_system_tests::sip::Caller;
-use doorphone_system_tests::web::{ADMIN, Api, USER, WebRig};
+use doorphone_system_tests::web::{ADMIN, Api, Browser, USER, WebRig};
 use futures_util::StreamExt;
 use serde_json::json;
-
-/// A browser: the service it browses and its cookie jar.
-struct Browser<'r> {
-    api: &'r Api,
-    jar: std::path::PathBuf,
-}
-
-struct Page {
-    status: u16,
-    /// The response's head, lower-cased.
-    head: String,
-    body: String,
-}
-
-impl Page {
-    /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
-        let start = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a CSRF field")
-            + 19;
-        self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
-    }
-}
-
-impl<'r> Browser<'r> {
-    fn new(rig: &'r WebRig, name: &str) -> Browser<'r> {
-        Browser::at(&rig.api, rig.dir.path(), name)
-    }
-
-    fn at(api: &'r Api, dir: &std::path::Path, name: &str) -> Browser<'r> {
-        Browser {
-            api,
-            jar: dir.join(format!("{name}.cookies")),
-        }
-    }
-
-    async fn request(&self, args: &[&str]) -> Page {
-        let jar = self.jar.display().to_string();
-        let mut all = vec!["-D", "-", "-b", &jar, "-c", &jar];
-        all.extend_from_slice(args);
-        let reply = self.api.curl(&all).await.unwrap();
-        let text = String::from_utf8_lossy(&reply.body).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        Page {
-            status: reply.status,
-            head: head.to_lowercase(),
-            body: body.to_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Page {
-        self.request(&[&self.api.url(path)]).await
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let encoded: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut args = Vec::new();
-        for field in &encoded {
-            args.extend(["--data-urlencode", field.as_str()]);
-        }
-        let url = self.api.url(path);
-        args.push(&url);
-        self.request(&args).await
-    }
-
-    async fn log_in(&self, user: (&str, &str)) -> Page {
-        let form = self.get("/login").await;
-        let csrf = form.csrf();
-        let page = self
-            .post(
-                "/login",
-                &[("csrf", &csrf), ("name", user.0), ("password", user.1)],
-            )
-            .await;
-        assert_eq!(page.status, 303, "{}", page.body);
-        self.get("/status").await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logging_in_takes_the_forms_token_and_gives_a_strict_cookie() {

@@ -3,6 +3,7 @@
 //! of its own but its TLS key; its users are the config document's
 //! `web.users`.
 
+pub mod account;
 pub mod api;
 pub mod auth;
 pub mod dial_plan;
