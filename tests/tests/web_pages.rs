@@ -7,7 +7,7 @@ use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip;
 use doorphone_system_tests::PATIENCE;
 use doorphone_system_tests::rig::{Rig, until_state};
-use doorphone_system_tests::sip::Caller;
+use doorphone_system_tests::sip::{Callee, Caller};
 use doorphone_system_tests::web::{ADMIN, Api, Browser, USER, WebRig};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -503,4 +503,104 @@ async fn the_multicast_page_saves_the_groups_in_order_and_shows_a_refusal_beside
     let form = browser.get("/intercom/multicast").await;
     let first = &form.body[form.body.find("<tr id=\"group-1\">").unwrap()..];
     assert!(first.find("239.1.1.1").unwrap() < first.find("239.1.1.2").unwrap());
+}
+
+/// Through the SIP agent, with SIPp calling and called: the history page
+/// lists the ended calls, newest first, and filters them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_page_lists_the_ended_calls_and_filters_them() {
+    let rig = Rig::start(10, |doc| {
+        doc["calls"]["auto_answer"]["ip"] = serde_json::json!(false)
+    })
+    .await;
+    let dir = tempfile::Builder::new()
+        .prefix("doorphone-web")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let api = Api::start(&rig.bus, dir.path(), true).await.unwrap();
+    let mut states = rig.states().await;
+
+    // A call in, answered and ended by the door; then a call out, refused.
+    let mut caller = rig.call("caller", "door", "visitor", false, Caller::AnsweredUntilBye);
+    until_state(&mut states, sip::call_state::RINGING).await;
+    let calls = api
+        .curl_as(ADMIN, &[&api.url("/api/v1/calls")])
+        .await
+        .unwrap()
+        .json();
+    let id = calls[0]["id"].as_str().unwrap().to_owned();
+    let one = api.url(&format!("/api/v1/calls/{id}"));
+    let answer = format!("{one}/answer");
+    assert_eq!(
+        api.curl_as(ADMIN, &["-X", "POST", &answer])
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    until_state(&mut states, sip::call_state::ANSWERED).await;
+    assert_eq!(
+        api.curl_as(ADMIN, &["-X", "DELETE", &one])
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    caller.succeeds(PATIENCE).await.unwrap();
+    let mut callee = rig.callee("callee", Callee::Refuse("486 Busy Here"));
+    let number = serde_json::json!({"number": format!("127.0.0.1:{}", callee.port)}).to_string();
+    let calls = api.url("/api/v1/calls");
+    let reply = api
+        .curl_as(ADMIN, &["-X", "POST", "--data-binary", &number, &calls])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{reply:?}");
+    callee.succeeds(PATIENCE).await.unwrap();
+
+    // A user's page; the agent records a call just after its end.
+    let browser = Browser::at(&api, dir.path(), "tenant");
+    browser.log_in(USER).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let page = loop {
+        let page = browser.get("/history").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.body.contains("2 of 2 calls") || tokio::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        page.body.contains("2 of 2 calls, page 1 of 1"),
+        "{}",
+        page.body
+    );
+    let out = page.body.find("<td>out</td>").expect("the call out");
+    let inward = page.body.find("<td>in</td>").expect("the call in");
+    assert!(out < inward, "newest first: {}", page.body);
+    assert!(page.body.contains("<td>486</td>"), "{}", page.body);
+
+    for (query, shown, hidden) in [
+        ("direction=in", "<td>in</td>", "<td>out</td>"),
+        ("direction=out", "<td>out</td>", "<td>in</td>"),
+        ("answered=yes", "<td>in</td>", "<td>out</td>"),
+        ("answered=no", "<td>out</td>", "<td>in</td>"),
+    ] {
+        let page = browser.get(&format!("/history?{query}")).await;
+        assert!(page.body.contains("1 of 2 calls"), "{query}: {}", page.body);
+        assert!(
+            page.body.contains(shown) && !page.body.contains(hidden),
+            "{query}: {}",
+            page.body
+        );
+    }
+    let page = browser
+        .get(&format!("/history?q=127.0.0.1%3A{}", callee.port))
+        .await;
+    assert!(page.body.contains("1 of 2 calls"), "{}", page.body);
+    assert!(page.body.contains("<td>out</td>"), "{}", page.body);
 }

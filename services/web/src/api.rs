@@ -112,6 +112,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::dial_plan::router())
         .merge(crate::multicast::router())
         .merge(crate::account::router())
+        .merge(crate::history::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")

@@ -11,6 +11,7 @@ pub mod digest;
 pub mod error;
 pub mod events;
 pub mod form;
+pub mod history;
 pub mod lockout;
 pub mod multicast;
 pub mod pages;

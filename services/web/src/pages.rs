@@ -120,7 +120,7 @@ struct Login {
 
 /// The session of a page request, or where to go instead: the notice when
 /// there is no user, the login form when there is no live session.
-fn session(app: &App, headers: &HeaderMap) -> Result<Session, Box<Response>> {
+pub(crate) fn session(app: &App, headers: &HeaderMap) -> Result<Session, Box<Response>> {
     let snapshot = app.auth.snapshot();
     let users = &snapshot.document.web.users;
     if users.is_empty() {
