@@ -6,6 +6,7 @@
 pub mod account;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod dial_plan;
 pub mod digest;
 pub mod error;
