@@ -1,6 +1,6 @@
 //! The web pages in a real browser: headless Chromium driven by chromedriver
-//! over WebDriver (logging in, Call Feature, Dial Plan, the Open button, the
-//! session's time-out), against the real config, relay and media services, with a
+//! over WebDriver (logging in, Call Feature, Dial Plan, the other pages, the
+//! Open button, the session's time-out), against the real config, relay and media services, with a
 //! screenshot of every page it visits under `target/web-screenshots/`.
 
 use std::path::PathBuf;
@@ -263,6 +263,23 @@ async fn a_browser_logs_in_configures_opens_the_door_and_loses_its_session() {
                 .any(|w| w == part),
             "{part}: {row}"
         );
+    }
+
+    // The other pages, through the menu: each shows its heading.
+    for (link, heading, name) in [
+        ("/intercom/multicast", "Intercom > Multicast", "multicast"),
+        ("/account/basic", "Account > Basic", "account-basic"),
+        (
+            "/account/advanced",
+            "Account > Advanced",
+            "account-advanced",
+        ),
+        ("/history", "Call history", "history"),
+        ("/system/config", "System > Configuration", "configuration"),
+    ] {
+        tab.click(&format!("nav a[href=\"{link}\"]")).await;
+        tab.until_text("main h1", heading).await;
+        tab.shot(name).await;
     }
 
     // The status page's Open button.
