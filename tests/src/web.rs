@@ -2,7 +2,7 @@
 //! bus, beside the real config, relay (simulated GPIO) and media (test camera)
 //! services, its users made with the real `doorctl web passwd`, and `curl` as
 //! the client, over HTTPS on loopback with the service's self-signed
-//! certificate.
+//! certificate; curl with a cookie jar as the pages' browser.
 
 use std::io::Write;
 use std::path::Path;
@@ -214,6 +214,86 @@ impl Api {
         self.curl(&all).await
     }
 }
+/// A browser: the service it browses and its cookie jar.
+pub struct Browser<'r> {
+    pub api: &'r Api,
+    pub jar: std::path::PathBuf,
+}
+
+pub struct Page {
+    pub status: u16,
+    /// The response's head, lower-cased.
+    pub head: String,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of the first hidden `csrf` field.
+    pub fn csrf(&self) -> String {
+        let start = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a CSRF field")
+            + 19;
+        self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
+    }
+}
+
+impl<'r> Browser<'r> {
+    pub fn new(rig: &'r WebRig, name: &str) -> Browser<'r> {
+        Browser::at(&rig.api, rig.dir.path(), name)
+    }
+
+    pub fn at(api: &'r Api, dir: &std::path::Path, name: &str) -> Browser<'r> {
+        Browser {
+            api,
+            jar: dir.join(format!("{name}.cookies")),
+        }
+    }
+
+    pub async fn request(&self, args: &[&str]) -> Page {
+        let jar = self.jar.display().to_string();
+        let mut all = vec!["-D", "-", "-b", &jar, "-c", &jar];
+        all.extend_from_slice(args);
+        let reply = self.api.curl(&all).await.unwrap();
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Page {
+            status: reply.status,
+            head: head.to_lowercase(),
+            body: body.to_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        self.request(&[&self.api.url(path)]).await
+    }
+
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let encoded: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args = Vec::new();
+        for field in &encoded {
+            args.extend(["--data-urlencode", field.as_str()]);
+        }
+        let url = self.api.url(path);
+        args.push(&url);
+        self.request(&args).await
+    }
+
+    pub async fn log_in(&self, user: (&str, &str)) -> Page {
+        let form = self.get("/login").await;
+        let csrf = form.csrf();
+        let page = self
+            .post(
+                "/login",
+                &[("csrf", &csrf), ("name", user.0), ("password", user.1)],
+            )
+            .await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        self.get("/status").await
+    }
+}
+
 /// Starts `doorphone-web` on `bus` as its own user, HTTPS on `port` and the
 /// redirect on `http_port` of 127.0.0.1, its certificate kept in `state_dir`,
 /// and waits until it accepts connections.

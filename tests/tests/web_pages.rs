@@ -2,93 +2,15 @@
 //! browser (a cookie jar, forms posted as a browser posts them), against the
 //! real config, relay and media services.
 
+use doorphone_interfaces::config::Config1Proxy;
 use doorphone_interfaces::relay::Relay1Proxy;
 use doorphone_interfaces::sip;
 use doorphone_system_tests::PATIENCE;
 use doorphone_system_tests::rig::{Rig, until_state};
-use doorphone_system_tests::sip::Caller;
-use doorphone_system_tests::web::{ADMIN, Api, USER, WebRig};
+use doorphone_system_tests::sip::{Callee, Caller};
+use doorphone_system_tests::web::{ADMIN, Api, Browser, USER, WebRig};
 use futures_util::StreamExt;
-
-/// A browser: the service it browses and its cookie jar.
-struct Browser<'r> {
-    api: &'r Api,
-    jar: std::path::PathBuf,
-}
-
-struct Page {
-    status: u16,
-    /// The response's head, lower-cased.
-    head: String,
-    body: String,
-}
-
-impl Page {
-    /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
-        let start = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a CSRF field")
-            + 19;
-        self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
-    }
-}
-
-impl<'r> Browser<'r> {
-    fn new(rig: &'r WebRig, name: &str) -> Browser<'r> {
-        Browser::at(&rig.api, rig.dir.path(), name)
-    }
-
-    fn at(api: &'r Api, dir: &std::path::Path, name: &str) -> Browser<'r> {
-        Browser {
-            api,
-            jar: dir.join(format!("{name}.cookies")),
-        }
-    }
-
-    async fn request(&self, args: &[&str]) -> Page {
-        let jar = self.jar.display().to_string();
-        let mut all = vec!["-D", "-", "-b", &jar, "-c", &jar];
-        all.extend_from_slice(args);
-        let reply = self.api.curl(&all).await.unwrap();
-        let text = String::from_utf8_lossy(&reply.body).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        Page {
-            status: reply.status,
-            head: head.to_lowercase(),
-            body: body.to_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Page {
-        self.request(&[&self.api.url(path)]).await
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let encoded: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut args = Vec::new();
-        for field in &encoded {
-            args.extend(["--data-urlencode", field.as_str()]);
-        }
-        let url = self.api.url(path);
-        args.push(&url);
-        self.request(&args).await
-    }
-
-    async fn log_in(&self, user: (&str, &str)) -> Page {
-        let form = self.get("/login").await;
-        let csrf = form.csrf();
-        let page = self
-            .post(
-                "/login",
-                &[("csrf", &csrf), ("name", user.0), ("password", user.1)],
-            )
-            .await;
-        assert_eq!(page.status, 303, "{}", page.body);
-        self.get("/status").await
-    }
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logging_in_takes_the_forms_token_and_gives_a_strict_cookie() {
@@ -331,4 +253,354 @@ async fn the_status_page_answers_and_hangs_up_a_ringing_call() {
         page.body
     );
     caller.succeeds(PATIENCE).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dial_plan_page_lists_searches_pages_adds_edits_and_removes_rules() {
+    let rig = WebRig::start(true).await.unwrap();
+    let config = Config1Proxy::new(&rig.conn).await.unwrap();
+    for n in 1..=60 {
+        config
+            .add_dial_rule(
+                &format!("Flat {n}"),
+                &format!("{}", 100 + n),
+                "auto",
+                &["sip:concierge@example.com"],
+            )
+            .await
+            .unwrap();
+    }
+    let browser = Browser::new(&rig, "admin");
+    browser.log_in(ADMIN).await;
+    let list = || {
+        let out = rig.doorctl(&["dialplan", "list", "--json"], None).unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    // 50 a page, the next page has the rest.
+    let page = browser.get("/intercom/dial-plan").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("60 of 60 rules (at most 500), page 1 of 2"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("<div class=\"rule\" id=\"rule-").count(),
+        51,
+        "50 and the new one"
+    );
+    assert!(page.body.contains("value=\"150\""), "{}", page.body);
+    assert!(!page.body.contains("value=\"151\""), "{}", page.body);
+    let page = browser.get("/intercom/dial-plan?q=&page=2").await;
+    assert!(page.body.contains("page 2 of 2"), "{}", page.body);
+    assert!(page.body.contains("value=\"160\""), "{}", page.body);
+    assert!(!page.body.contains("value=\"150\""), "{}", page.body);
+
+    // Search by prefix and by name.
+    let page = browser.get("/intercom/dial-plan?q=15").await;
+    assert!(page.body.contains("11 of 60 rules"), "{}", page.body);
+    let page = browser.get("/intercom/dial-plan?q=flat+7").await;
+    assert!(page.body.contains("1 of 60 rules"), "{}", page.body);
+    assert!(page.body.contains("value=\"Flat 7\""), "{}", page.body);
+    let csrf = page.csrf();
+
+    // A refused rule: beside its field, typed values kept, nothing changed.
+    let page = browser
+        .post(
+            "/intercom/dial-plan",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lobby"),
+                ("prefix", "10 1"),
+                ("account", "1"),
+                ("targets", "sip:lobby@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    let new = &page.body[page.body.find("id=\"rule-new\"").unwrap()..];
+    let field = new
+        .find("name=\"prefix\" value=\"10 1\"")
+        .expect("the typed prefix");
+    let refusal = new
+        .find("<span class=\"error\">dial_plan[61].prefix: &#34;10 1&#34; must be")
+        .or_else(|| {
+            new.find("<span class=\"error\">dial_plan[61].prefix: &quot;10 1&quot; must be")
+        })
+        .unwrap_or_else(|| panic!("no refusal beside the prefix: {new}"));
+    assert!(
+        refusal > field && !new[field..refusal].contains("<input"),
+        "{new}"
+    );
+    assert!(
+        new.contains("value=\"Lobby\"") && new.contains("value=\"1\" selected"),
+        "{new}"
+    );
+    assert_eq!(list().as_array().unwrap().len(), 60, "nothing changed");
+
+    // Added, edited, removed.
+    let page = browser
+        .post(
+            "/intercom/dial-plan",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lobby"),
+                ("prefix", "9"),
+                ("account", "1"),
+                ("targets", "sip:lobby@example.com 192.0.2.7"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Rule 61 added"), "{}", page.body);
+    let rule = list()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == 61)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            &rule["name"],
+            &rule["prefix"],
+            &rule["account"],
+            &rule["replace"]
+        ),
+        (
+            &json!("Lobby"),
+            &json!("9"),
+            &json!("1"),
+            &json!(["sip:lobby@example.com", "192.0.2.7"])
+        )
+    );
+    let page = browser
+        .post(
+            "/intercom/dial-plan/61",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lobby desk"),
+                ("prefix", "101"),
+                ("account", "auto"),
+                ("targets", "192.0.2.8"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422, "a prefix already used: {}", page.body);
+    assert!(
+        page.body.contains("prefix &#34;101&#34; is already used")
+            || page.body.contains("prefix &quot;101&quot; is already used"),
+        "{}",
+        page.body
+    );
+    let page = browser
+        .post(
+            "/intercom/dial-plan/61",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lobby desk"),
+                ("prefix", "9"),
+                ("account", "auto"),
+                ("targets", "192.0.2.8"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Rule 61 saved"), "{}", page.body);
+    let rule = list()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == 61)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&rule["name"], &rule["replace"]),
+        (&json!("Lobby desk"), &json!(["192.0.2.8"]))
+    );
+    let page = browser
+        .post("/intercom/dial-plan/61/remove", &[("csrf", "forged")])
+        .await;
+    assert_eq!(page.status, 403);
+    let page = browser
+        .post("/intercom/dial-plan/61/remove", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Rule 61 removed"), "{}", page.body);
+    assert!(list().as_array().unwrap().iter().all(|r| r["id"] != 61));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_multicast_page_saves_the_groups_in_order_and_shows_a_refusal_beside_its_field() {
+    let rig = WebRig::start(true).await.unwrap();
+    let browser = Browser::new(&rig, "admin");
+    browser.log_in(ADMIN).await;
+    let form = browser.get("/intercom/multicast").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert_eq!(form.body.matches("<tr id=\"group-").count(), 10);
+    let csrf = form.csrf();
+    let section = || {
+        let out = rig.doorctl(&["config", "get", "multicast"], None).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let before = section();
+    // Rows 2 and 4 filled: the second one is no multicast address.
+    let submit = |address: &'static str| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .post(
+                    "/intercom/multicast",
+                    &[
+                        ("csrf", &csrf),
+                        ("paging_barge", "2"),
+                        ("listen.2.address", "239.1.1.1"),
+                        ("listen.2.port", "5004"),
+                        ("listen.2.label", "All call"),
+                        ("listen.4.address", address),
+                        ("listen.4.port", "5006"),
+                        ("listen.4.label", "Lobby"),
+                    ],
+                )
+                .await
+        }
+    };
+    let page = submit("192.0.2.1").await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    let row = &page.body[page.body.find("<tr id=\"group-4\">").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let field = row
+        .find("name=\"listen.4.address\" value=\"192.0.2.1\"")
+        .unwrap_or_else(|| panic!("the typed address is gone: {row}"));
+    let refusal = row
+        .find("<span class=\"error\">multicast.listen[2].address: 192.0.2.1 is not a multicast address")
+        .unwrap_or_else(|| panic!("no refusal beside row 4's address: {row}"));
+    assert!(
+        refusal > field && !row[field..refusal].contains("<input"),
+        "{row}"
+    );
+    assert!(row.contains("value=\"Lobby\""), "{row}");
+    assert_eq!(section(), before, "nothing changed");
+
+    let page = submit("239.1.1.2").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Saved"), "{}", page.body);
+    assert_eq!(
+        section(),
+        json!({
+            "paging_barge": 2,
+            "paging_priority": false,
+            "listen": [
+                {"address": "239.1.1.1", "port": 5004, "label": "All call"},
+                {"address": "239.1.1.2", "port": 5006, "label": "Lobby"},
+            ],
+        })
+    );
+    let form = browser.get("/intercom/multicast").await;
+    let first = &form.body[form.body.find("<tr id=\"group-1\">").unwrap()..];
+    assert!(first.find("239.1.1.1").unwrap() < first.find("239.1.1.2").unwrap());
+}
+
+/// Through the SIP agent, with SIPp calling and called: the history page
+/// lists the ended calls, newest first, and filters them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_page_lists_the_ended_calls_and_filters_them() {
+    let rig = Rig::start(10, |doc| {
+        doc["calls"]["auto_answer"]["ip"] = serde_json::json!(false)
+    })
+    .await;
+    let dir = tempfile::Builder::new()
+        .prefix("doorphone-web")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let api = Api::start(&rig.bus, dir.path(), true).await.unwrap();
+    let mut states = rig.states().await;
+
+    // A call in, answered and ended by the door; then a call out, refused.
+    let mut caller = rig.call("caller", "door", "visitor", false, Caller::AnsweredUntilBye);
+    until_state(&mut states, sip::call_state::RINGING).await;
+    let calls = api
+        .curl_as(ADMIN, &[&api.url("/api/v1/calls")])
+        .await
+        .unwrap()
+        .json();
+    let id = calls[0]["id"].as_str().unwrap().to_owned();
+    let one = api.url(&format!("/api/v1/calls/{id}"));
+    let answer = format!("{one}/answer");
+    assert_eq!(
+        api.curl_as(ADMIN, &["-X", "POST", &answer])
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    until_state(&mut states, sip::call_state::ANSWERED).await;
+    assert_eq!(
+        api.curl_as(ADMIN, &["-X", "DELETE", &one])
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    caller.succeeds(PATIENCE).await.unwrap();
+    let mut callee = rig.callee("callee", Callee::Refuse("486 Busy Here"));
+    let number = serde_json::json!({"number": format!("127.0.0.1:{}", callee.port)}).to_string();
+    let calls = api.url("/api/v1/calls");
+    let reply = api
+        .curl_as(ADMIN, &["-X", "POST", "--data-binary", &number, &calls])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{reply:?}");
+    callee.succeeds(PATIENCE).await.unwrap();
+
+    // A user's page; the agent records a call just after its end.
+    let browser = Browser::at(&api, dir.path(), "tenant");
+    browser.log_in(USER).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let page = loop {
+        let page = browser.get("/history").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.body.contains("2 of 2 calls") || tokio::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        page.body.contains("2 of 2 calls, page 1 of 1"),
+        "{}",
+        page.body
+    );
+    let out = page.body.find("<td>out</td>").expect("the call out");
+    let inward = page.body.find("<td>in</td>").expect("the call in");
+    assert!(out < inward, "newest first: {}", page.body);
+    assert!(page.body.contains("<td>486</td>"), "{}", page.body);
+
+    for (query, shown, hidden) in [
+        ("direction=in", "<td>in</td>", "<td>out</td>"),
+        ("direction=out", "<td>out</td>", "<td>in</td>"),
+        ("answered=yes", "<td>in</td>", "<td>out</td>"),
+        ("answered=no", "<td>out</td>", "<td>in</td>"),
+    ] {
+        let page = browser.get(&format!("/history?{query}")).await;
+        assert!(page.body.contains("1 of 2 calls"), "{query}: {}", page.body);
+        assert!(
+            page.body.contains(shown) && !page.body.contains(hidden),
+            "{query}: {}",
+            page.body
+        );
+    }
+    let page = browser
+        .get(&format!("/history?q=127.0.0.1%3A{}", callee.port))
+        .await;
+    assert!(page.body.contains("1 of 2 calls"), "{}", page.body);
+    assert!(page.body.contains("<td>out</td>"), "{}", page.body);
 }

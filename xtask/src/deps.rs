@@ -30,7 +30,8 @@ pub const RUN: &[&str] = &[
 /// G.722 is an independent implementation to talk to, never used by the product;
 /// SIPp and baresip as callers, callees and registrars; Kamailio as a real SIP
 /// registrar and proxy; linphonec as a second real phone; curl as the HTTP API's
-/// client, with Basic and Digest logins).
+/// client, with Basic and Digest logins; Chromium and chromedriver as the real
+/// browser of the web pages' test).
 pub const TEST: &[&str] = &[
     "gstreamer1.0-tools",
     "gstreamer1.0-libav",
@@ -42,6 +43,8 @@ pub const TEST: &[&str] = &[
     "python3-aiosmtpd",
     "socat",
     "curl",
+    "chromium",
+    "chromium-driver",
 ];
 
 /// What `cargo xtask yocto-check` needs to run bitbake: python3, the host

@@ -109,6 +109,11 @@ pub fn router(app: App) -> Router {
     }
     router
         .merge(crate::pages::router())
+        .merge(crate::dial_plan::router())
+        .merge(crate::multicast::router())
+        .merge(crate::account::router())
+        .merge(crate::history::router())
+        .merge(crate::backup::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")

@@ -3,13 +3,18 @@
 //! of its own but its TLS key; its users are the config document's
 //! `web.users`.
 
+pub mod account;
 pub mod api;
 pub mod auth;
+pub mod backup;
+pub mod dial_plan;
 pub mod digest;
 pub mod error;
 pub mod events;
 pub mod form;
+pub mod history;
 pub mod lockout;
+pub mod multicast;
 pub mod pages;
 pub mod peers;
 pub mod serve;

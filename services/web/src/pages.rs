@@ -1,7 +1,7 @@
 //! The web pages, rendered on the server from templates checked at compile
 //! time, with no script: the login form, the status page (with each door's
 //! Open button and the camera's snapshot, refreshed every 5 s), and Intercom >
-//! Call Feature, whose refusals show beside the field the config service
+//! Call Feature (Intercom > Dial Plan is `dial_plan`), whose refusals show beside the field the config service
 //! names, keeping what was typed.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -79,7 +79,7 @@ pub struct Menu {
 }
 
 impl Menu {
-    fn of(session: &Session) -> Option<Menu> {
+    pub(crate) fn of(session: &Session) -> Option<Menu> {
         Some(Menu {
             name: session.name.clone(),
             admin: session.role == WebRole::Admin,
@@ -88,7 +88,7 @@ impl Menu {
     }
 }
 
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -120,7 +120,7 @@ struct Login {
 
 /// The session of a page request, or where to go instead: the notice when
 /// there is no user, the login form when there is no live session.
-fn session(app: &App, headers: &HeaderMap) -> Result<Session, Box<Response>> {
+pub(crate) fn session(app: &App, headers: &HeaderMap) -> Result<Session, Box<Response>> {
     let snapshot = app.auth.snapshot();
     let users = &snapshot.document.web.users;
     if users.is_empty() {
@@ -140,7 +140,7 @@ fn session(app: &App, headers: &HeaderMap) -> Result<Session, Box<Response>> {
         .ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
 }
 
-fn admin(app: &App, headers: &HeaderMap) -> Result<Session, Box<Response>> {
+pub(crate) fn admin(app: &App, headers: &HeaderMap) -> Result<Session, Box<Response>> {
     let session = session(app, headers)?;
     if session.role != WebRole::Admin {
         return Err(Box::new(forbidden("this page is for admins")));
@@ -153,7 +153,10 @@ fn forbidden(why: &str) -> Response {
 }
 
 /// The form's CSRF token must be the session's.
-fn checked_form(session: &Session, body: &Bytes) -> Result<Vec<(String, String)>, Box<Response>> {
+pub(crate) fn checked_form(
+    session: &Session,
+    body: &Bytes,
+) -> Result<Vec<(String, String)>, Box<Response>> {
     let pairs = form::pairs(body);
     match form::one(&pairs, "csrf") {
         Some(token) if session.csrf_ok(token) => Ok(pairs),
