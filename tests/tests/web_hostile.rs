@@ -63,6 +63,13 @@ async fn garbage_and_malformed_requests_are_refused_and_the_service_keeps_servin
             &[
                 "-X",
                 "PUT",
+                // curl asks before it sends a large body; waiting for the
+                // answer (however loaded the machine) means the refusal is
+                // read before the body is written into a closed connection.
+                "-H",
+                "Expect: 100-continue",
+                "--expect100-timeout",
+                "60",
                 "--data-binary",
                 &data,
                 &rig.api.url("/api/v1/config"),
