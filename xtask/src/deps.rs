@@ -72,7 +72,33 @@ pub const YOCTO: &[&str] = &[
     "xz-utils",
     "zstd",
     "gstreamer1.0-tools",
+    "locales",
 ];
+
+/// The locale bitbake insists on (it exits without it).
+pub const YOCTO_LOCALE: (&str, &str) = ("en_US", "UTF-8");
+
+/// Makes the locale `(name, charset)` available (as root), or says how to.
+pub fn ensure_locale((name, charset): (&str, &str)) -> Result<()> {
+    let listed = Command::new("locale").arg("-a").output()?;
+    let wanted = format!("{name}.{}", charset.to_lowercase().replace('-', ""));
+    if String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .any(|l| l.trim() == wanted)
+    {
+        return Ok(());
+    }
+    let locale = format!("{name}.{charset}");
+    if !is_root() {
+        bail!(
+            "the locale {locale} is missing; make it with:\n  sudo localedef -i {name} -f {charset} {locale}"
+        );
+    }
+    run_step(
+        &format!("localedef {locale}"),
+        Command::new("localedef").args(["-i", name, "-f", charset, &locale]),
+    )
+}
 
 /// What `cargo xtask test` needs from PyPI, pinned: SIPVicious scans and floods
 /// the SIP agent as an attacker would.

@@ -608,6 +608,7 @@ pub fn run(options: Options) -> Result<()> {
     };
     let pins_file = metadata.join("PINS");
     deps::ensure(&[deps::YOCTO])?;
+    deps::ensure_locale(deps::YOCTO_LOCALE)?;
     let metadata = metadata.canonicalize()?;
     let kas_text = std::fs::read_to_string(root().join(KAS)).context(KAS)?;
     let pins_text = std::fs::read_to_string(&pins_file)?;
