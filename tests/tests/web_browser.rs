@@ -267,6 +267,7 @@ async fn a_browser_logs_in_configures_opens_the_door_and_loses_its_session() {
 
     // The other pages, through the menu: each shows its heading.
     for (link, heading, name) in [
+        ("/intercom/basic", "Intercom > Basic", "basic"),
         ("/intercom/multicast", "Intercom > Multicast", "multicast"),
         ("/account/basic", "Account > Basic", "account-basic"),
         (
@@ -274,6 +275,9 @@ async fn a_browser_logs_in_configures_opens_the_door_and_loses_its_session() {
             "Account > Advanced",
             "account-advanced",
         ),
+        ("/relays", "Relays and inputs", "relays"),
+        ("/contacts", "Contacts", "contacts"),
+        ("/media", "Media", "media"),
         ("/history", "Call history", "history"),
         ("/system/config", "System > Configuration", "configuration"),
     ] {

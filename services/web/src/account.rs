@@ -18,7 +18,8 @@ use serde_json::Value;
 use crate::api::App;
 use crate::error::ApiError;
 use crate::form;
-use crate::pages::{Menu, admin, checked_form, render};
+use crate::pages::{Menu, admin, render};
+use crate::section;
 use crate::sessions::Session;
 
 pub fn router() -> Router<App> {
@@ -264,12 +265,8 @@ async fn show(app: App, headers: HeaderMap, which: &Which) -> Response {
 }
 
 async fn save(app: App, headers: HeaderMap, body: Bytes, which: &Which) -> Response {
-    let session = match admin(&app, &headers) {
+    let (session, pairs) = match section::admin_form(&app, &headers, &body) {
         Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let pairs = match checked_form(&session, &body) {
-        Ok(p) => p,
         Err(r) => return *r,
     };
     let mut accounts = match stored(&app).await {

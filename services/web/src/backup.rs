@@ -14,7 +14,8 @@ use axum::routing::get;
 use crate::api::App;
 use crate::error::ApiError;
 use crate::form;
-use crate::pages::{Menu, admin, checked_form, render};
+use crate::pages::{Menu, admin, render};
+use crate::section;
 use crate::sessions::Session;
 
 pub fn router() -> Router<App> {
@@ -83,12 +84,8 @@ async fn export(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 async fn import(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let session = match admin(&app, &headers) {
+    let (session, pairs) = match section::admin_form(&app, &headers, &body) {
         Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let pairs = match checked_form(&session, &body) {
-        Ok(p) => p,
         Err(r) => return *r,
     };
     let document = form::one(&pairs, "document").unwrap_or_default().to_owned();

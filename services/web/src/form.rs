@@ -18,6 +18,13 @@ pub fn one<'p>(pairs: &'p [(String, String)], name: &str) -> Option<&'p str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A whole number typed as a number, anything else as the text it is (for
+/// the config service to judge).
+pub fn number(text: &str) -> Value {
+    text.parse::<u64>()
+        .map_or_else(|_| Value::String(text.to_owned()), Value::from)
+}
+
 /// A number field: its key under `calls`, the form's constraints (the
 /// config service's ranges), what it holds, and the refusal beside it.
 pub struct Number {
@@ -150,10 +157,7 @@ impl CallFeature {
             },
         });
         for n in &self.numbers {
-            let value = n
-                .value
-                .parse::<u64>()
-                .map_or_else(|_| Value::String(n.value.clone()), Value::from);
+            let value = number(&n.value);
             let mut parts: Vec<&str> = n.key.split('.').collect();
             let last = parts.pop().unwrap_or_default();
             let mut object = &mut calls;

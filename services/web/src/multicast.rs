@@ -6,24 +6,25 @@
 
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::api::App;
-use crate::error::ApiError;
 use crate::form;
-use crate::pages::{Menu, admin, checked_form, render};
+use crate::pages::{Menu, render};
+use crate::section::{self, SectionForm};
 use crate::sessions::Session;
 
 /// Groups the form has rows for (the config service's limit).
 pub const GROUPS: usize = 10;
 
 pub fn router() -> Router<App> {
-    Router::new().route("/intercom/multicast", get(show).post(save))
+    Router::new().route(
+        "/intercom/multicast",
+        get(section::show::<MulticastForm>).post(section::save::<MulticastForm>),
+    )
 }
 
 /// One group's row: as stored or as typed, and the refusals beside it.
@@ -52,14 +53,9 @@ pub struct MulticastForm {
     pub other_error: Option<String>,
 }
 
-/// A number as a number, anything else as the text it is (for the config
-/// service to judge).
-fn number(text: &str) -> Value {
-    text.parse::<u64>()
-        .map_or_else(|_| Value::String(text.to_owned()), Value::from)
-}
+impl SectionForm for MulticastForm {
+    const SECTION: &'static str = "multicast";
 
-impl MulticastForm {
     fn from_section(m: &Value) -> MulticastForm {
         let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
         let mut groups: Vec<Group> = m["listen"]
@@ -101,21 +97,13 @@ impl MulticastForm {
         }
     }
 
-    /// The rows that hold something, in order: the section's `listen`.
-    fn filled(&self) -> impl Iterator<Item = (usize, &Group)> {
-        self.groups
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| !g.is_empty())
-    }
-
     fn to_section(&self) -> Value {
         let listen: Vec<Value> = self
             .filled()
-            .map(|(_, g)| json!({"address": g.address, "port": number(&g.port), "label": g.label}))
+            .map(|(_, g)| json!({"address": g.address, "port": form::number(&g.port), "label": g.label}))
             .collect();
         json!({
-            "paging_barge": number(&self.barge),
+            "paging_barge": form::number(&self.barge),
             "paging_priority": self.priority,
             "listen": listen,
         })
@@ -145,6 +133,27 @@ impl MulticastForm {
         };
         *slot = Some(message);
     }
+    fn page(self, session: &Session, code: StatusCode, message: Option<String>) -> Response {
+        let page = MulticastPage {
+            title: "Intercom > Multicast",
+            menu: Menu::of(session),
+            message,
+            error: None,
+            csrf: session.csrf.clone(),
+            form: self,
+        };
+        render(code, &page)
+    }
+}
+
+impl MulticastForm {
+    /// The rows that hold something, in order: the section's `listen`.
+    fn filled(&self) -> impl Iterator<Item = (usize, &Group)> {
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+    }
 }
 
 #[derive(Template)]
@@ -156,74 +165,4 @@ struct MulticastPage {
     error: Option<String>,
     csrf: String,
     form: MulticastForm,
-}
-
-fn page(
-    session: &Session,
-    code: StatusCode,
-    form: MulticastForm,
-    message: Option<String>,
-) -> Response {
-    let page = MulticastPage {
-        title: "Intercom > Multicast",
-        menu: Menu::of(session),
-        message,
-        error: None,
-        csrf: session.csrf.clone(),
-        form,
-    };
-    render(code, &page)
-}
-
-async fn show(State(app): State<App>, headers: HeaderMap) -> Response {
-    let session = match admin(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    match app.peers.config.get("multicast").await {
-        Ok(value) => {
-            let section = doorphone_interfaces::json::from_variant(&value).unwrap_or(Value::Null);
-            page(
-                &session,
-                StatusCode::OK,
-                MulticastForm::from_section(&section),
-                None,
-            )
-        }
-        Err(e) => {
-            let e = ApiError::from(e);
-            let form = MulticastForm {
-                other_error: Some(e.error),
-                ..MulticastForm::from_section(&Value::Null)
-            };
-            page(&session, e.status, form, None)
-        }
-    }
-}
-
-async fn save(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let session = match admin(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let pairs = match checked_form(&session, &body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let mut typed = MulticastForm::from_form(&pairs);
-    let variant = match doorphone_interfaces::json::to_variant(&typed.to_section()) {
-        Ok(v) => v,
-        Err(e) => {
-            typed.other_error = Some(e);
-            return page(&session, StatusCode::UNPROCESSABLE_ENTITY, typed, None);
-        }
-    };
-    match app.peers.config.set("multicast", &variant).await {
-        Ok(()) => page(&session, StatusCode::OK, typed, Some("Saved".to_owned())),
-        Err(e) => {
-            let e = ApiError::from(e);
-            typed.refused(e.field.as_deref(), e.error);
-            page(&session, e.status, typed, None)
-        }
-    }
 }

@@ -23,6 +23,7 @@ use crate::api::App;
 use crate::auth::PeerAddr;
 use crate::error::ApiError;
 use crate::form::{self, CallFeature};
+use crate::section::{self, SectionForm};
 use crate::sessions::{self, COOKIE, LOGIN_COOKIE, Session};
 
 /// What every response carries: no framing, no foreign content, no script.
@@ -59,7 +60,7 @@ pub fn router() -> Router<App> {
         .route("/snapshot.jpg", get(snapshot))
         .route(
             "/intercom/call-feature",
-            get(call_feature).post(save_call_feature),
+            get(section::show::<CallFeature>).post(section::save::<CallFeature>),
         )
 }
 
@@ -478,74 +479,39 @@ struct CallFeaturePage {
     other_error: Option<String>,
 }
 
-fn call_feature_page(
-    session: &Session,
-    code: StatusCode,
-    form: CallFeature,
-    message: Option<String>,
-) -> Response {
-    let page = CallFeaturePage {
-        title: "Intercom > Call Feature",
-        menu: Menu::of(session),
-        message,
-        error: None,
-        csrf: session.csrf.clone(),
-        auto_ip: form.auto_ip,
-        auto_sip: form.auto_sip,
-        mode: form.mode,
-        types: form.types,
-        other_error: form.other_error,
-        numbers: form.numbers,
-    };
-    render(code, &page)
-}
+impl SectionForm for CallFeature {
+    const SECTION: &'static str = "calls";
 
-async fn call_feature(State(app): State<App>, headers: HeaderMap) -> Response {
-    let session = match admin(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    match app.peers.config.get("calls").await {
-        Ok(value) => {
-            let calls = doorphone_interfaces::json::from_variant(&value).unwrap_or(Value::Null);
-            call_feature_page(
-                &session,
-                StatusCode::OK,
-                CallFeature::from_calls(&calls),
-                None,
-            )
-        }
-        Err(e) => {
-            let e = ApiError::from(e);
-            status_with(&app, &session, e.status, None, Some(e.error)).await
-        }
+    fn from_section(section: &Value) -> CallFeature {
+        CallFeature::from_calls(section)
     }
-}
 
-async fn save_call_feature(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let session = match admin(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let pairs = match checked_form(&session, &body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let mut typed = CallFeature::from_form(&pairs);
-    let calls = typed.to_calls();
-    let variant = match doorphone_interfaces::json::to_variant(&calls) {
-        Ok(v) => v,
-        Err(e) => {
-            typed.other_error = Some(e);
-            return call_feature_page(&session, StatusCode::UNPROCESSABLE_ENTITY, typed, None);
-        }
-    };
-    match app.peers.config.set("calls", &variant).await {
-        Ok(()) => call_feature_page(&session, StatusCode::OK, typed, Some("Saved".to_owned())),
-        Err(e) => {
-            let e = ApiError::from(e);
-            typed.refused(e.field.as_deref(), e.error);
-            call_feature_page(&session, e.status, typed, None)
-        }
+    fn from_form(pairs: &[(String, String)]) -> CallFeature {
+        CallFeature::from_form(pairs)
+    }
+
+    fn to_section(&self) -> Value {
+        self.to_calls()
+    }
+
+    fn refused(&mut self, field: Option<&str>, message: String) {
+        CallFeature::refused(self, field, message);
+    }
+
+    fn page(self, session: &Session, code: StatusCode, message: Option<String>) -> Response {
+        let page = CallFeaturePage {
+            title: "Intercom > Call Feature",
+            menu: Menu::of(session),
+            message,
+            error: None,
+            csrf: session.csrf.clone(),
+            auto_ip: self.auto_ip,
+            auto_sip: self.auto_sip,
+            mode: self.mode,
+            types: self.types,
+            other_error: self.other_error,
+            numbers: self.numbers,
+        };
+        render(code, &page)
     }
 }
