@@ -469,3 +469,166 @@ async fn the_media_page_orders_the_codecs_and_refuses_an_odd_port_beside_it() {
     let third = part(&form, "<tr id=\"audio-3\">", "</tr>");
     assert!(third.contains("<option value=\"PCMA\" selected"), "{third}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_feature_sets_dnd_per_account_and_the_direct_ip_calls() {
+    let rig = WebRig::start(true).await.unwrap();
+    let config = Config1Proxy::new(&rig.conn).await.unwrap();
+    let one = json!([{"id": 1, "user": "door", "password": SECRET, "server": "127.0.0.1"}]);
+    set(&rig, "accounts", &one);
+    let accounts = || async {
+        let doc: Value = serde_json::from_str(&config.export_secrets().await.unwrap()).unwrap();
+        doc["accounts"].clone()
+    };
+    let browser = Browser::new(&rig, "admin");
+    browser.log_in(ADMIN).await;
+    let form = browser.get("/intercom/call-feature").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let first = part(&form, "<tr id=\"account-1\">", "</tr>");
+    assert!(first.contains("<option value=\"486\" selected"), "{first}");
+    assert!(form.body.contains("<tr id=\"account-2\">"), "both accounts");
+    assert!(
+        !form.body.contains(SECRET),
+        "the password reached the browser"
+    );
+    let csrf = form.csrf();
+
+    let dnd = |off_code: &'static str| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .post(
+                    "/intercom/call-feature/dnd",
+                    &[
+                        ("csrf", &csrf),
+                        ("account.1.dnd.enabled", "on"),
+                        ("account.1.dnd.return_code", "603"),
+                        ("account.1.dnd.on_code", "*78"),
+                        ("account.1.dnd.off_code", "*79"),
+                        ("account.2.dnd.return_code", "486"),
+                        ("account.2.dnd.on_code", "78"),
+                        ("account.2.dnd.off_code", off_code),
+                    ],
+                )
+                .await
+        }
+    };
+    let before = accounts().await;
+    let page = dnd("off!").await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    let row = part(&page, "<tr id=\"account-2\">", "</tr>");
+    beside(
+        row,
+        "account.2.dnd.off_code",
+        "off!",
+        "accounts[2].dnd.off_code:",
+    );
+    let row = part(&page, "<tr id=\"account-1\">", "</tr>");
+    assert!(
+        row.contains("<option value=\"603\" selected"),
+        "typed kept: {row}"
+    );
+    assert_eq!(accounts().await, before, "nothing changed");
+
+    let page = dnd("").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Saved"), "{}", page.body);
+    let after = accounts().await;
+    assert_eq!(
+        after[0]["dnd"],
+        json!({"enabled": true, "return_code": 603, "on_code": "*78", "off_code": "*79"})
+    );
+    assert_eq!(
+        (&after[0]["user"], &after[0]["password"]),
+        (&json!("door"), &json!(SECRET)),
+        "the account's other fields as they were"
+    );
+    assert_eq!(after[1]["dnd"]["off_code"], "");
+
+    // Direct IP calls: a port out of range beside its field, then saved.
+    let device = |port: &'static str| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .post(
+                    "/intercom/call-feature/device",
+                    &[
+                        ("csrf", &csrf),
+                        ("device.1.name", "Front door"),
+                        ("device.1.ip_call.enabled", "on"),
+                        ("device.1.ip_call.port", port),
+                        ("device.1.ip_call.prevent_sip_hacking", "on"),
+                        ("device.1.ip_call.media_encryption", "optional"),
+                    ],
+                )
+                .await
+        }
+    };
+    let before = section(&rig, "device");
+    let page = device("70000").await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    beside(
+        &page.body,
+        "device.1.ip_call.port",
+        "70000",
+        "device.ip_call.port: 70000 is out of range",
+    );
+    assert_eq!(section(&rig, "device"), before, "nothing changed");
+    let page = device("5062").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        section(&rig, "device"),
+        json!({"name": "Front door", "ip_call": {"enabled": true, "port": 5062,
+               "prevent_sip_hacking": true, "media_encryption": "optional"}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configuration_page_lists_the_web_users_and_sets_the_session_timeout() {
+    let rig = WebRig::start(true).await.unwrap();
+    let browser = Browser::new(&rig, "admin");
+    browser.log_in(ADMIN).await;
+    let form = browser.get("/system/config").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    for (name, role) in [ADMIN.0, USER.0].into_iter().zip(["admin", "user"]) {
+        assert!(
+            form.body
+                .contains(&format!("<tr><td>{name}</td><td>{role}</td></tr>")),
+            "{}",
+            form.body
+        );
+    }
+    assert!(!form.body.contains("$argon2"), "a hash reached the browser");
+    let csrf = form.csrf();
+    let save = |timeout: &'static str| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .post(
+                    "/system/config/web",
+                    &[("csrf", &csrf), ("web.1.session_timeout", timeout)],
+                )
+                .await
+        }
+    };
+    let page = save("30").await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    beside(
+        &page.body,
+        "web.1.session_timeout",
+        "30",
+        "web.session_timeout: 30 is out of range",
+    );
+    assert_eq!(section(&rig, "web.session_timeout"), json!(900));
+    let page = save("3600").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(section(&rig, "web.session_timeout"), json!(3600));
+    assert_eq!(
+        section(&rig, "web")["users"].as_array().map(Vec::len),
+        Some(2),
+        "the users stay"
+    );
+}

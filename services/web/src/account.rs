@@ -229,7 +229,7 @@ fn page(
 
 /// The stored accounts (passwords masked), with the ones not configured
 /// yet as their defaults: the form shows both.
-async fn stored(app: &App) -> Result<Value, ApiError> {
+pub(crate) async fn stored(app: &App) -> Result<Value, ApiError> {
     let value = app.peers.config.get("accounts").await?;
     let stored = doorphone_interfaces::json::from_variant(&value).unwrap_or(Value::Null);
     let both = [1, 2]

@@ -111,6 +111,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::pages::router())
         .merge(crate::dial_plan::router())
         .merge(crate::multicast::router())
+        .merge(crate::call_feature::router())
         .merge(crate::basic::router())
         .merge(crate::relays::router())
         .merge(crate::contacts::router())

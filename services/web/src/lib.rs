@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod backup;
 pub mod basic;
+pub mod call_feature;
 pub mod contacts;
 pub mod dial_plan;
 pub mod digest;

@@ -105,7 +105,13 @@ impl SectionForm for MediaForm {
         *slot = Some(message);
     }
 
-    fn page(self, session: &Session, code: StatusCode, message: Option<String>) -> Response {
+    async fn page(
+        self,
+        _: &App,
+        session: &Session,
+        code: StatusCode,
+        message: Option<String>,
+    ) -> Response {
         let page = MediaPage {
             title: "Media",
             menu: Menu::of(session),

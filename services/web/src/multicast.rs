@@ -133,7 +133,13 @@ impl SectionForm for MulticastForm {
         };
         *slot = Some(message);
     }
-    fn page(self, session: &Session, code: StatusCode, message: Option<String>) -> Response {
+    async fn page(
+        self,
+        _: &App,
+        session: &Session,
+        code: StatusCode,
+        message: Option<String>,
+    ) -> Response {
         let page = MulticastPage {
             title: "Intercom > Multicast",
             menu: Menu::of(session),

@@ -22,8 +22,7 @@ use serde_json::Value;
 use crate::api::App;
 use crate::auth::PeerAddr;
 use crate::error::ApiError;
-use crate::form::{self, CallFeature};
-use crate::section::{self, SectionForm};
+use crate::form;
 use crate::sessions::{self, COOKIE, LOGIN_COOKIE, Session};
 
 /// What every response carries: no framing, no foreign content, no script.
@@ -58,10 +57,6 @@ pub fn router() -> Router<App> {
         .route("/calls/{id}/answer", post(answer_call))
         .route("/calls/{id}/hangup", post(hang_up_call))
         .route("/snapshot.jpg", get(snapshot))
-        .route(
-            "/intercom/call-feature",
-            get(section::show::<CallFeature>).post(section::save::<CallFeature>),
-        )
 }
 
 async fn style() -> Response {
@@ -460,58 +455,5 @@ async fn snapshot(State(app): State<App>, headers: HeaderMap) -> Response {
         )
             .into_response(),
         Err(e) => ApiError::from(e).into_response(),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "call_feature.html")]
-struct CallFeaturePage {
-    title: &'static str,
-    menu: Option<Menu>,
-    message: Option<String>,
-    error: Option<String>,
-    csrf: String,
-    numbers: Vec<form::Number>,
-    auto_ip: bool,
-    auto_sip: bool,
-    mode: String,
-    types: Vec<(&'static str, bool)>,
-    other_error: Option<String>,
-}
-
-impl SectionForm for CallFeature {
-    const SECTION: &'static str = "calls";
-
-    fn from_section(section: &Value) -> CallFeature {
-        CallFeature::from_calls(section)
-    }
-
-    fn from_form(pairs: &[(String, String)]) -> CallFeature {
-        CallFeature::from_form(pairs)
-    }
-
-    fn to_section(&self) -> Value {
-        self.to_calls()
-    }
-
-    fn refused(&mut self, field: Option<&str>, message: String) {
-        CallFeature::refused(self, field, message);
-    }
-
-    fn page(self, session: &Session, code: StatusCode, message: Option<String>) -> Response {
-        let page = CallFeaturePage {
-            title: "Intercom > Call Feature",
-            menu: Menu::of(session),
-            message,
-            error: None,
-            csrf: session.csrf.clone(),
-            auto_ip: self.auto_ip,
-            auto_sip: self.auto_sip,
-            mode: self.mode,
-            types: self.types,
-            other_error: self.other_error,
-            numbers: self.numbers,
-        };
-        render(code, &page)
     }
 }

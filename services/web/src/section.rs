@@ -3,6 +3,8 @@
 //! show and save handlers of a page that is one form over one section
 //! (Intercom > Call Feature, Intercom > Multicast, Media).
 
+use std::future::Future;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -43,7 +45,7 @@ pub fn admin_form(
 }
 
 /// A page that is one form over one section.
-pub trait SectionForm: Sized {
+pub trait SectionForm: Sized + Send {
     /// The section's name (`calls`, `media`).
     const SECTION: &'static str;
     fn from_section(section: &Value) -> Self;
@@ -52,8 +54,15 @@ pub trait SectionForm: Sized {
     fn to_section(&self) -> Value;
     /// Puts a refusal beside the field it names (or above the form).
     fn refused(&mut self, field: Option<&str>, message: String);
-    /// The page with this form, `message` above it.
-    fn page(self, session: &Session, code: StatusCode, message: Option<String>) -> Response;
+    /// The page with this form, `message` above it (and what else the page
+    /// shows, read from `app`).
+    fn page(
+        self,
+        app: &App,
+        session: &Session,
+        code: StatusCode,
+        message: Option<String>,
+    ) -> impl Future<Output = Response> + Send;
 }
 
 /// Shows the form with the stored section.
@@ -63,11 +72,15 @@ pub async fn show<F: SectionForm>(State(app): State<App>, headers: HeaderMap) ->
         Err(r) => return *r,
     };
     match get(&app, F::SECTION).await {
-        Ok(section) => F::from_section(&section).page(&session, StatusCode::OK, None),
+        Ok(section) => {
+            F::from_section(&section)
+                .page(&app, &session, StatusCode::OK, None)
+                .await
+        }
         Err(e) => {
             let mut form = F::from_section(&Value::Null);
             form.refused(None, e.error);
-            form.page(&session, e.status, None)
+            form.page(&app, &session, e.status, None).await
         }
     }
 }
@@ -85,10 +98,14 @@ pub async fn save<F: SectionForm>(
     };
     let mut typed = F::from_form(&pairs);
     match set(&app, F::SECTION, &typed.to_section()).await {
-        Ok(()) => typed.page(&session, StatusCode::OK, Some("Saved".to_owned())),
+        Ok(()) => {
+            typed
+                .page(&app, &session, StatusCode::OK, Some("Saved".to_owned()))
+                .await
+        }
         Err(e) => {
             typed.refused(e.field.as_deref(), e.error);
-            typed.page(&session, e.status, None)
+            typed.page(&app, &session, e.status, None).await
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum Kind {
     Bool,
     /// One of these; an empty choice leaves the default.
     Choice(&'static [&'static str]),
+    /// One of these numbers (`486`), sent as a number.
+    NumberChoice(&'static [&'static str]),
     /// Several values, separated by spaces or commas.
     List,
     /// Any of these, each a check box.
@@ -87,7 +89,7 @@ impl Cell {
 
     pub fn choices(&self) -> &'static [&'static str] {
         match self.kind {
-            Kind::Choice(c) => c,
+            Kind::Choice(c) | Kind::NumberChoice(c) => c,
             _ => &[],
         }
     }
@@ -136,7 +138,7 @@ impl Row {
     /// Nothing typed: the row is left out of the section.
     fn is_empty(&self) -> bool {
         self.cells.iter().all(|c| match c.kind {
-            Kind::Index | Kind::Bool | Kind::Choice(_) => true,
+            Kind::Index | Kind::Bool | Kind::Choice(_) | Kind::NumberChoice(_) => true,
             _ => c.value.is_empty(),
         })
     }
@@ -303,12 +305,18 @@ impl Table {
     /// A row as the section's object.
     fn object(row: &Row) -> Value {
         let mut object = Map::new();
+        Table::write(row, &mut object);
+        Value::Object(object)
+    }
+
+    /// Writes the row's fields into `object`, leaving its other keys.
+    fn write(row: &Row, object: &mut Map<String, Value>) {
         for cell in &row.cells {
             let value = match cell.kind {
                 Kind::Index => Value::from(row.index as u64),
                 Kind::Bool => Value::Bool(cell.on()),
-                Kind::Number(..) if cell.value.is_empty() => continue,
-                Kind::Number(..) => form::number(&cell.value),
+                Kind::Number(..) | Kind::NumberChoice(_) if cell.value.is_empty() => continue,
+                Kind::Number(..) | Kind::NumberChoice(_) => form::number(&cell.value),
                 Kind::Choice(_) | Kind::Optional if cell.value.is_empty() => continue,
                 Kind::List | Kind::Set(_) => words(&cell.value)
                     .map(|w| Value::String(w.to_owned()))
@@ -317,9 +325,18 @@ impl Table {
                     Value::String(cell.value.clone())
                 }
             };
-            put(&mut object, cell.key, value);
+            put(object, cell.key, value);
         }
-        Value::Object(object)
+    }
+
+    /// Writes row N's fields into the Nth of `items`, leaving their other
+    /// keys as they are (a page that shows a part of each item).
+    pub fn merge_into(&self, items: &mut [Value]) {
+        for (row, item) in self.rows.iter().zip(items.iter_mut()) {
+            if let Value::Object(object) = item {
+                Table::write(row, object);
+            }
+        }
     }
 
     /// The list the rows that hold something make, in order.
@@ -489,6 +506,29 @@ mod tests {
         let mut table = Table::new("relays", "r", RELAYS, Named::Key("id")).typed(&form, 3);
         table.refused(Some("relays[B].id"), "b".into());
         assert_eq!(table.rows[1].cells[0].error.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn merged_rows_change_only_their_columns() {
+        const DND: &[Column] = &[
+            column("id", "Account", Kind::Index),
+            column("dnd.enabled", "DND", Kind::Bool),
+            column("dnd.on_code", "On code", Kind::Text),
+        ];
+        let form = pairs(&[("a.2.dnd.enabled", "on"), ("a.2.dnd.on_code", "*78")]);
+        let table = Table::new("accounts", "a", DND, Named::Index).typed(&form, 2);
+        let mut items = vec![
+            json!({"id": 1, "user": "door", "dnd": {"enabled": true, "on_code": "78", "return_code": 486}}),
+            json!({"id": 2, "user": "lobby", "dnd": {"enabled": false, "on_code": "78"}}),
+        ];
+        table.merge_into(&mut items);
+        assert_eq!(
+            items,
+            vec![
+                json!({"id": 1, "user": "door", "dnd": {"enabled": false, "on_code": "", "return_code": 486}}),
+                json!({"id": 2, "user": "lobby", "dnd": {"enabled": true, "on_code": "*78"}}),
+            ]
+        );
     }
 
     #[test]
