@@ -215,3 +215,82 @@ async fn every_service_takes_up_the_configuration_whenever_the_config_service_ap
     let _config = start_config(&bus, &second.db).await.unwrap();
     all_apply(&conn, &second).await;
 }
+
+/// Hundreds of changes in a burst (a script adding the dial plan rule by
+/// rule): each service keeps answering and takes up the last one. A
+/// follower that read the document between signals while they queued up
+/// would stop its bus connection once the queue was full.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_changes_leaves_every_service_following() {
+    doorphone_system_tests::require_root();
+    let bus = Bus::start().unwrap();
+    let db = ConfigDb::new().unwrap();
+    let _config = start_config(&bus, &db).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    chown_to(dir.path(), "doorphone-media").unwrap();
+    let _media = start_media(
+        &bus,
+        &[
+            "--audio-sink".into(),
+            "fake".into(),
+            "--video-source".into(),
+            "none".into(),
+        ],
+        &dir.path().join("media.log"),
+    )
+    .await
+    .unwrap();
+    let _relay = start_sim_relay(&bus, dir.path()).await.unwrap();
+    let _pager = start_pager(&bus, dir.path()).await;
+    let (_sip, _port) = start_agent(&bus, dir.path(), &[]).await.unwrap();
+    let conn = bus.connect().await.unwrap();
+    let config = doorphone_interfaces::config::Config1Proxy::new(&conn)
+        .await
+        .unwrap();
+
+    // 50 at a time: the bus daemon's limit of pending calls is 128.
+    for chunk in (0..300).collect::<Vec<u32>>().chunks(50) {
+        let adds = chunk.iter().map(|n| {
+            let config = &config;
+            async move {
+                config
+                    .add_dial_rule(
+                        &format!("Flat {n}"),
+                        &format!("{}", 1000 + n),
+                        "auto",
+                        &["sip:concierge@127.0.0.1"],
+                    )
+                    .await
+            }
+        });
+        for added in futures_util::future::join_all(adds).await {
+            added.unwrap();
+        }
+    }
+    reconfigure(&conn, |doc| {
+        doc["relays"] = json!([{ "id": "B", "name": "Door", "gpio": 17, "active_low": false,
+            "trigger_delay": 0, "hold": 1, "dtmf_code": "" }]);
+        doc["multicast"]["listen"] =
+            json!([{"address": "239.1.2.5", "port": 5000, "label": "Hall"}]);
+        doc["media"]["rtp_ports"] = json!([32000, 32019]);
+    })
+    .await
+    .unwrap();
+    let last = Served {
+        revision: config.revision().await.unwrap(),
+        db,
+        relay: "B",
+        group: "239.1.2.5",
+        rtp_ports: [32000, 32019],
+    };
+    assert!(last.revision > 300);
+    // A wedged service would leave its answers pending for ever.
+    tokio::time::timeout(PATIENCE * 2, all_apply(&conn, &last))
+        .await
+        .expect("every service answers and applies the last change");
+}

@@ -69,20 +69,33 @@ pub async fn follow(
         }
     });
     let (tx, rx) = watch::channel(Arc::new(first));
+    // The signals are taken off their queues as they come, whatever the
+    // reader is waiting for: a queue left full stops the connection's every
+    // reply. What they ask for is gathered until the reader gets to it.
+    let pending = Arc::new(Pending::default());
+    let gather = pending.clone();
     tokio::spawn(async move {
         loop {
-            let sections = tokio::select! {
+            tokio::select! {
                 change = changes.next() => match change {
-                    Some(change) => match change.args() {
-                        Ok(args) => args.sections,
-                        Err(_) => Vec::new(),
-                    },
+                    Some(change) => gather.ask(change.args().map(|a| a.sections).unwrap_or_default()),
                     None => break,
                 },
                 owner = owners.next() => match owner {
-                    Some(Some(_)) => Vec::new(),
+                    Some(Some(_)) => gather.ask(Vec::new()),
                     // Gone: the last document stays in force.
-                    Some(None) => continue,
+                    Some(None) => {}
+                    None => break,
+                },
+            }
+        }
+        gather.close();
+    });
+    tokio::spawn(async move {
+        loop {
+            let sections = tokio::select! {
+                sections = pending.next() => match sections {
+                    Some(sections) => sections,
                     None => break,
                 },
                 () = tx.closed() => break,
@@ -97,6 +110,60 @@ pub async fn follow(
         }
     });
     Ok(rx)
+}
+
+/// The sections the signals asked to reload since the last reading, gathered.
+#[derive(Default)]
+struct Pending {
+    /// `None`: nothing asked; an empty list: everything.
+    asked: std::sync::Mutex<(Option<Vec<String>>, bool)>,
+    wake: tokio::sync::Notify,
+}
+
+impl Pending {
+    /// Asks for `sections` (none: everything) to be read again.
+    fn ask(&self, sections: Vec<String>) {
+        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+        asked.0 = Some(gather(asked.0.take(), sections));
+        drop(asked);
+        self.wake.notify_one();
+    }
+
+    /// No more signals will come.
+    fn close(&self) {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.wake.notify_one();
+    }
+
+    /// What was asked since the last call, once something was; `None` when
+    /// no more signals come.
+    async fn next(&self) -> Option<Vec<String>> {
+        loop {
+            {
+                let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(sections) = asked.0.take() {
+                    return Some(sections);
+                }
+                if asked.1 {
+                    return None;
+                }
+            }
+            self.wake.notified().await;
+        }
+    }
+}
+
+/// The sections of two requests together; an empty list is every section.
+fn gather(before: Option<Vec<String>>, mut sections: Vec<String>) -> Vec<String> {
+    match before {
+        None => sections,
+        Some(before) if before.is_empty() || sections.is_empty() => Vec::new(),
+        Some(mut before) => {
+            sections.retain(|s| !before.contains(s));
+            before.append(&mut sections);
+            before
+        }
+    }
 }
 
 async fn read(
@@ -118,4 +185,36 @@ async fn read(
         from_service: true,
         sections,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn gathered_sections_are_their_union_and_everything_wins() {
+        assert_eq!(gather(None, list(&["calls"])), list(&["calls"]));
+        assert_eq!(
+            gather(Some(list(&["calls", "media"])), list(&["media", "relays"])),
+            list(&["calls", "media", "relays"])
+        );
+        assert!(gather(Some(list(&["calls"])), Vec::new()).is_empty());
+        assert!(gather(Some(Vec::new()), list(&["calls"])).is_empty());
+    }
+
+    #[tokio::test]
+    async fn many_requests_while_the_reader_is_busy_make_one_reading() {
+        let pending = Pending::default();
+        for _ in 0..1000 {
+            pending.ask(list(&["dial_plan"]));
+        }
+        pending.ask(list(&["media"]));
+        assert_eq!(pending.next().await, Some(list(&["dial_plan", "media"])));
+        pending.close();
+        assert_eq!(pending.next().await, None);
+    }
 }

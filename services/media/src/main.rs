@@ -133,7 +133,10 @@ async fn follow_config(
     }
 }
 
-/// Stops what a client started once its connection leaves the bus.
+/// Stops what a client started once its connection leaves the bus. The
+/// departures are taken off the signal queue as they come, whatever a
+/// stop is waiting for (a queue left full would stop the connection's every
+/// reply), and handled in order.
 async fn forget_departed(
     conn: zbus::Connection,
     iface: zbus::object_server::InterfaceRef<MediaService>,
@@ -146,15 +149,23 @@ async fn forget_departed(
         tracing::warn!("cannot watch clients leave the bus");
         return;
     };
-    while let Some(change) = changes.next().await {
-        let Ok(args) = change.args() else { continue };
-        if args.name.starts_with(':') && args.new_owner.is_none() {
-            let name = args.name.to_string();
-            iface
-                .get()
-                .await
-                .forget(conn.object_server(), &conn, &name)
-                .await;
+    let (departed, mut departures) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            let Ok(args) = change.args() else { continue };
+            if args.name.starts_with(':')
+                && args.new_owner.is_none()
+                && departed.send(args.name.to_string()).is_err()
+            {
+                return;
+            }
         }
+    });
+    while let Some(name) = departures.recv().await {
+        iface
+            .get()
+            .await
+            .forget(conn.object_server(), &conn, &name)
+            .await;
     }
 }

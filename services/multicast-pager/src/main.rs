@@ -117,33 +117,42 @@ async fn active_call(sip: &Sip1Proxy<'_>) -> Option<String> {
 }
 
 /// Follows the answered call: it changes only when a call changes state, or
-/// when the SIP agent comes or goes.
+/// when the SIP agent comes or goes. The signals are taken off their queues
+/// as they come, whatever the agent's answer is waiting for (a queue left
+/// full would stop the connection's every reply); the agent is asked once
+/// for the signals that came meanwhile.
 async fn follow_calls(
     sip: Sip1Proxy<'static>,
     mut states: CallStateChangedStream,
     mut owners: OwnerChangedStream<'static>,
     inputs: mpsc::UnboundedSender<Input>,
 ) {
-    let mut last = active_call(&sip).await;
-    loop {
-        let call = tokio::select! {
-            state = states.next() => match state {
-                Some(_) => active_call(&sip).await,
-                None => return,
-            },
-            owner = owners.next() => match owner {
-                Some(Some(_)) => active_call(&sip).await,
-                Some(None) => None,
-                None => return,
-            },
-        };
-        if call != last {
-            last = call.clone();
-            if inputs.send(Input::Call(call)).is_err() {
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let signalled = changed.clone();
+    let watcher = tokio::spawn(async move {
+        loop {
+            let more = tokio::select! {
+                state = states.next() => state.is_some(),
+                owner = owners.next() => owner.is_some(),
+            };
+            signalled.notify_one();
+            if !more {
                 return;
             }
         }
+    });
+    let mut last = active_call(&sip).await;
+    while !watcher.is_finished() {
+        changed.notified().await;
+        let call = active_call(&sip).await;
+        if call != last {
+            last = call.clone();
+            if inputs.send(Input::Call(call)).is_err() {
+                break;
+            }
+        }
     }
+    watcher.abort();
 }
 
 /// Tells the pager when media comes and goes.

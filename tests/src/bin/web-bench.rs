@@ -2,14 +2,17 @@
 //! the release binaries running as their own users and curl as the client:
 //! resident memory idle and under 50 concurrent API clients, and the door
 //! open round trip (request sent → answer's first byte, on a kept-alive TLS
-//! connection over loopback) with Basic and with Digest.
+//! connection over loopback) with Basic and with Digest, and the page load
+//! of Intercom > Dial Plan holding 500 rules (request sent → last byte, its
+//! first page of 50, and a search by prefix).
 //!
 //! Run with `cargo xtask bench`.
 
 use std::time::Duration;
 
+use doorphone_interfaces::config::Config1Proxy;
 use doorphone_system_tests::bench::{percentile, rss_kib};
-use doorphone_system_tests::web::{ADMIN, WebRig};
+use doorphone_system_tests::web::{ADMIN, Browser, WebRig};
 
 /// Per request of one curl run over `urls` on one connection: the time from
 /// the request sent to the answer's first byte, in ms, and the status.
@@ -82,6 +85,51 @@ async fn main() -> anyhow::Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).matches("200").count())
         .sum::<usize>();
 
+    // Intercom > Dial Plan with 500 rules, as a logged-in browser loads it.
+    let config = Config1Proxy::new(&rig.conn).await?;
+    for n in 0..500 {
+        config
+            .add_dial_rule(
+                &format!("Flat {n}"),
+                &format!("{}", 1000 + n),
+                "auto",
+                &["sip:concierge@127.0.0.1", "192.168.1.20"],
+            )
+            .await?;
+    }
+    let browser = Browser::new(&rig, "bench");
+    browser.log_in(ADMIN).await;
+    let mut loads = Vec::new();
+    for path in ["/intercom/dial-plan", "/intercom/dial-plan?q=14&page=1"] {
+        let jar = browser.jar.display().to_string();
+        let url = rig.api.url(path);
+        let mut args: Vec<&str> = vec![
+            "-sk",
+            "-b",
+            &jar,
+            "-w",
+            "%{http_code} %{time_pretransfer} %{time_total} %{size_download}\n",
+        ];
+        for _ in 0..101 {
+            args.extend(["-o", "/dev/null", &url]);
+        }
+        let out = tokio::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .await?;
+        let mut times = Vec::new();
+        let mut size = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            anyhow::ensure!(f.first() == Some(&"200"), "curl: {line}");
+            times.push((f[2].parse::<f64>()? - f[1].parse::<f64>()?) * 1e3);
+            size = f[3].parse()?;
+        }
+        // The first one also made the TLS connection's session.
+        times.remove(0);
+        loads.push((path, times, size));
+    }
+
     let profile = doorphone_system_tests::bin_dir()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -97,6 +145,14 @@ async fn main() -> anyhow::Result<()> {
             "  door open round trip ({name}, kept-alive): p50 {:.2} ms, p99 {:.2} ms",
             percentile(times, 0.5),
             percentile(times, 0.99)
+        );
+    }
+    for (path, times, size) in &loads {
+        println!(
+            "  page load of {path} (500 rules, kept-alive): p50 {:.2} ms, p99 {:.2} ms, {:.1} KiB",
+            percentile(times, 0.5),
+            percentile(times, 0.99),
+            *size as f64 / 1024.0
         );
     }
     Ok(())
