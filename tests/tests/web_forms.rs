@@ -632,3 +632,27 @@ async fn the_configuration_page_lists_the_web_users_and_sets_the_session_timeout
         "the users stay"
     );
 }
+
+/// The status page refreshes itself as `/status?auto`, which (like its
+/// snapshot) is not the user's activity: a page left open still ends its
+/// session after the time-out (the sessions' unit tests show the clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_refreshes_itself_as_the_pages_own_request() {
+    let rig = WebRig::start(true).await.unwrap();
+    let browser = Browser::new(&rig, "admin");
+    let status = browser.log_in(ADMIN).await;
+    assert!(
+        status
+            .body
+            .contains("<meta http-equiv=\"refresh\" content=\"5; url=/status?auto\">"),
+        "{}",
+        status.body
+    );
+    let refreshed = browser.get("/status?auto").await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert!(
+        refreshed.body.contains("<h1>Status</h1>"),
+        "{}",
+        refreshed.body
+    );
+}

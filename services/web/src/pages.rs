@@ -11,7 +11,7 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -23,7 +23,7 @@ use crate::api::App;
 use crate::auth::PeerAddr;
 use crate::error::ApiError;
 use crate::form;
-use crate::sessions::{self, COOKIE, LOGIN_COOKIE, Session};
+use crate::sessions::{self, Activity, COOKIE, LOGIN_COOKIE, Session};
 
 /// What every response carries: no framing, no foreign content, no script.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
@@ -117,6 +117,15 @@ struct Login {
 /// The session of a page request, or where to go instead: the notice when
 /// there is no user, the login form when there is no live session.
 pub(crate) fn session(app: &App, headers: &HeaderMap) -> Result<Session, Box<Response>> {
+    session_of(app, headers, Activity::User)
+}
+
+/// [`session`], for a request the user or the page itself made.
+fn session_of(
+    app: &App,
+    headers: &HeaderMap,
+    activity: Activity,
+) -> Result<Session, Box<Response>> {
     let snapshot = app.auth.snapshot();
     let users = &snapshot.document.web.users;
     if users.is_empty() {
@@ -132,7 +141,10 @@ pub(crate) fn session(app: &App, headers: &HeaderMap) -> Result<Session, Box<Res
     }
     let timeout = Duration::from_secs(u64::from(snapshot.document.web.session_timeout));
     sessions::cookie(headers, COOKIE)
-        .and_then(|token| app.sessions.get(token, users, timeout, Instant::now()))
+        .and_then(|token| {
+            app.sessions
+                .check(token, users, timeout, Instant::now(), activity)
+        })
         .ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
 }
 
@@ -283,8 +295,18 @@ struct StatusPage {
     accounts: Vec<String>,
 }
 
-async fn status_page(State(app): State<App>, headers: HeaderMap) -> Response {
-    let session = match session(&app, &headers) {
+/// The status page; its own refresh (`?auto`) does not count as the
+/// user's activity, so a page left open still ends its session.
+async fn status_page(State(app): State<App>, uri: Uri, headers: HeaderMap) -> Response {
+    let activity = if uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "auto"))
+    {
+        Activity::Page
+    } else {
+        Activity::User
+    };
+    let session = match session_of(&app, &headers, activity) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -442,7 +464,8 @@ async fn call_action(
 }
 
 async fn snapshot(State(app): State<App>, headers: HeaderMap) -> Response {
-    if let Err(r) = session(&app, &headers) {
+    // The image the status page loads again with each refresh.
+    if let Err(r) = session_of(&app, &headers, Activity::Page) {
         return *r;
     }
     match app.peers.media.snapshot().await {

@@ -100,12 +100,28 @@ impl Sessions {
         timeout: Duration,
         now: Instant,
     ) -> Option<Session> {
+        self.check(token, users, timeout, now, Activity::User)
+    }
+
+    /// The live session of `token`; only a request of the user's own
+    /// (`Activity::User`) starts its idle time again, not one the page makes
+    /// by itself (the status page's refresh, its snapshot).
+    pub fn check(
+        &self,
+        token: &str,
+        users: &[WebUser],
+        timeout: Duration,
+        now: Instant,
+        activity: Activity,
+    ) -> Option<Session> {
         let mut sessions = self.by_token.lock().expect("not poisoned");
         let session = sessions.get_mut(token)?;
         let user = users.iter().find(|u| u.name == session.name);
         match user {
             Some(user) if now.duration_since(session.last) < timeout => {
-                session.last = now;
+                if activity == Activity::User {
+                    session.last = now;
+                }
                 session.role = user.role;
                 Some(session.clone())
             }
@@ -119,6 +135,15 @@ impl Sessions {
     pub fn remove(&self, token: &str) {
         self.by_token.lock().expect("not poisoned").remove(token);
     }
+}
+
+/// Who made a request of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// The user: a page opened, a form sent.
+    User,
+    /// The page itself: a refresh, an image it loads again.
+    Page,
 }
 
 #[cfg(test)]
@@ -153,6 +178,37 @@ mod tests {
         let token = sessions.create("installer", WebRole::Admin, t0);
         assert!(sessions.get(&token, &[], timeout, t0).is_none());
         assert!(sessions.get("forged", &users, timeout, t0).is_none());
+    }
+
+    #[test]
+    fn the_pages_own_refreshes_do_not_keep_a_session_alive() {
+        let sessions = Sessions::default();
+        let users = [user("installer", WebRole::Admin)];
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(60);
+        let token = sessions.create("installer", WebRole::Admin, t0);
+        let at = |s| t0 + Duration::from_secs(s);
+        for s in (5..60).step_by(5) {
+            assert!(
+                sessions
+                    .check(&token, &users, timeout, at(s), Activity::Page)
+                    .is_some()
+            );
+        }
+        assert!(
+            sessions
+                .check(&token, &users, timeout, at(61), Activity::Page)
+                .is_none(),
+            "the refreshes alone end it after its idle time"
+        );
+        let token = sessions.create("installer", WebRole::Admin, t0);
+        assert!(sessions.get(&token, &users, timeout, at(50)).is_some());
+        assert!(
+            sessions
+                .check(&token, &users, timeout, at(100), Activity::Page)
+                .is_some(),
+            "a user's request starts it again"
+        );
     }
 
     #[test]
