@@ -401,15 +401,94 @@ pub async fn applied(
 pub async fn start_media(bus: &Bus, args: &[String], log: &Path) -> Result<Service> {
     let mut all = vec!["--audio-source".to_owned(), "test".to_owned()];
     all.extend_from_slice(args);
-    start_service(
+    let env = gst_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    start_service_env(
         bus,
         "doorphone-media",
         "doorphone-media",
         doorphone_interfaces::media::BUS_NAME,
         &all,
+        &env,
         log,
     )
     .await
+}
+
+/// The GStreamer plugins of the door phone's image (the packages of
+/// `yocto/meta-doorphone/files/gst-elements.txt`) as a folder of links to
+/// this machine's, and a registry of those only, for the media service's
+/// environment: it starts and runs with the plugins it has on the device,
+/// not with every plugin of the build machine.
+pub fn gst_env() -> Vec<(&'static str, String)> {
+    static SCOPED: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    let (plugins, registry) = SCOPED.get_or_init(|| {
+        scope_gst_plugins().expect("the image's GStreamer plugins are installed here")
+    });
+    vec![
+        ("GST_PLUGIN_SYSTEM_PATH_1_0", plugins.display().to_string()),
+        (
+            "GST_REGISTRY_1_0",
+            registry.join("registry.bin").display().to_string(),
+        ),
+    ]
+}
+
+/// The plugin file names of the image's GStreamer packages.
+pub fn gst_plugins_of_image() -> Result<Vec<String>> {
+    let table =
+        std::fs::read_to_string(repo_root().join("yocto/meta-doorphone/files/gst-elements.txt"))?;
+    let mut names: Vec<String> = table
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let element = fields.next()?;
+            let plugin = match fields.next()? {
+                "gstreamer1.0" => "coreelements",
+                "-" => element,
+                package => {
+                    package
+                        .strip_prefix("gstreamer1.0-plugins-")?
+                        .split_once('-')?
+                        .1
+                }
+            };
+            Some(format!("libgst{plugin}.so"))
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+fn scope_gst_plugins() -> Result<(PathBuf, PathBuf)> {
+    let out = Command::new("pkg-config")
+        .args(["--variable=pluginsdir", "gstreamer-1.0"])
+        .output()
+        .context("pkg-config")?;
+    let system = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() || !system.is_dir() {
+        bail!("pkg-config names no GStreamer plugin folder");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("doorphone-gst")
+        .tempdir()?
+        .keep();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    let plugins = dir.join("plugins");
+    std::fs::create_dir(&plugins)?;
+    for name in gst_plugins_of_image()? {
+        let file = system.join(&name);
+        if !file.exists() {
+            bail!("{} is not installed", file.display());
+        }
+        std::os::unix::fs::symlink(&file, plugins.join(&name))?;
+    }
+    let registry = dir.join("registry");
+    std::fs::create_dir(&registry)?;
+    chown_to(&registry, "doorphone-media")?;
+    Ok((plugins, registry))
 }
 
 /// Starts `doorphone-relay` on `bus` as its own user on simulated GPIO, its

@@ -12,7 +12,7 @@ use doorphone_interfaces::media::{self, Media1Proxy, SessionProxy};
 use doorphone_system_tests::audio::{dominant, read_wav, samples};
 use doorphone_system_tests::rtp::{Relay, unused_port};
 use doorphone_system_tests::{
-    Bus, ConfigDb, PATIENCE, Service, chown_to, jpeg_size, start_config, start_service,
+    Bus, ConfigDb, PATIENCE, Service, chown_to, jpeg_size, start_config, start_service_env,
 };
 use futures_util::StreamExt;
 
@@ -57,7 +57,9 @@ impl Rig {
             .tempdir()
             .unwrap();
         chown_to(dir.path(), "doorphone-media").unwrap();
-        let media = start_service(
+        let env = doorphone_system_tests::gst_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let media = start_service_env(
             &bus,
             "doorphone-media",
             "doorphone-media",
@@ -76,6 +78,7 @@ impl Rig {
                 "--multicast-iface".into(),
                 "lo".into(),
             ],
+            &env,
             &dir.path().join("media.log"),
         )
         .await

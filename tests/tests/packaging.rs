@@ -576,3 +576,25 @@ async fn the_sip_agent_serves_its_released_interfaces_to_the_callers_its_policy_
     let out = busctl("root", &on_call("Hangup"));
     assert!(out.status.success(), "{out:?}");
 }
+
+/// The media tests run media with the image's GStreamer plugins only: the
+/// plugin files named from the packages of gst-elements.txt are this
+/// machine's plugins.
+#[test]
+fn the_images_gstreamer_packages_name_plugins_this_machine_has() {
+    let names = doorphone_system_tests::gst_plugins_of_image().unwrap();
+    for wanted in [
+        "libgstcoreelements.so",
+        "libgstrtpmanager.so",
+        "libgstvideoconvertscale.so",
+        "libgstsrtp.so",
+        "libgstvolume.so",
+    ] {
+        assert!(names.iter().any(|n| n == wanted), "{wanted}: {names:?}");
+    }
+    let env = doorphone_system_tests::gst_env();
+    let plugins = std::path::Path::new(&env[0].1);
+    for name in &names {
+        assert!(plugins.join(name).exists(), "{name} is not linked");
+    }
+}
