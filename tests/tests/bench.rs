@@ -26,6 +26,7 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
         "CPU per call, back to back (ms)",
         "PSS idle (MB)",
         "PSS after 30 calls (MB)",
+        "CPU while idle, 2 s (s)",
         "cold start (ms)",
     ] {
         let row = stdout

@@ -5,7 +5,7 @@
 //! prints one table: INVITE → 200 p50/p95/p99 (SIPp's µs message timestamps),
 //! back-to-back calls per second, CPU per call (every door phone process and
 //! the bus daemon against baresip's one), PSS of each service idle and after
-//! the calls (`/proc/PID/smaps_rollup`), and cold start (to every bus name
+//! the calls (`/proc/PID/smaps_rollup`), CPU while nobody calls, and cold start (to every bus name
 //! owned; baresip to its first SIP answer). Ratios are the figures that count:
 //! both run on the same loaded machine.
 //!
@@ -224,12 +224,22 @@ fn cell(rounds: &[Round], f: impl Fn(&Round) -> f64, digits: usize) -> String {
         .join(" / ")
 }
 
+/// The door phone's figure over baresip's, round by round; a figure of 0
+/// (CPU time under one clock tick on a short run) has no ratio.
 fn ratio(door: &[Round], baresip: &[Round], f: impl Fn(&Round) -> f64) -> String {
     door.iter()
         .zip(baresip)
-        .map(|(d, b)| format!("{:.2}x", f(d) / f(b)))
+        .map(|(d, b)| over(f(d), f(b)))
         .collect::<Vec<_>>()
         .join(" / ")
+}
+
+fn over(door: f64, baresip: f64) -> String {
+    if baresip > 0.0 {
+        format!("{:.2}x", door / baresip)
+    } else {
+        "— (baresip 0)".to_owned()
+    }
 }
 
 #[tokio::main]
@@ -287,6 +297,27 @@ async fn main() -> Result<()> {
     let idle_bus = pss_kib(bus.pid());
     let idle_baresip = pss_kib(baresip_pid);
 
+    // CPU while nobody calls: every process's time over the same quiet span.
+    let quiet = if counts.sequential < SEQUENTIAL {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(10)
+    };
+    let cpu_door = |names: &[(&'static str, u32)]| {
+        names
+            .iter()
+            .map(|&(name, pid)| (name, cpu_seconds(pid)))
+            .collect::<Vec<_>>()
+    };
+    let (door_before, baresip_before) = (cpu_door(&door.names), cpu_seconds(baresip_pid));
+    tokio::time::sleep(quiet).await;
+    let idle_cpu: Vec<(&str, f64)> = cpu_door(&door.names)
+        .iter()
+        .zip(&door_before)
+        .map(|(&(name, after), &(_, before))| (name, after - before))
+        .collect();
+    let idle_cpu_baresip = cpu_seconds(baresip_pid) - baresip_before;
+
     let mut door_pids: Vec<u32> = door.names.iter().map(|&(_, pid)| pid).collect();
     door_pids.push(bus.pid());
     let (mut b_rounds, mut d_rounds) = (Vec::new(), Vec::new());
@@ -339,6 +370,19 @@ async fn main() -> Result<()> {
         each(&after),
         mb(after_bus),
         sum(&after) as f64 / after_baresip.max(1) as f64
+    );
+    let idle_cpu_sum: f64 = idle_cpu.iter().map(|(_, s)| s).sum();
+    println!(
+        "| CPU while idle, {} s (s) | {:.2} | {:.2} ({}) | {} |",
+        quiet.as_secs(),
+        idle_cpu_baresip,
+        idle_cpu_sum,
+        idle_cpu
+            .iter()
+            .map(|(n, s)| format!("{n} {s:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        over(idle_cpu_sum, idle_cpu_baresip)
     );
     println!(
         "| cold start (ms) | {:.0} (to its first SIP answer) | {:.0} (every bus name owned; first SIP answer {:.0} after) | {:.0}x |",
