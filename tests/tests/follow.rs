@@ -175,6 +175,44 @@ async fn start_pager(bus: &Bus, dir: &Path) -> Service {
     .unwrap()
 }
 
+/// Media, relay, pager and the SIP agent, each following the configuration;
+/// they stop when this is dropped.
+struct Followers {
+    _services: [Service; 4],
+    _dir: tempfile::TempDir,
+}
+
+impl Followers {
+    async fn start(bus: &Bus) -> Followers {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        chown_to(dir.path(), "doorphone-media").unwrap();
+        let media = start_media(
+            bus,
+            &[
+                "--audio-sink".into(),
+                "fake".into(),
+                "--video-source".into(),
+                "none".into(),
+            ],
+            &dir.path().join("media.log"),
+        )
+        .await
+        .unwrap();
+        let relay = start_sim_relay(bus, dir.path()).await.unwrap();
+        let pager = start_pager(bus, dir.path()).await;
+        let (sip, _port) = start_agent(bus, dir.path(), &[]).await.unwrap();
+        Followers {
+            _services: [media, relay, pager, sip],
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_service_takes_up_the_configuration_whenever_the_config_service_appears() {
     doorphone_system_tests::require_root();
@@ -184,28 +222,7 @@ async fn every_service_takes_up_the_configuration_whenever_the_config_service_ap
     assert!(second.revision > first.revision);
 
     // Every other service first, on the defaults.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    chown_to(dir.path(), "doorphone-media").unwrap();
-    let _media = start_media(
-        &bus,
-        &[
-            "--audio-sink".into(),
-            "fake".into(),
-            "--video-source".into(),
-            "none".into(),
-        ],
-        &dir.path().join("media.log"),
-    )
-    .await
-    .unwrap();
-    let _relay = start_sim_relay(&bus, dir.path()).await.unwrap();
-    let _pager = start_pager(&bus, dir.path()).await;
-    let (_sip, _port) = start_agent(&bus, dir.path(), &[]).await.unwrap();
+    let _followers = Followers::start(&bus).await;
     let conn = bus.connect().await.unwrap();
 
     let mut config = start_config(&bus, &first.db).await.unwrap();
@@ -226,28 +243,7 @@ async fn a_burst_of_changes_leaves_every_service_following() {
     let bus = Bus::start().unwrap();
     let db = ConfigDb::new().unwrap();
     let _config = start_config(&bus, &db).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    chown_to(dir.path(), "doorphone-media").unwrap();
-    let _media = start_media(
-        &bus,
-        &[
-            "--audio-sink".into(),
-            "fake".into(),
-            "--video-source".into(),
-            "none".into(),
-        ],
-        &dir.path().join("media.log"),
-    )
-    .await
-    .unwrap();
-    let _relay = start_sim_relay(&bus, dir.path()).await.unwrap();
-    let _pager = start_pager(&bus, dir.path()).await;
-    let (_sip, _port) = start_agent(&bus, dir.path(), &[]).await.unwrap();
+    let _followers = Followers::start(&bus).await;
     let conn = bus.connect().await.unwrap();
     let config = doorphone_interfaces::config::Config1Proxy::new(&conn)
         .await
