@@ -25,7 +25,7 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
         "back-to-back calls/s",
         "CPU per call, back to back (ms)",
         "PSS idle (MB)",
-        "PSS after 30 calls (MB)",
+        "PSS after 45 calls (MB)",
         "CPU while idle, 2 s (s)",
         "cold start (ms)",
     ] {
@@ -38,6 +38,26 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
         assert_eq!(cells.len(), 4, "{row}");
         for cell in &cells[1..] {
             assert!(cell.chars().any(|c| c.is_ascii_digit()), "{row}");
+        }
+    }
+    // The door phone's own rows: each service's figure in the door phone's cell.
+    for figure in [
+        "— of which, by process (ms)",
+        "PSS after warm-up, 15 calls (MB)",
+        "PSS growth over the last 30 calls (MB)",
+    ] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {figure} |")))
+            .unwrap_or_else(|| panic!("no row {figure:?} in\n{stdout}"));
+        let door = row.trim_matches('|').split('|').nth(2).unwrap_or_default();
+        for service in ["config", "media", "relay", "pager", "sip"] {
+            assert!(
+                door.split(", ")
+                    .any(|f| f.starts_with(&format!("{service} "))
+                        && f.chars().any(|c| c.is_ascii_digit())),
+                "no figure of {service} in {row}"
+            );
         }
     }
     for service in ["config", "media", "relay", "pager", "sip"] {

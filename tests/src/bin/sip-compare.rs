@@ -1,7 +1,8 @@
 //! The door phone side by side with baresip in one run: the same SIPp
 //! scenario (sequential calls, auto-answer at once, PCMU with media) against
 //! baresip answering and against the whole appliance (release binaries, each
-//! service as its own user on a private bus), alternating, twice each. It
+//! service as its own user on a private bus), alternating, three rounds each
+//! (the first warms up: the door phone's memory growth counts from it). It
 //! prints one table: INVITE → 200 p50/p95/p99 (SIPp's µs message timestamps),
 //! back-to-back calls per second, CPU per call (every door phone process and
 //! the bus daemon against baresip's one), PSS of each service idle and after
@@ -28,7 +29,11 @@ use doorphone_system_tests::{
 };
 use serde_json::json;
 
-const ROUNDS: usize = 2;
+/// Rounds per target: the first warms up, the figures after it count.
+const ROUNDS: usize = 3;
+/// How long the services are left alone before their memory is read: they give
+/// what their allocator freed back to the system every 30 s.
+const SETTLE: Duration = Duration::from_secs(31);
 /// Sequential calls per round (`--calls N` sets them; back-to-back calls are
 /// twice as many).
 const SEQUENTIAL: usize = 200;
@@ -71,6 +76,8 @@ struct Round {
     p99: f64,
     calls_per_s: f64,
     cpu_ms_per_call: f64,
+    /// CPU per call of each process, in the order of the pids given.
+    cpu_ms_each: Vec<f64>,
 }
 
 fn mb(kib: u64) -> f64 {
@@ -138,16 +145,21 @@ async fn round(target: SocketAddr, pids: &[u32], counts: Counts) -> Result<Round
             counts.sequential
         );
     }
-    let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let cpu = || pids.iter().map(|&p| cpu_seconds(p)).collect::<Vec<f64>>();
     let before = cpu();
     let (took, _) = calls(target, counts.back_to_back, 10_000, false).await?;
-    let used = cpu() - before;
+    let cpu_ms_each: Vec<f64> = cpu()
+        .iter()
+        .zip(&before)
+        .map(|(after, before)| (after - before) * 1e3 / counts.back_to_back as f64)
+        .collect();
     Ok(Round {
         p50: percentile(&times, 0.50),
         p95: percentile(&times, 0.95),
         p99: percentile(&times, 0.99),
         calls_per_s: counts.back_to_back as f64 / took.as_secs_f64(),
-        cpu_ms_per_call: used * 1e3 / counts.back_to_back as f64,
+        cpu_ms_per_call: cpu_ms_each.iter().sum(),
+        cpu_ms_each,
     })
 }
 
@@ -320,12 +332,25 @@ async fn main() -> Result<()> {
 
     let mut door_pids: Vec<u32> = door.names.iter().map(|&(_, pid)| pid).collect();
     door_pids.push(bus.pid());
+    // A short run does not wait for the services' memory to settle.
+    let settle = if counts.sequential < SEQUENTIAL {
+        Duration::ZERO
+    } else {
+        SETTLE
+    };
     let (mut b_rounds, mut d_rounds) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    let mut warm = Vec::new();
+    for n in 0..ROUNDS {
         b_rounds.push(round(baresip_target, &[baresip_pid], counts).await?);
         d_rounds.push(round(door.target, &door_pids, counts).await?);
+        if n == 0 {
+            tokio::time::sleep(settle).await;
+            warm = pss_door(&door.names);
+        }
     }
-    let calls_made = ROUNDS * (counts.sequential + counts.back_to_back);
+    let per_round = counts.sequential + counts.back_to_back;
+    let calls_made = ROUNDS * per_round;
+    tokio::time::sleep(settle).await;
     let after = pss_door(&door.names);
     let after_bus = pss_kib(bus.pid());
     let after_baresip = pss_kib(baresip_pid);
@@ -348,6 +373,19 @@ async fn main() -> Result<()> {
             ratio(&d_rounds, &b_rounds, pick)
         );
     }
+    let door_processes = door
+        .names
+        .iter()
+        .map(|&(name, _)| name)
+        .chain(["dbus-daemon"]);
+    println!(
+        "| — of which, by process (ms) | | {} | |",
+        door_processes
+            .enumerate()
+            .map(|(i, name)| format!("{name} {}", cell(&d_rounds, |r| r.cpu_ms_each[i], 2)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let sum = |p: &[(&str, u64)]| p.iter().map(|(_, k)| k).sum::<u64>();
     let each = |p: &[(&str, u64)]| {
         p.iter()
@@ -364,12 +402,32 @@ async fn main() -> Result<()> {
         sum(&idle) as f64 / idle_baresip.max(1) as f64
     );
     println!(
+        "| PSS after warm-up, {per_round} calls (MB) | | {:.1} ({}) | |",
+        mb(sum(&warm)),
+        each(&warm)
+    );
+    println!(
         "| PSS after {calls_made} calls (MB) | {:.1} | {:.1} ({}; +{:.1} dbus-daemon) | {:.1}x |",
         mb(after_baresip),
         mb(sum(&after)),
         each(&after),
         mb(after_bus),
         sum(&after) as f64 / after_baresip.max(1) as f64
+    );
+    let growth: Vec<(&str, f64)> = after
+        .iter()
+        .zip(&warm)
+        .map(|(&(name, a), &(_, w))| (name, (a as f64 - w as f64) / 1024.0))
+        .collect();
+    println!(
+        "| PSS growth over the last {} calls (MB) | | {:+.2} ({}) | |",
+        calls_made - per_round,
+        growth.iter().map(|(_, g)| g).sum::<f64>(),
+        growth
+            .iter()
+            .map(|(n, g)| format!("{n} {g:+.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let idle_cpu_sum: f64 = idle_cpu.iter().map(|(_, s)| s).sum();
     println!(
