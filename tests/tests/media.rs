@@ -1004,22 +1004,32 @@ async fn the_next_call_is_served_from_a_session_prepared_ahead() {
     assert!(bound(first), "the prepared port pair {first} is not bound");
     assert!(!has_session_objects(&rig).await);
 
-    // The first call takes it, and the next one is prepared during the call.
+    // The first call takes it; once it ends, its pipeline (and ports) wait
+    // for the next call: a call does not pay for building and tearing down one.
     let (path, port, _peer) = call_with_tones(&rig, &PCMU).await;
     assert_eq!(port, first, "the call did not get the prepared session");
-    let second = prepared.next_after(Some(first)).await;
-    assert!(bound(second));
+    prepared
+        .until("the call to take the prepared session", |p| p.is_empty())
+        .await;
     media.stop(&path.as_ref()).await.unwrap();
+    prepared
+        .until("the call's pipeline waiting for the next call", |p| {
+            p == [first]
+        })
+        .await;
 
-    // After the call ends, the next call is answered from the session prepared
-    // before it came: the port was bound before CreateAnswer.
+    // The next call, from another peer, is answered from it, and the door and
+    // the new peer hear each other.
     let (path, port, _peer) = call_with_tones(&rig, &PCMU).await;
     assert_eq!(
-        port, second,
+        port, first,
         "the second call did not get the prepared session"
     );
-    let third = prepared.next_after(Some(second)).await;
     media.stop(&path.as_ref()).await.unwrap();
+    let third = prepared
+        .until("the session prepared again", |p| p.len() == 1)
+        .await[0];
+    assert_eq!(third, first);
 
     // A call in another codec than the prepared one is built as it comes, on
     // other ports, and leaves the prepared session for the next call.

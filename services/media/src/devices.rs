@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -106,9 +107,15 @@ pub fn microphone(
 }
 
 /// The speaker: silence mixed with every input attached to it, into the sink.
+///
+/// It runs only while an input is heard (a call or a page plays): a door
+/// waiting for its next visitor spends no CPU mixing silence. A WAV file is the
+/// exception: it records the speaker's time, silence included, and so runs on.
 pub struct Speaker {
     pipeline: gst::Pipeline,
     mixer: gst::Element,
+    /// How many inputs are heard, when the speaker pauses without them.
+    heard: Option<Arc<Mutex<usize>>>,
 }
 
 impl Speaker {
@@ -147,10 +154,28 @@ impl Speaker {
                 _ => gst::BusSyncReply::Drop,
             });
         }
+        let heard = match sink {
+            AudioSink::File(_) => None,
+            _ => Some(Arc::default()),
+        };
+        let state = match heard {
+            None => gst::State::Playing,
+            // Ready to run: the sink and the mixer are set up, nothing flows.
+            Some(_) => gst::State::Paused,
+        };
         pipeline
-            .set_state(gst::State::Playing)
+            .set_state(state)
             .map_err(|e| gst::glib::bool_error!("the speaker does not start: {e}"))?;
-        Ok(Speaker { pipeline, mixer })
+        Ok(Speaker {
+            pipeline,
+            mixer,
+            heard,
+        })
+    }
+
+    /// Whether the speaker's pipeline is running.
+    pub fn running(&self) -> bool {
+        self.pipeline.current_state() == gst::State::Playing
     }
 
     /// A new input: push audio in [`SPEAKER_CAPS`] into the returned `appsrc`.
@@ -181,6 +206,8 @@ impl Speaker {
             pad,
             pipeline: self.pipeline.clone(),
             mixer: self.mixer.clone(),
+            heard: self.heard.clone(),
+            playing: false,
         })
     }
 
@@ -199,6 +226,11 @@ impl Speaker {
 
     /// Finishes the output (a WAV file gets its final header) and stops.
     pub fn shutdown(&self) {
+        if self.heard.is_some() {
+            // Nothing to finish, and a paused sink would hold the end of stream.
+            let _ = self.pipeline.set_state(gst::State::Null);
+            return;
+        }
         self.pipeline.send_event(gst::event::Eos::new());
         if let Some(bus) = self.pipeline.bus() {
             let _ = bus.timed_pop_filtered(
@@ -210,13 +242,50 @@ impl Speaker {
     }
 }
 
-/// One input of the speaker; detached when dropped.
+/// One input of the speaker, heard from [`SpeakerInput::play`] on (a
+/// prepared call attaches ahead of its call); detached when dropped.
 pub struct SpeakerInput {
     pub src: gst_app::AppSrc,
     queue: gst::Element,
     pad: gst::Pad,
     pipeline: gst::Pipeline,
     mixer: gst::Element,
+    heard: Option<Arc<Mutex<usize>>>,
+    playing: bool,
+}
+
+impl SpeakerInput {
+    /// The input is heard: the speaker runs while any input is.
+    pub fn play(&mut self) {
+        if std::mem::replace(&mut self.playing, true) {
+            return;
+        }
+        self.count(1);
+    }
+
+    /// The input is no longer heard (it stays attached).
+    pub fn stop(&mut self) {
+        if std::mem::replace(&mut self.playing, false) {
+            self.count(-1);
+        }
+    }
+
+    /// Counts this input in or out of those heard, starting the speaker with
+    /// the first and pausing it after the last.
+    fn count(&self, change: isize) {
+        let Some(heard) = &self.heard else { return };
+        let mut heard = heard.lock().unwrap_or_else(|e| e.into_inner());
+        *heard = heard.saturating_add_signed(change);
+        let state = match *heard {
+            0 => gst::State::Paused,
+            _ => gst::State::Playing,
+        };
+        if self.pipeline.current_state() != state
+            && let Err(e) = self.pipeline.set_state(state)
+        {
+            tracing::error!("the speaker does not go to {state:?}: {e}");
+        }
+    }
 }
 
 impl Drop for SpeakerInput {
@@ -227,6 +296,9 @@ impl Drop for SpeakerInput {
             .pipeline
             .remove_many([self.src.upcast_ref(), &self.queue]);
         self.mixer.release_request_pad(&self.pad);
+        if self.playing {
+            self.count(-1);
+        }
     }
 }
 
@@ -276,4 +348,85 @@ pub fn decode_to_speaker(
         caps,
         sink.upcast(),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A channel that gets a message for every buffer the speaker's sink takes.
+    fn output(speaker: &Speaker) -> mpsc::Receiver<()> {
+        let sink = speaker
+            .pipeline
+            .iterate_sinks()
+            .next()
+            .unwrap()
+            .expect("the speaker has a sink");
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                let _ = tx.lock().unwrap().send(());
+                gst::PadProbeReturn::Ok
+            });
+        rx
+    }
+
+    /// Waits for the sink's next buffer after everything it took so far.
+    fn plays(rx: &mpsc::Receiver<()>) -> bool {
+        while rx.try_recv().is_ok() {}
+        rx.recv_timeout(Duration::from_secs(20)).is_ok()
+    }
+
+    #[test]
+    fn the_speaker_runs_only_while_an_input_is_heard() {
+        gst::init().unwrap();
+        let speaker = Speaker::new(&AudioSink::Fake).unwrap();
+        let out = output(&speaker);
+        assert!(!speaker.running(), "a speaker nobody hears runs");
+        // A prepared call is attached ahead of its call, and not heard yet.
+        let mut prepared = speaker.attach().unwrap();
+        assert!(!speaker.running(), "a prepared call starts the speaker");
+        let mut call = speaker.attach().unwrap();
+        call.play();
+        assert!(speaker.running());
+        assert!(plays(&out), "the running speaker plays nothing");
+        prepared.play();
+        drop(call);
+        assert!(speaker.running(), "one input is still heard");
+        drop(prepared);
+        assert!(
+            !speaker.running(),
+            "the speaker runs on after its last input"
+        );
+        // And it starts again for the next call.
+        let mut next = speaker.attach().unwrap();
+        next.play();
+        assert!(speaker.running());
+        assert!(plays(&out), "the speaker plays nothing after a pause");
+        drop(next);
+        assert!(!speaker.running());
+        speaker.shutdown();
+    }
+
+    #[test]
+    fn a_recording_of_the_speaker_runs_all_the_time() {
+        gst::init().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("speaker.wav");
+        let speaker = Speaker::new(&AudioSink::File(wav.clone())).unwrap();
+        let out = output(&speaker);
+        assert!(speaker.running());
+        assert!(plays(&out), "the recording takes no silence");
+        let mut input = speaker.attach().unwrap();
+        input.play();
+        drop(input);
+        assert!(speaker.running());
+        speaker.shutdown();
+        assert!(std::fs::metadata(&wav).unwrap().len() > 44, "no samples");
+    }
 }

@@ -39,6 +39,10 @@ struct Session {
     ports: Option<PortPair>,
     /// Or the prepared session that will carry the call, holding the ports.
     prepared: Option<Ready>,
+    /// When the prepared session carries the call: its pipeline's event
+    /// routing and generation, so that the pipeline can serve the next call
+    /// once this one ends.
+    reusable: Option<(Tag, u64)>,
     /// The video stream's ports, when video was offered or accepted.
     video_ports: Option<crate::ports::PortPair>,
     state: &'static str,
@@ -58,6 +62,11 @@ struct Session {
 pub struct SessionObject {
     session: Arc<Mutex<Session>>,
 }
+
+/// How long a new session waits for a preparation under way before it builds
+/// a pipeline of its own: longer than making a pipeline ready again takes, on a
+/// busy board too.
+const PREPARATION_WAIT: Duration = Duration::from_millis(250);
 
 /// Where the service's own object is.
 pub const MEDIA_PATH: &str = doorphone_interfaces::media::OBJECT_PATH;
@@ -173,9 +182,17 @@ impl SessionObject {
 
 /// A session made ahead of the next call: a port pair bound and the pipeline of
 /// the preferred audio codec built and in READY, sending nothing. It is no
-/// session object until a call takes it.
+/// session object until a call takes it; once the call ends, the pipeline
+/// waits for the next call again.
 struct Ready {
     pipeline: CallPipeline,
+    tag: Tag,
+    /// The settings' generation it was built in.
+    generation: u64,
+}
+
+/// Where a prepared pipeline's events go.
+struct Tag {
     /// The session its events go to once a call takes it (0 until then).
     id: Arc<AtomicU32>,
     /// Set when the pipeline failed while it waited.
@@ -184,7 +201,7 @@ struct Ready {
 
 impl Ready {
     fn usable(&self) -> bool {
-        !self.broken.load(Ordering::SeqCst)
+        !self.tag.broken.load(Ordering::SeqCst)
     }
 
     fn port(&self) -> u16 {
@@ -292,39 +309,91 @@ impl Preparer {
         let this = self.clone();
         tokio::spawn(async move {
             let build = this.clone();
-            let made = tokio::task::spawn_blocking(move || build.build())
+            let made = tokio::task::spawn_blocking(move || build.build(generation))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
-            let (installed, stale) = {
-                let mut slot = lock(&this.slot);
-                if slot.building == Some(generation) {
-                    slot.building = None;
-                }
-                match made {
-                    Ok(ready) if slot.generation == generation && !slot.closed => {
-                        tracing::debug!(port = ready.port(), "a session is prepared");
-                        slot.ready = Some(ready);
-                        (true, None)
-                    }
-                    Ok(ready) => (false, Some(ready)),
-                    Err(e) => {
-                        tracing::info!("no session prepared ahead of the next call: {e}");
-                        (false, None)
-                    }
-                }
-            };
-            this.done.notify_waiters();
-            if let Some(stale) = stale {
-                discard(stale);
-            }
-            if installed {
-                this.announce();
+            if let Err(e) = this.install(generation, made) {
+                tracing::info!("no session prepared ahead of the next call: {e}");
             }
         });
     }
 
+    /// Gives back the pipeline of a call that ended, or a prepared session no
+    /// call started: it waits for the next call again (building and tearing
+    /// down a pipeline costs a call most of its CPU). A pipeline that cannot
+    /// serve again (another codec or settings, video, SRTP, a failure) goes, and
+    /// another is prepared.
+    fn give_back(&self, ready: Ready) {
+        ready.tag.id.store(0, Ordering::SeqCst);
+        let preferred = self.preferred();
+        let generation = {
+            let mut slot = lock(&self.slot);
+            let fits = !slot.closed
+                && slot.ready.is_none()
+                && slot.building.is_none()
+                && ready.generation == slot.generation
+                && ready.usable()
+                && preferred == Some(ready.pipeline.encoding());
+            if fits {
+                slot.building = Some(slot.generation);
+            }
+            fits.then_some(slot.generation)
+        };
+        let Some(generation) = generation else {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = tokio::task::spawn_blocking(move || drop(ready)).await;
+                this.ensure();
+            });
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let made = tokio::task::spawn_blocking(move || {
+                let mut ready = ready;
+                ready.pipeline.recycle().map(|()| ready)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match this.install(generation, made) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::debug!("a call's pipeline is not reused: {e}");
+                    this.ensure();
+                }
+            }
+        });
+    }
+
+    /// Puts a session prepared in `generation` in the slot, unless the settings
+    /// changed meanwhile or the service stops (then it goes).
+    fn install(&self, generation: u64, made: Result<Ready, String>) -> Result<(), String> {
+        let (result, stale) = {
+            let mut slot = lock(&self.slot);
+            if slot.building == Some(generation) {
+                slot.building = None;
+            }
+            match made {
+                Ok(ready) if slot.generation == generation && !slot.closed => {
+                    tracing::debug!(port = ready.port(), "a session is prepared");
+                    slot.ready = Some(ready);
+                    (Ok(()), None)
+                }
+                Ok(ready) => (Ok(()), Some(ready)),
+                Err(e) => (Err(e), None),
+            }
+        };
+        self.done.notify_waiters();
+        match stale {
+            Some(stale) => discard(stale),
+            None if result.is_ok() => self.announce(),
+            None => {}
+        }
+        result
+    }
+
     /// Builds a prepared session (on a blocking thread).
-    fn build(&self) -> Result<Ready, String> {
+    fn build(&self, generation: u64) -> Result<Ready, String> {
         let encoding = self
             .preferred()
             .ok_or("no configured audio codec is available")?;
@@ -357,8 +426,8 @@ impl Preparer {
         )?;
         Ok(Ready {
             pipeline,
-            id,
-            broken,
+            tag: Tag { id, broken },
+            generation,
         })
     }
 
@@ -714,11 +783,11 @@ impl MediaService {
                             && ready.pipeline.encoding() == stream.codec.encoding
                             && stream.crypto.is_none() =>
                     {
-                        ready.id.store(id, Ordering::SeqCst);
+                        ready.tag.id.store(id, Ordering::SeqCst);
                         let mut pipeline = ready.pipeline;
                         pipeline.play(&stream, video, sending)?;
                         tracing::debug!(session = id, "media from the prepared session");
-                        return Ok(pipeline);
+                        return Ok((pipeline, Some((ready.tag, ready.generation))));
                     }
                     // Another codec, SRTP (or a broken pipeline): its ports, a new pipeline.
                     Some(ready) => ready
@@ -743,30 +812,38 @@ impl MediaService {
                         let _ = events.send((id, event));
                     },
                 )
+                .map(|pipeline| (pipeline, None))
             })();
             let mut s = lock(&handle);
-            match result {
+            let reusable = match result {
                 // Stopped while starting: the pipeline goes with this scope.
-                Ok(_) if s.state == state::STOPPED => {}
-                Ok(pipeline) => {
+                Ok(_) if s.state == state::STOPPED => false,
+                Ok((pipeline, reusable)) => {
                     pipeline.set_sending(stream.direction.sends() && !s.held);
                     s.pipeline = Some(Arc::new(pipeline));
+                    s.reusable = reusable;
                     if s.state == state::PREPARED {
                         s.state = state::ACTIVE;
                     }
+                    s.reusable.is_some()
                 }
                 Err(e) => {
                     let _ = report.send((id, Event::Failed(e)));
+                    false
                 }
-            }
+            };
             s.started.notify_all();
+            reusable
         };
         let preparer = self.preparer.clone();
         tokio::spawn(async move {
             replied.await;
-            let _ = tokio::task::spawn_blocking(build).await;
-            // The call's media first, then the next call's.
-            preparer.ensure();
+            let reusable = tokio::task::spawn_blocking(build).await.unwrap_or(false);
+            // The call's media first, then the next call's: the call's own
+            // pipeline when it ends, else a new one now.
+            if !reusable {
+                preparer.ensure();
+            }
         });
         Ok(())
     }
@@ -861,22 +938,41 @@ impl MediaService {
         let Some(session) = removed else {
             return false;
         };
-        let (pipeline, prepared) = {
+        let (pipeline, prepared, reusable) = {
             let mut s = lock(&session);
             s.state = state::STOPPED;
             s.started.notify_all();
             s.ports = None;
             s.video_ports = None;
-            (s.pipeline.take(), s.prepared.take())
+            (s.pipeline.take(), s.prepared.take(), s.reusable.take())
         };
-        if pipeline.is_some() || prepared.is_some() {
+        // The prepared pipeline that carried the call (nobody else holds it
+        // once the session is stopped), or the one it was to start.
+        let (reused, pipeline) = match (pipeline, reusable) {
+            (Some(pipeline), Some((tag, generation))) => match Arc::try_unwrap(pipeline) {
+                Ok(pipeline) => (
+                    Some(Ready {
+                        pipeline,
+                        tag,
+                        generation,
+                    }),
+                    None,
+                ),
+                Err(shared) => (None, Some(shared)),
+            },
+            (pipeline, _) => (prepared, pipeline),
+        };
+        if let Some(pipeline) = pipeline {
             // Stopping waits for streaming threads: not on the bus's thread.
-            let _ = tokio::task::spawn_blocking(move || drop((pipeline, prepared))).await;
+            let _ = tokio::task::spawn_blocking(move || drop(pipeline)).await;
         }
         let _ = server.remove::<SessionObject, _>(&session_path(id)).await;
-        // Ports and devices are free again: a preparation that found none may
-        // succeed now.
-        self.preparer.ensure();
+        match reused {
+            Some(ready) => self.preparer.give_back(ready),
+            // Ports and devices are free again: a preparation that found none
+            // may succeed now.
+            None => self.preparer.ensure(),
+        }
         true
     }
 }
@@ -903,6 +999,7 @@ impl MediaService {
         let caps = self.caps(&options);
         // The prepared session when there is one: whether its codec is the one
         // the answer picks is known at `SetRemote`.
+        self.preparer.wait_for_preparation(PREPARATION_WAIT).await;
         let claim = match self.preparer.take() {
             Some(ready) => Claim::Prepared(Box::new(ready)),
             None => self.claim().await?,
@@ -916,7 +1013,6 @@ impl MediaService {
             self.transport(&options, claim.port(), video_ports.as_ref().map(|p| p.port));
         let (local, text) = sdp::Local::offer(&caps, &transport).map_err(sdp_error)?;
         let (ports, prepared) = claim.into_parts();
-        self.preparer.ensure();
         let (_, path, _) = self
             .add_session(
                 server,
@@ -926,6 +1022,7 @@ impl MediaService {
                     pipeline: None,
                     ports,
                     prepared,
+                    reusable: None,
                     video_ports,
                     state: state::PREPARED,
                     held: false,
@@ -957,6 +1054,9 @@ impl MediaService {
         };
         let video_port = video_ports.as_ref().map(|p| p.port);
         // The prepared session serves the call when the call gets its codec.
+        // One under way (often the last call's pipeline made ready again) is
+        // sooner ready than a new pipeline.
+        self.preparer.wait_for_preparation(PREPARATION_WAIT).await;
         let mut answered = None;
         if let Some((port, encoding)) = self.preparer.peek() {
             let transport = self.transport(&options, port, video_port);
@@ -1000,6 +1100,7 @@ impl MediaService {
             pipeline: None,
             ports,
             prepared,
+            reusable: None,
             video_ports,
             state: state::PREPARED,
             held: false,

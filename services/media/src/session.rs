@@ -48,6 +48,28 @@ pub struct Counters {
     pub packets_rejected: AtomicU64,
 }
 
+impl Counters {
+    fn reset(&self) {
+        for counter in [
+            &self.packets_sent,
+            &self.bytes_sent,
+            &self.packets_received,
+            &self.bytes_received,
+            &self.packets_rejected,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the pipeline added for one of the peer's streams (an SSRC and payload
+/// type that `rtpbin` demultiplexed): played or discarded.
+struct Received {
+    session: u32,
+    ssrc: u32,
+    elements: Vec<gst::Element>,
+}
+
 /// Encodings this build can carry (H.264 from the camera, audio through `elements`).
 pub fn supported(encoding: Encoding) -> bool {
     encoding == Encoding::H264 || elements(encoding).is_some()
@@ -331,10 +353,16 @@ pub struct CallPipeline {
     /// SRTP keys and elements; the audio session is encrypted when `encrypted`.
     srtp: SharedSrtp,
     encrypted: bool,
-    _speaker_input: Arc<Mutex<Option<SpeakerInput>>>,
+    speaker_input: Arc<Mutex<Option<SpeakerInput>>>,
     /// Held while the pipeline lives; given back by [`CallPipeline::release`].
     ports: Option<PortPair>,
     video: Option<(PortPair, crate::camera::VideoFeed)>,
+    /// The peer's streams, as they came.
+    received: Arc<Mutex<Vec<Received>>>,
+    /// Set while the peer is silent past the RTP timeout.
+    quiet: Arc<AtomicBool>,
+    /// Set once the pipeline reported an error or an end of stream.
+    faulted: Arc<AtomicBool>,
 }
 
 /// The devices a call uses and how long the peer may stay silent.
@@ -617,33 +645,48 @@ impl CallPipeline {
         let pipeline_weak = pipeline.downgrade();
         let depayloader = els.depayloader;
         let decoder = els.decoder;
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let streams = received.clone();
         rtpbin.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline_weak.upgrade() else {
                 return;
             };
             let name = pad.name();
-            if !name.starts_with("recv_rtp_src_") {
+            // recv_rtp_src_SESSION_SSRC_PT
+            let Some([session, ssrc, pt]) = name.strip_prefix("recv_rtp_src_").and_then(|rest| {
+                let mut parts = rest.split('_').map(|n| n.parse::<u32>().ok());
+                Some([parts.next()??, parts.next()??, parts.next()??])
+            }) else {
                 return;
-            }
-            let pt: Option<u8> = name.rsplit('_').next().and_then(|p| p.parse().ok());
-            let audio_session = name.starts_with("recv_rtp_src_0_");
+            };
             let codec_pt = playing.lock().unwrap_or_else(|e| e.into_inner()).codec.pt;
-            let result = if audio_session && pt == Some(codec_pt) {
+            let result = if session == 0 && pt == u32::from(codec_pt) {
                 link_playback(&pipeline, pad, depayloader, decoder, &appsrc)
             } else {
                 link_discard(&pipeline, pad)
             };
-            if let Err(e) = result {
-                tracing::warn!("cannot play the received stream: {e}");
+            match result {
+                Ok(elements) => streams
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Received {
+                        session,
+                        ssrc,
+                        elements,
+                    }),
+                Err(e) => tracing::warn!("cannot play the received stream: {e}"),
             }
         });
 
         let on_bus = events.clone();
         let quiet = timed_out.clone();
+        let faulted = Arc::new(AtomicBool::new(false));
+        let fault = faulted.clone();
         let bus = pipeline.bus().ok_or("the pipeline has no bus")?;
         bus.set_sync_handler(move |_, message| {
             match message.view() {
                 gst::MessageView::Error(err) => {
+                    fault.store(true, Ordering::SeqCst);
                     on_bus(Event::Failed(format!(
                         "{}: {}",
                         err.src().map(|s| s.name().to_string()).unwrap_or_default(),
@@ -652,6 +695,7 @@ impl CallPipeline {
                 }
                 // Live sources do not end: an end of stream means a device went away.
                 gst::MessageView::Eos(_) => {
+                    fault.store(true, Ordering::SeqCst);
                     on_bus(Event::Failed("the media ended (a device went away)".into()));
                 }
                 // Reported once per silence; a packet clears `quiet` again.
@@ -693,9 +737,12 @@ impl CallPipeline {
             latching,
             srtp,
             encrypted,
-            _speaker_input: speaker_input,
+            speaker_input,
             ports: Some(ports),
             video: None,
+            received,
+            quiet: timed_out,
+            faulted,
         })
     }
 
@@ -752,6 +799,14 @@ impl CallPipeline {
             self.video = Some((leg.ports, leg.feed));
         }
         self.set_sending(sending);
+        if let Some(input) = self
+            .speaker_input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            input.play();
+        }
         self.pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("the call pipeline does not start: {e}"))?;
@@ -769,11 +824,24 @@ impl CallPipeline {
         let Ok(sources) = stats.get::<gst::glib::ValueArray>("source-stats") else {
             return (0, 0);
         };
+        // This call's peer: a pipeline that served an earlier call may still
+        // count that call's peer until its source times out.
+        let current: Vec<u32> = self
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| r.session == 0)
+            .map(|r| r.ssrc)
+            .collect();
         let peer = sources
             .iter()
             .filter_map(|v| v.get::<gst::Structure>().ok())
             .find(|s| {
-                s.get::<bool>("internal") == Ok(false) && s.get::<bool>("is-sender") == Ok(true)
+                s.get::<bool>("internal") == Ok(false)
+                    && s.get::<bool>("is-sender") == Ok(true)
+                    && s.get::<u32>("ssrc")
+                        .is_ok_and(|ssrc| current.contains(&ssrc))
             });
         match peer {
             Some(s) => {
@@ -858,6 +926,51 @@ impl CallPipeline {
         }
         std::thread::sleep(duration);
         pad.send_event(event(false));
+        Ok(())
+    }
+
+    /// Makes a pipeline whose call ended ready for the next call, as
+    /// [`CallPipeline::prepare`] left it: paused, the valve shut, the speaker
+    /// input no longer heard, what the last peer sent forgotten (its streams
+    /// taken out of `rtpbin` and the elements that played them removed), the
+    /// gate closed until the next peer is named, the counters at zero. A
+    /// pipeline with video or SRTP, or one that failed, is not reused: the
+    /// error says why.
+    pub fn recycle(&mut self) -> Result<(), String> {
+        if self.video.is_some() {
+            return Err("the call had video".into());
+        }
+        if self.encrypted {
+            return Err("the call was encrypted".into());
+        }
+        if self.faulted.load(Ordering::SeqCst) {
+            return Err("the pipeline failed".into());
+        }
+        self.set_sending(false);
+        if let Some(input) = self
+            .speaker_input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            input.stop();
+        }
+        self.pipeline
+            .set_state(gst::State::Paused)
+            .map_err(|e| format!("the pipeline does not pause: {e}"))?;
+        let received =
+            std::mem::take(&mut *self.received.lock().unwrap_or_else(|e| e.into_inner()));
+        for stream in received {
+            self.rtpbin
+                .emit_by_name::<()>("clear-ssrc", &[&stream.session, &stream.ssrc]);
+            for element in stream.elements {
+                let _ = element.set_state(gst::State::Null);
+                let _ = self.pipeline.remove(&element);
+            }
+        }
+        self.gate.reset();
+        self.counters.reset();
+        self.quiet.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -1027,7 +1140,7 @@ fn link_playback(
     depayloader: &str,
     decoder: &str,
     appsrc: &gst_app::AppSrc,
-) -> Result<(), String> {
+) -> Result<Vec<gst::Element>, String> {
     let chain = devices::decode_to_speaker(depayloader, decoder, appsrc)?;
     pipeline.add_many(&chain).map_err(|e| e.to_string())?;
     gst::Element::link_many(&chain).map_err(|e| format!("playback chain: {e}"))?;
@@ -1041,10 +1154,10 @@ fn link_playback(
             .expect("depayloader has a sink pad"),
     )
     .map_err(|e| format!("{e:?}"))?;
-    Ok(())
+    Ok(chain)
 }
 
-fn link_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
+fn link_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<Vec<gst::Element>, String> {
     let sink = gst::ElementFactory::make("fakesink")
         .property("async", false)
         .property("sync", false)
@@ -1054,7 +1167,7 @@ fn link_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> 
     sink.sync_state_with_parent().map_err(|e| e.to_string())?;
     pad.link(&sink.static_pad("sink").expect("fakesink has a sink pad"))
         .map_err(|e| format!("{e:?}"))?;
-    Ok(())
+    Ok(vec![sink])
 }
 
 #[cfg(test)]
@@ -1146,5 +1259,164 @@ mod tests {
         b.set_remote(&rekeyed);
         a.send_digit('9', Duration::from_millis(200)).unwrap();
         assert_eq!(digit(&rx), Some('9'));
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use std::net::SocketAddr;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::devices::AudioSink;
+    use crate::ports::PortRange;
+
+    /// How long a test waits for what a busy machine may take a while to do.
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Every element of the pipeline, `rtpbin`'s own ones included.
+    fn elements(pipeline: &CallPipeline) -> usize {
+        pipeline.pipeline.iterate_recurse().into_iter().count()
+    }
+
+    fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn next_digit(rx: &mpsc::Receiver<Event>) -> Option<char> {
+        let deadline = Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(Event::Dtmf(d)) => return Some(d),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_pipeline_whose_call_ended_serves_the_next_caller_and_forgets_the_last() {
+        gst::init().unwrap();
+        let range = PortRange::new(44000, 44999);
+        // The door and its callers each have their own speaker.
+        let speaker = Box::leak(Box::new(Speaker::new(&AudioSink::Fake).unwrap()));
+        let theirs = Box::leak(Box::new(Speaker::new(&AudioSink::Fake).unwrap()));
+        let io = |tone, speaker| CallIo {
+            mic: &AudioSource::Test,
+            tone,
+            speaker,
+            rtp_timeout: Duration::from_secs(30),
+            latching: false,
+        };
+        let ports = range.bind().unwrap();
+        let door_port = ports.port;
+        let (tx, rx) = mpsc::channel();
+        let tx = Arc::new(Mutex::new(tx));
+        let mut door = CallPipeline::prepare(
+            &template(Encoding::Pcmu, door_port),
+            ports,
+            io(440.0, speaker),
+            move |e| {
+                let _ = tx.lock().unwrap().send(e);
+            },
+        )
+        .unwrap();
+        let prepared = elements(&door);
+        let mut last: Option<CallPipeline> = None;
+        for (call, key) in ['1', '2', '3'].into_iter().enumerate() {
+            // A caller on other ports (and with its own SSRC) each time.
+            let caller_ports = range.bind().unwrap();
+            let caller_port = caller_ports.port;
+            let caller = CallPipeline::start(
+                &Stream {
+                    remote_rtp: at(door_port),
+                    remote_rtcp: at(door_port + 1),
+                    ..template(Encoding::Pcmu, caller_port)
+                },
+                caller_ports,
+                io(1000.0, theirs),
+                None,
+                true,
+                |_| {},
+            )
+            .unwrap();
+            let towards = Stream {
+                remote_rtp: at(caller_port),
+                remote_rtcp: at(caller_port + 1),
+                ..template(Encoding::Pcmu, door_port)
+            };
+            door.play(&towards, None, true).unwrap();
+            assert!(speaker.running(), "call {call}: the speaker is off");
+            // The last caller, still sending to the door's port, has no say:
+            // its digit is dropped, the new caller's is taken.
+            if let Some(last) = &last {
+                last.send_digit('9', Duration::from_millis(120)).unwrap();
+            }
+            caller.send_digit(key, Duration::from_millis(120)).unwrap();
+            assert_eq!(next_digit(&rx), Some(key), "call {call}");
+            if last.is_some() {
+                let rejected = &door.counters.packets_rejected;
+                until("the last caller's packets to be refused", || {
+                    rejected.load(Ordering::Relaxed) > 0
+                });
+            }
+            until("the caller's audio to be played", || {
+                !door.received.lock().unwrap().is_empty()
+            });
+
+            door.recycle().unwrap();
+            assert!(!speaker.running(), "call {call}: the speaker runs on");
+            assert_eq!(
+                elements(&door),
+                prepared,
+                "call {call} left elements behind"
+            );
+            assert_eq!(door.counters.packets_received.load(Ordering::Relaxed), 0);
+            assert_eq!(door.counters.packets_sent.load(Ordering::Relaxed), 0);
+            last = Some(caller);
+        }
+    }
+
+    #[test]
+    fn a_pipeline_with_video_or_srtp_or_a_failure_is_not_reused() {
+        gst::init().unwrap();
+        let range = PortRange::new(44000, 44999);
+        let speaker = Box::leak(Box::new(Speaker::new(&AudioSink::Fake).unwrap()));
+        let io = || CallIo {
+            mic: &AudioSource::Test,
+            tone: 440.0,
+            speaker,
+            rtp_timeout: Duration::from_secs(30),
+            latching: false,
+        };
+        let ports = range.bind().unwrap();
+        let key = crate::sdp::Key::random().unwrap();
+        let crypto = Crypto {
+            suite: crate::sdp::Suite::ALL[0],
+            send: key.clone(),
+            receive: key,
+        };
+        let stream = Stream {
+            crypto: Some(crypto),
+            ..template(Encoding::Pcmu, ports.port)
+        };
+        let mut srtp = CallPipeline::start(&stream, ports, io(), None, true, |_| {}).unwrap();
+        assert_eq!(srtp.recycle(), Err("the call was encrypted".into()));
+
+        let ports = range.bind().unwrap();
+        let stream = template(Encoding::Pcmu, ports.port);
+        let mut failed = CallPipeline::start(&stream, ports, io(), None, true, |_| {}).unwrap();
+        failed.faulted.store(true, Ordering::SeqCst);
+        assert_eq!(failed.recycle(), Err("the pipeline failed".into()));
     }
 }

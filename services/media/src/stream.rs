@@ -56,9 +56,9 @@ impl PageStream {
             .property("latency", 60u32)
             .build()
             .map_err(|e| format!("rtpjitterbuffer: {e}"))?;
-        let input = Arc::new(Mutex::new(Some(
-            speaker.attach().map_err(|e| format!("speaker: {e}"))?,
-        )));
+        let mut input = speaker.attach().map_err(|e| format!("speaker: {e}"))?;
+        input.play();
+        let input = Arc::new(Mutex::new(Some(input)));
         let target = input
             .lock()
             .unwrap_or_else(|e| e.into_inner())

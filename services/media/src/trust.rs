@@ -82,6 +82,17 @@ impl Gate {
         }
     }
 
+    /// Back to a gate that takes nothing, forgetting any latch: the peer of a
+    /// call that ended has no say in the next one.
+    pub fn reset(&self) {
+        let latching = self.admission().latching;
+        *self.admission() = Gate::new(latching)
+            .admission
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        self.told.store(false, Ordering::Relaxed);
+    }
+
     fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
         self.admission.lock().unwrap_or_else(|e| e.into_inner())
     }
