@@ -4,12 +4,14 @@ use std::sync::Arc;
 use clap::Parser;
 use doorphone_daemon::config::{Access, Snapshot};
 use doorphone_interfaces::pager::{BUS_NAME, OBJECT_PATH};
-use doorphone_interfaces::sip::{CallStateChangedStream, Sip1Proxy};
+use doorphone_interfaces::sip::{self, Sip1Proxy};
 use doorphone_pager::listener;
 use doorphone_pager::pager::{Input, Pager};
 use doorphone_pager::service::PagerService;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
+use zbus::ObjectPath;
+use zbus::fdo::{PropertiesChangedStream, PropertiesProxy};
 use zbus::proxy::{CacheProperties, OwnerChangedStream};
 
 /// The door phone's multicast pager (org.doorphone.Pager1 on the system bus).
@@ -52,7 +54,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .cache_properties(CacheProperties::No)
         .build()
         .await?;
-    let calls = sip.receive_call_state_changed().await?;
+    let calls = PropertiesProxy::builder(&conn)
+        .destination(sip::BUS_NAME)
+        .path(sip::OBJECT_PATH)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?
+        .receive_properties_changed()
+        .await?;
     let sip_owners = sip.inner().receive_owner_changed().await?;
     let media_owners = pager.media().inner().receive_owner_changed().await?;
 
@@ -63,7 +72,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot own {BUS_NAME} on the system bus: {e}"))?;
     tokio::spawn(follow_config(config, input_tx.clone()));
-    tokio::spawn(follow_calls(sip, calls, sip_owners, input_tx.clone()));
+    tokio::spawn(follow_calls(calls, sip_owners, input_tx.clone()));
     tokio::spawn(follow_media(media_owners, input_tx));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let pager = tokio::spawn(pager.run(input_rx, heard_rx, async {
@@ -116,43 +125,46 @@ async fn active_call(sip: &Sip1Proxy<'_>) -> Option<String> {
     }
 }
 
-/// Follows the answered call: it changes only when a call changes state, or
-/// when the SIP agent comes or goes. The signals are taken off their queues
-/// as they come, whatever the agent's answer is waiting for (a queue left
-/// full would stop the connection's every reply); the agent is asked once
-/// for the signals that came meanwhile.
+/// Follows the answered call from the agent's `ActiveCall` changes, which
+/// carry it: no question to the agent per call. An agent that comes or goes has
+/// no answered call.
 async fn follow_calls(
-    sip: Sip1Proxy<'static>,
-    mut states: CallStateChangedStream,
+    mut changes: PropertiesChangedStream,
     mut owners: OwnerChangedStream<'static>,
     inputs: mpsc::UnboundedSender<Input>,
 ) {
-    let changed = Arc::new(tokio::sync::Notify::new());
-    let signalled = changed.clone();
-    let watcher = tokio::spawn(async move {
-        loop {
-            let more = tokio::select! {
-                state = states.next() => state.is_some(),
-                owner = owners.next() => owner.is_some(),
-            };
-            signalled.notify_one();
-            if !more {
+    let mut last: Option<Option<String>> = None;
+    loop {
+        let call = tokio::select! {
+            change = changes.next() => {
+                let Some(change) = change else { return };
+                match change.args() {
+                    Ok(args) if args.interface_name.as_str() == sip::INTERFACE => {
+                        match args.changed_properties.get("ActiveCall") {
+                            Some(path) => ObjectPath::try_from(path)
+                                .ok()
+                                .filter(|p| p.as_str() != "/")
+                                .map(|p| p.to_string()),
+                            None => continue,
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+            owner = owners.next() => {
+                if owner.is_none() {
+                    return;
+                }
+                None
+            }
+        };
+        if last.as_ref() != Some(&call) {
+            last = Some(call.clone());
+            if inputs.send(Input::Call(call)).is_err() {
                 return;
             }
         }
-    });
-    let mut last = active_call(&sip).await;
-    while !watcher.is_finished() {
-        changed.notified().await;
-        let call = active_call(&sip).await;
-        if call != last {
-            last = call.clone();
-            if inputs.send(Input::Call(call)).is_err() {
-                break;
-            }
-        }
     }
-    watcher.abort();
 }
 
 /// Tells the pager when media comes and goes.
