@@ -106,6 +106,11 @@ pub fn microphone(
     }
 }
 
+/// The state of a speaker nobody hears: its devices open, no streaming thread
+/// running. (Paused, its threads would wait inside the mixer and the sink, and
+/// an input leaving then could wait for them for ever.)
+const IDLE: gst::State = gst::State::Ready;
+
 /// The speaker: silence mixed with every input attached to it, into the sink.
 ///
 /// It runs only while an input is heard (a call or a page plays): a door
@@ -114,7 +119,7 @@ pub fn microphone(
 pub struct Speaker {
     pipeline: gst::Pipeline,
     mixer: gst::Element,
-    /// How many inputs are heard, when the speaker pauses without them.
+    /// How many inputs are heard, when the speaker stops without them.
     heard: Option<Arc<Mutex<usize>>>,
 }
 
@@ -160,8 +165,7 @@ impl Speaker {
         };
         let state = match heard {
             None => gst::State::Playing,
-            // Ready to run: the sink and the mixer are set up, nothing flows.
-            Some(_) => gst::State::Paused,
+            Some(_) => IDLE,
         };
         pipeline
             .set_state(state)
@@ -227,7 +231,7 @@ impl Speaker {
     /// Finishes the output (a WAV file gets its final header) and stops.
     pub fn shutdown(&self) {
         if self.heard.is_some() {
-            // Nothing to finish, and a paused sink would hold the end of stream.
+            // Nothing to finish, and a stopped pipeline takes no end of stream.
             let _ = self.pipeline.set_state(gst::State::Null);
             return;
         }
@@ -277,7 +281,7 @@ impl SpeakerInput {
         let mut heard = heard.lock().unwrap_or_else(|e| e.into_inner());
         *heard = heard.saturating_add_signed(change);
         let state = match *heard {
-            0 => gst::State::Paused,
+            0 => IDLE,
             _ => gst::State::Playing,
         };
         if self.pipeline.current_state() != state
@@ -407,7 +411,7 @@ mod tests {
         let mut next = speaker.attach().unwrap();
         next.play();
         assert!(speaker.running());
-        assert!(plays(&out), "the speaker plays nothing after a pause");
+        assert!(plays(&out), "the speaker plays nothing after a rest");
         drop(next);
         assert!(!speaker.running());
         speaker.shutdown();

@@ -946,18 +946,11 @@ impl CallPipeline {
         if self.faulted.load(Ordering::SeqCst) {
             return Err("the pipeline failed".into());
         }
+        // Nothing more from the last peer; then its streams out of `rtpbin`
+        // while the pipeline still plays (paused, the elements that played
+        // them would hold `rtpbin`'s threads waiting for their preroll).
         self.set_sending(false);
-        if let Some(input) = self
-            .speaker_input
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
-            input.stop();
-        }
-        self.pipeline
-            .set_state(gst::State::Paused)
-            .map_err(|e| format!("the pipeline does not pause: {e}"))?;
+        self.gate.reset();
         let received =
             std::mem::take(&mut *self.received.lock().unwrap_or_else(|e| e.into_inner()));
         for stream in received {
@@ -968,7 +961,17 @@ impl CallPipeline {
                 let _ = self.pipeline.remove(&element);
             }
         }
-        self.gate.reset();
+        self.pipeline
+            .set_state(gst::State::Paused)
+            .map_err(|e| format!("the pipeline does not pause: {e}"))?;
+        if let Some(input) = self
+            .speaker_input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            input.stop();
+        }
         self.counters.reset();
         self.quiet.store(false, Ordering::SeqCst);
         Ok(())

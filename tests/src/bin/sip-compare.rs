@@ -31,9 +31,11 @@ use serde_json::json;
 
 /// Rounds per target: the first warms up, the figures after it count.
 const ROUNDS: usize = 3;
-/// How long the services are left alone before their memory is read: they give
-/// what their allocator freed back to the system every 30 s.
-const SETTLE: Duration = Duration::from_secs(31);
+/// How long the services are left alone before their memory is read: the SIP
+/// stack keeps a finished transaction for 64 × T1 = 32 s (RFC 3261 timers H
+/// and J, for the peer's retransmissions), and the services give what their
+/// allocator freed back to the system every 30 s.
+const SETTLE: Duration = Duration::from_secs(32 + 30 + 1);
 /// Sequential calls per round (`--calls N` sets them; back-to-back calls are
 /// twice as many).
 const SEQUENTIAL: usize = 200;
