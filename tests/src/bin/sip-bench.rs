@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use doorphone_interfaces::sip::{self, CallProxy, Sip1Proxy};
-use doorphone_system_tests::bench::{Answering, invite_to_ok, percentile, rss_kib};
+use doorphone_system_tests::bench::{Answering, invite_to_ok, percentile, pss_kib, rss_kib};
 use doorphone_system_tests::sip::{Caller, Sipp, caller, free_port};
 use doorphone_system_tests::{PATIENCE, applied, reconfigure};
 use futures_util::StreamExt;
@@ -30,6 +30,9 @@ const FLOOD: usize = 20_000;
 const HOSTILE: usize = 100_000;
 /// How long the SIP stack keeps a completed transaction (64 x T1), and a margin.
 const TRANSACTION_LINGER: Duration = Duration::from_secs(35);
+/// How long until the agent has given back what its allocator freed (it
+/// does every 30 s), and a margin.
+const TRIM_SETTLE: Duration = Duration::from_secs(31);
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -250,19 +253,27 @@ async fn main() -> Result<()> {
         largest_gap.as_secs_f64() * 1e3
     );
     // Memory after 100,000 refused INVITEs: refusals are stateless, so
-    // nothing lingers.
+    // nothing lingers. Resident memory at once, and the agent's share (PSS)
+    // settled before and after.
+    tokio::time::sleep(TRIM_SETTLE).await;
+    let settled_before = pss_kib(pid);
     let before_hostile = rss_kib(pid);
     let log_before = std::fs::metadata(dir.path().join("sip.log"))?.len();
     let big = doorphone_system_tests::bench::flood(target, 64, HOSTILE).await?;
     let after_hostile = rss_kib(pid);
     let log_after = std::fs::metadata(dir.path().join("sip.log"))?.len();
+    tokio::time::sleep(TRIM_SETTLE).await;
+    let settled_after = pss_kib(pid);
     println!(
-        "{} refused INVITEs in {:.1} s: agent RSS {:.1} -> {:.1} MiB ({:+.2}); log {} bytes ({:.0} per 10,000)",
+        "{} refused INVITEs in {:.1} s: agent RSS {:.1} -> {:.1} MiB ({:+.2}), PSS settled {:.1} -> {:.1} MiB ({:+.2}); log {} bytes ({:.0} per 10,000)",
         big.sent,
         big.took.as_secs_f64(),
         mib(before_hostile),
         mib(after_hostile),
         mib(after_hostile) - mib(before_hostile),
+        mib(settled_before),
+        mib(settled_after),
+        mib(settled_after) - mib(settled_before),
         log_after - log_before,
         (log_after - log_before) as f64 * 10_000.0 / big.sent as f64
     );
