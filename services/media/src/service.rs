@@ -181,7 +181,7 @@ impl SessionObject {
 }
 
 /// A session made ahead of the next call: a port pair bound and the pipeline of
-/// the preferred audio codec built and in READY, sending nothing. It is no
+/// the preferred audio codec built and paused, sending nothing. It is no
 /// session object until a call takes it; once the call ends, the pipeline
 /// waits for the next call again.
 struct Ready {
