@@ -50,14 +50,22 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
             .lines()
             .find(|l| l.starts_with(&format!("| {figure} |")))
             .unwrap_or_else(|| panic!("no row {figure:?} in\n{stdout}"));
-        let door = row.trim_matches('|').split('|').nth(2).unwrap_or_default();
+        let door = row
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .nth(2)
+            .unwrap_or_default();
         for service in ["config", "media", "relay", "pager", "sip"] {
-            assert!(
-                door.split(", ")
-                    .any(|f| f.starts_with(&format!("{service} "))
-                        && f.chars().any(|c| c.is_ascii_digit())),
-                "no figure of {service} in {row}"
-            );
+            // `NAME FIGURE`, a figure being a number with or without its sign.
+            let named = format!("{service} ");
+            let figure = door
+                .match_indices(&named)
+                .map(|(at, _)| &door[at + named.len()..])
+                .find(|rest| {
+                    rest.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-')
+                });
+            assert!(figure.is_some(), "no figure of {service} in {row}");
         }
     }
     for service in ["config", "media", "relay", "pager", "sip"] {
