@@ -6,6 +6,14 @@ use std::process::Command;
 
 use doorphone_system_tests::bin;
 
+/// The table's row of `figure`.
+fn row<'a>(table: &'a str, figure: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {figure} |")))
+        .unwrap_or_else(|| panic!("no row {figure:?} in\n{table}"))
+}
+
 #[test]
 fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
     let out = Command::new(bin("sip-compare"))
@@ -29,10 +37,7 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
         "CPU while idle, 2 s (s)",
         "cold start (ms)",
     ] {
-        let row = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("| {figure} |")))
-            .unwrap_or_else(|| panic!("no row {figure:?} in\n{stdout}"));
+        let row = row(&stdout, figure);
         // Four cells (figure, baresip, door phone, ratio), each with a number.
         let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
         assert_eq!(cells.len(), 4, "{row}");
@@ -46,10 +51,7 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
         "PSS after warm-up, 15 calls (MB)",
         "PSS growth over the last 30 calls (MB)",
     ] {
-        let row = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("| {figure} |")))
-            .unwrap_or_else(|| panic!("no row {figure:?} in\n{stdout}"));
+        let row = row(&stdout, figure);
         let door = row
             .trim_matches('|')
             .split('|')
