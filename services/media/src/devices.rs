@@ -178,7 +178,8 @@ impl Speaker {
     }
 
     /// Whether the speaker's pipeline is running.
-    pub fn running(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn running(&self) -> bool {
         self.pipeline.current_state() == gst::State::Playing
     }
 
@@ -275,7 +276,7 @@ impl SpeakerInput {
     }
 
     /// Counts this input in or out of those heard, starting the speaker with
-    /// the first and pausing it after the last.
+    /// the first and resting it after the last.
     fn count(&self, change: isize) {
         let Some(heard) = &self.heard else { return };
         let mut heard = heard.lock().unwrap_or_else(|e| e.into_inner());

@@ -946,8 +946,8 @@ impl MediaService {
             s.video_ports = None;
             (s.pipeline.take(), s.prepared.take(), s.reusable.take())
         };
-        // The prepared pipeline that carried the call (nobody else holds it
-        // once the session is stopped), or the one it was to start.
+        // The prepared pipeline that carried the call (unless a method still
+        // holds it, as a `SendDtmf` under way does), or the one it was to start.
         let (reused, pipeline) = match (pipeline, reusable) {
             (Some(pipeline), Some((tag, generation))) => match Arc::try_unwrap(pipeline) {
                 Ok(pipeline) => (

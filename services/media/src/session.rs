@@ -336,6 +336,8 @@ pub struct CallPipeline {
     audio_out: (gst::Element, gst::Element),
     /// The peer's audio RTP in (its caps name the payload type).
     audio_in: gst::Element,
+    /// The peer's audio RTCP in.
+    audio_rtcp_in: gst::Element,
     payloader: gst::Element,
     encoding: Encoding,
     clock_rate: u32,
@@ -725,6 +727,7 @@ impl CallPipeline {
             rtpbin,
             audio_out: (rtp_out, rtcp_out),
             audio_in: rtp_in,
+            audio_rtcp_in: rtcp_in,
             payloader,
             encoding: stream.codec.encoding,
             clock_rate: stream.codec.clock_rate,
@@ -939,19 +942,35 @@ impl CallPipeline {
         if self.faulted.load(Ordering::SeqCst) {
             return Err("the pipeline failed".into());
         }
-        // Nothing more from the last peer; then its streams out of `rtpbin`
-        // while the pipeline still plays (paused, the elements that played
-        // them would hold `rtpbin`'s threads waiting for their preroll).
+        // Nothing more from the last peer: its packets stop where they come
+        // in (the sockets' threads stop, and no packet is then on its way into
+        // `rtpbin`: one that met a stream being taken out would stop its
+        // socket's thread for good). Then its streams out of `rtpbin` while
+        // the pipeline still plays (paused, the elements that played them
+        // would hold `rtpbin`'s threads waiting for their preroll). Pausing
+        // the pipeline starts the sockets' threads again, waiting for PLAYING.
+        for source in [&self.audio_in, &self.audio_rtcp_in] {
+            source
+                .set_state(gst::State::Ready)
+                .map_err(|e| format!("{} does not stop: {e}", source.name()))?;
+        }
         self.set_sending(false);
         self.gate.reset();
-        let received =
-            std::mem::take(&mut *self.received.lock().unwrap_or_else(|e| e.into_inner()));
-        for stream in received {
-            self.rtpbin
-                .emit_by_name::<()>("clear-ssrc", &[&stream.session, &stream.ssrc]);
-            for element in stream.elements {
-                let _ = element.set_state(gst::State::Null);
-                let _ = self.pipeline.remove(&element);
+        // A stream whose first packet was still in `rtpbin` may come out
+        // while the streams are taken out: until none is left.
+        loop {
+            let received =
+                std::mem::take(&mut *self.received.lock().unwrap_or_else(|e| e.into_inner()));
+            if received.is_empty() {
+                break;
+            }
+            for stream in received {
+                self.rtpbin
+                    .emit_by_name::<()>("clear-ssrc", &[&stream.session, &stream.ssrc]);
+                for element in stream.elements {
+                    let _ = element.set_state(gst::State::Null);
+                    let _ = self.pipeline.remove(&element);
+                }
             }
         }
         self.pipeline
@@ -1274,17 +1293,6 @@ mod tests {
         pipeline.pipeline.iterate_recurse().into_iter().count()
     }
 
-    fn until(what: &str, done: impl Fn() -> bool) {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while !done() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     #[test]
     fn a_pipeline_whose_call_ended_serves_the_next_caller_and_forgets_the_last() {
         gst::init().unwrap();
@@ -1313,6 +1321,15 @@ mod tests {
         )
         .unwrap();
         let prepared = elements(&door);
+        // Each stream of the peer's audio that `rtpbin` hands out (after the
+        // pipeline's own handler has played or discarded it).
+        let (pads, streams) = mpsc::channel();
+        let pads = Mutex::new(pads);
+        door.rtpbin.connect_pad_added(move |_, pad| {
+            if pad.name().starts_with("recv_rtp_src_0_") {
+                let _ = pads.lock().unwrap().send(());
+            }
+        });
         let mut last: Option<CallPipeline> = None;
         for (call, key) in ['1', '2', '3'].into_iter().enumerate() {
             // A caller on other ports (and with its own SSRC) each time.
@@ -1336,6 +1353,7 @@ mod tests {
                 remote_rtcp: at(caller_port + 1),
                 ..template(Encoding::Pcmu, door_port)
             };
+            while streams.try_recv().is_ok() {}
             door.play(&towards, None, true).unwrap();
             assert!(speaker.running(), "call {call}: the speaker is off");
             // The last caller, still sending to the door's port, has no say:
@@ -1344,16 +1362,24 @@ mod tests {
                 last.send_digit('9', Duration::from_millis(120)).unwrap();
             }
             caller.send_digit(key, Duration::from_millis(120)).unwrap();
-            assert_eq!(digit(&rx, PATIENCE), Some(key), "call {call}");
+            assert_eq!(
+                digit(&rx, PATIENCE),
+                Some(key),
+                "call {call}: received {}, rejected {}, the caller sent {}",
+                door.counters.packets_received.load(Ordering::Relaxed),
+                door.counters.packets_rejected.load(Ordering::Relaxed),
+                caller.counters.packets_sent.load(Ordering::Relaxed),
+            );
+            // The door's one socket read the last caller's digit before the
+            // new caller's: it was refused by then.
             if last.is_some() {
-                let rejected = &door.counters.packets_rejected;
-                until("the last caller's packets to be refused", || {
-                    rejected.load(Ordering::Relaxed) > 0
-                });
+                assert!(door.counters.packets_rejected.load(Ordering::Relaxed) > 0);
             }
-            until("the caller's audio to be played", || {
-                !door.received.lock().unwrap().is_empty()
-            });
+            assert!(
+                streams.recv_timeout(PATIENCE).is_ok(),
+                "call {call}: the caller's audio never reached rtpbin's output"
+            );
+            assert!(!door.received.lock().unwrap().is_empty());
 
             door.recycle().unwrap();
             assert!(!speaker.running(), "call {call}: the speaker runs on");

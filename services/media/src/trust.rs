@@ -85,8 +85,8 @@ impl Gate {
     /// Back to a gate that takes nothing, forgetting any latch: the peer of a
     /// call that ended has no say in the next one.
     pub fn reset(&self) {
-        let latching = self.admission().latching;
-        *self.admission() = Gate::new(latching)
+        let mut admission = self.admission();
+        *admission = Gate::new(admission.latching)
             .admission
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
