@@ -177,10 +177,7 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
   <recv response="200" rtd="1"/>
 "#;
             s += &in_dialog("ACK", user, from_user, 1);
-            s += &format!(
-                "  <pause milliseconds=\"{}\"/>\n",
-                hang_up_after.as_millis()
-            );
+            s += &pause(*hang_up_after);
             s += &in_dialog("BYE", user, from_user, 2);
             s += r#"  <recv response="200"/>
 "#;
@@ -228,7 +225,7 @@ pub fn caller(user: &str, from_user: &str, video: bool, expect: &Caller) -> Stri
   <recv response="200" rtd="1"/>
 "#;
             s += &in_dialog("ACK", user, from_user, 1);
-            s += &format!("  <pause milliseconds=\"{}\"/>\n", wait.as_millis());
+            s += &pause(*wait);
             for digit in rtp.chars() {
                 s += &format!(
                     "  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n  <pause milliseconds=\"400\"/>\n",
@@ -403,10 +400,7 @@ pub fn late_offer_caller(
             sdp(false).replace("[auto_media_port]", &media_port.to_string())
         ),
     );
-    s += &format!(
-        "  <pause milliseconds=\"{}\"/>\n",
-        hang_up_after.as_millis()
-    );
+    s += &pause(hang_up_after);
     s += &in_dialog("BYE", user, from_user, 2);
     s += r#"  <recv response="200"/>
 </scenario>
@@ -448,10 +442,7 @@ pub fn empty_reinvite_caller(
             sdp(false).replace("[auto_media_port]", &second_port.to_string())
         ),
     );
-    s += &format!(
-        "  <pause milliseconds=\"{}\"/>\n",
-        hang_up_after.as_millis()
-    );
+    s += &pause(hang_up_after);
     s += &in_dialog("BYE", user, from_user, 3);
     s += r#"  <recv response="200"/>
 </scenario>
@@ -510,10 +501,7 @@ pub fn held_caller(user: &str, from_user: &str, holds: usize, hang_up_after: Dur
 "#;
         }
     }
-    s += &format!(
-        "  <pause milliseconds=\"{}\"/>\n",
-        hang_up_after.as_millis()
-    );
+    s += &pause(hang_up_after);
     s += &in_dialog("BYE", user, from_user, 2);
     s += r#"  <recv response="200"/>
 </scenario>
@@ -533,6 +521,17 @@ pub enum Callee {
 }
 
 /// A callee's scenario.
+/// A scenario's pause, none for a zero duration: SIPp puts even a zero pause
+/// on its timer wheel, and once its call slept there until the next message
+/// came (the door's CANCEL, ten seconds on).
+fn pause(duration: Duration) -> String {
+    if duration.is_zero() {
+        String::new()
+    } else {
+        format!("  <pause milliseconds=\"{}\"/>\n", duration.as_millis())
+    }
+}
+
 pub fn callee(behaviour: &Callee) -> String {
     let mut s = String::from(HEAD);
     s += r#"  <recv request="INVITE" crlf="true"/>
@@ -540,7 +539,7 @@ pub fn callee(behaviour: &Callee) -> String {
     match behaviour {
         Callee::Answer { after } => {
             s += &respond("180 Ringing", false);
-            s += &format!("  <pause milliseconds=\"{}\"/>\n", after.as_millis());
+            s += &pause(*after);
             s += &respond("200 OK", true).replace("<send>", "<send retrans=\"500\">");
             s += r#"  <recv request="ACK" crlf="true"/>
   <recv request="BYE"/>
