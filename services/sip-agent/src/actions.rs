@@ -209,8 +209,7 @@ where
 
 /// One attempt of the `ftp` action.
 async fn upload(ftp: &Ftp, snapshot: Option<&Snapshot>) -> Result<(), Failure> {
-    use suppaftp::tokio::AsyncFtpStream;
-    use suppaftp::types::FileType;
+    use crate::ftp::{Error, Session};
 
     if ftp.url.is_empty() {
         return Err(Failure::Permanent("actions.ftp.url is not set".to_owned()));
@@ -219,51 +218,49 @@ async fn upload(ftp: &Ftp, snapshot: Option<&Snapshot>) -> Result<(), Failure> {
         urls::ftp_url(&ftp.url).map_err(|e| Failure::Permanent(format!("actions.ftp.url: {e}")))?;
     let snapshot =
         snapshot.ok_or_else(|| Failure::Permanent("no snapshot to upload".to_owned()))?;
+    // An argument that cannot be sent fails for good; the rest may pass later.
+    let failure = |context: String| {
+        move |e: Error| match e {
+            Error::Argument(e) => Failure::Permanent(format!("{context}: {e}")),
+            e => Failure::Transient(format!("{context}: {e}")),
+        }
+    };
     let address = target.server.to_string();
-    let mut stream = AsyncFtpStream::connect(address.as_str())
-        .await
-        .map_err(|e| transient(&format!("connecting to {address}"))(&e))?;
-    // Passive mode, and the data connection goes to the control connection's
+    // Passive mode; the data connection goes to the control connection's
     // address even when a server behind NAT announces a private one.
-    stream.set_mode(suppaftp::Mode::Passive);
-    stream.set_passive_nat_workaround(true);
+    let mut session = Session::connect(&address)
+        .await
+        .map_err(failure(format!("connecting to {address}")))?;
     let user = if ftp.user.is_empty() {
         "anonymous"
     } else {
         ftp.user.as_str()
     };
-    stream
+    session
         .login(user, ftp.password.as_str())
         .await
-        .map_err(|e| transient(&format!("logging in as {user}"))(&e))?;
-    stream
-        .transfer_type(FileType::Binary)
+        .map_err(failure(format!("logging in as {user}")))?;
+    session
+        .binary()
         .await
-        .map_err(|e| transient("setting binary type")(&e))?;
+        .map_err(failure("setting binary type".to_owned()))?;
     for dir in &target.dirs {
-        if stream.cwd(dir).await.is_err() {
+        if session.cwd(dir).await.is_err() {
             // Create a missing directory, then enter it.
-            let _ = stream.mkdir(dir).await;
-            stream
+            let _ = session.mkdir(dir).await;
+            session
                 .cwd(dir)
                 .await
-                .map_err(|e| transient(&format!("entering directory {dir}"))(&e))?;
+                .map_err(failure(format!("entering directory {dir}")))?;
         }
     }
     let name = file_name(snapshot);
-    let mut reader = snapshot.jpeg.as_slice();
-    let sent = stream
-        .put_file(&name, &mut reader)
+    session
+        .store(&name, &snapshot.jpeg)
         .await
-        .map_err(|e| transient(&format!("uploading {name}"))(&e))?;
-    if sent != snapshot.jpeg.len() as u64 {
-        return Err(Failure::Transient(format!(
-            "uploading {name}: {sent} of {} bytes sent",
-            snapshot.jpeg.len()
-        )));
-    }
+        .map_err(failure(format!("uploading {name}")))?;
     // The file is stored; a failing QUIT does not undo that.
-    let _ = stream.quit().await;
+    let _ = session.quit().await;
     Ok(())
 }
 

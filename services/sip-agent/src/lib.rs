@@ -11,7 +11,7 @@
 //! - [`ports`]: media and the relays as traits; [`events`]: what the agent
 //!   tells the world; [`service`]: the D-Bus face of both;
 //! - [`accounts`]: registrations; [`buttons`] and [`actions`]: call buttons
-//!   and what happens when nobody answers; [`history`]: the call history.
+//!   and what happens when nobody answers ([`ftp`]: its FTP client); [`history`]: the call history.
 
 pub mod accounts;
 pub mod actions;
@@ -23,6 +23,7 @@ pub mod calls;
 pub mod codes;
 pub mod error;
 pub mod events;
+pub mod ftp;
 pub mod health;
 pub mod history;
 pub mod identity;
