@@ -106,6 +106,56 @@ fn every_unit_passes_systemd_analyze_verify() {
     }
 }
 
+/// Every option a unit passes to its service is one the service knows and
+/// documents (the unit's command line with `--help` after it is read up to the
+/// help, which names each option), and a wrong option stops the service with
+/// status 2 before it starts anything, naming the option.
+#[test]
+fn services_read_their_units_command_lines_and_refuse_wrong_ones() {
+    let mut lines = 0;
+    for unit in files("packaging/systemd", ".service") {
+        let text = read(&unit);
+        for key in ["ExecStart", "ExecStopPost"] {
+            for exec in unit_values(&text, "Service", key) {
+                let program = Path::new(exec_program(&exec)).file_name().unwrap();
+                let args: Vec<String> = exec
+                    .split_whitespace()
+                    .skip(1)
+                    .map(|w| w.replace("%t", "/run").replace("%S", "/var/lib"))
+                    .collect();
+                let program = bin(program.to_str().unwrap());
+                let out = Command::new(&program)
+                    .args(&args)
+                    .arg("--help")
+                    .output()
+                    .unwrap();
+                let help = String::from_utf8_lossy(&out.stdout);
+                assert!(out.status.success(), "{exec} --help: {out:?}");
+                for option in args.iter().filter(|a| a.starts_with("--")) {
+                    assert!(
+                        help.contains(&format!("{option} ")),
+                        "{exec}: {option} in\n{help}"
+                    );
+                }
+                let out = Command::new(&program)
+                    .args(&args)
+                    .arg("--no-such-option")
+                    .output()
+                    .unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{exec}: {out:?}");
+                assert!(
+                    stderr.contains("unknown option --no-such-option") && stderr.contains("Usage:"),
+                    "{exec}: {stderr}"
+                );
+                lines += 1;
+            }
+        }
+    }
+    // Six services, and the relay's ExecStopPost.
+    assert!(lines >= 7, "{lines} command lines");
+}
+
 /// The users and groups `systemd-sysusers` creates from the sysusers file in an
 /// empty root: name → the passwd or group line's fields.
 fn sysusers_in_empty_root() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {

@@ -1,18 +1,38 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use doorphone_config::ConfigService;
 use doorphone_interfaces::config::{BUS_NAME, OBJECT_PATH};
 
-/// The door phone's configuration service (org.doorphone.Config1 on the system bus).
-#[derive(Parser)]
-#[command(version)]
+const HELP: &str = "\
+The door phone's configuration service (org.doorphone.Config1 on the system bus).
+
+Usage: doorphone-config [--db PATH]
+
+Options:
+      --db PATH  The configuration database; its folder is created when missing
+                 [default: /var/lib/doorphone/config.db]
+  -h, --help     Print help
+  -V, --version  Print version
+";
+
 struct Args {
-    /// The configuration database; its folder is created when missing.
-    #[arg(long, default_value = "/var/lib/doorphone/config.db")]
     db: PathBuf,
 }
+
+impl Args {
+    fn parse() -> Args {
+        use doorphone_daemon::args::{from_env, value};
+        from_env(NAME, VERSION, HELP, &[value("db")], |o| {
+            Ok(Args {
+                db: o.value_or("db", "/var/lib/doorphone/config.db")?,
+            })
+        })
+    }
+}
+
+const NAME: &str = env!("CARGO_BIN_NAME");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

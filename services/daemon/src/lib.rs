@@ -1,9 +1,11 @@
-//! What every door phone service does the same way: logging to stderr (journald
+//! What every door phone service does the same way: its command line
+//! ([`args`]), logging to stderr (journald
 //! picks it up), the bus connection ([`bus`]), following the configuration
 //! ([`config`]), telling systemd it is ready and pinging its watchdog while the
 //! service is healthy ([`watchdog`]), and stopping on SIGTERM or SIGINT, or
 //! with an error when the bus is lost.
 
+pub mod args;
 pub mod bus;
 pub mod config;
 pub mod files;

@@ -3,7 +3,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
 use doorphone_daemon::config::{Access, Snapshot};
 use doorphone_interfaces::config::document::Media;
 use doorphone_interfaces::media::{BUS_NAME, OBJECT_PATH};
@@ -12,36 +11,80 @@ use doorphone_media::devices::{AudioSink, AudioSource, Speaker};
 use doorphone_media::service::{MediaService, Options, forward_events};
 use tokio::sync::watch;
 
-/// The door phone's media service (org.doorphone.Media1 on the system bus).
-#[derive(Parser)]
-#[command(version)]
+const HELP: &str = "\
+The door phone's media service (org.doorphone.Media1 on the system bus).
+
+Usage: doorphone-media [--audio-source SOURCE] [--test-tone HZ] [--audio-sink SINK]
+                       [--video-source SOURCE] [--address IP] [--multicast-iface NAME]
+                       [--rtp-timeout SECONDS]
+
+Options:
+      --audio-source SOURCE   Microphone: `test` (a sine tone), `alsa:DEVICE` or `pulse`
+                              [default: alsa:default]
+      --test-tone HZ          Frequency of the `test` microphone's tone [default: 440]
+      --audio-sink SINK       Speaker: `fake`, `file:PATH.wav`, `alsa:DEVICE` or `auto`
+                              [default: alsa:default]
+      --video-source SOURCE   Camera: `test` (a moving test picture), `v4l2:/dev/videoN`
+                              or `none` [default: v4l2:/dev/video0]
+      --address IP            Our address in SDP when the caller gives none
+                              [default: 127.0.0.1]
+      --multicast-iface NAME  The network interface multicast pages are received on
+                              (e.g. `eth0`, `lo`)
+      --rtp-timeout SECONDS   Seconds without RTP from the peer before a session
+                              reports a timeout [default: 30]
+  -h, --help                  Print help
+  -V, --version               Print version
+";
+
 struct Args {
-    /// Microphone: `test` (a sine tone), `alsa:DEVICE` or `pulse`.
-    #[arg(long, default_value = "alsa:default")]
     audio_source: AudioSource,
-    /// Frequency of the `test` microphone's tone, in Hz.
-    #[arg(long, default_value_t = 440.0)]
     test_tone: f64,
-    /// Waveform of the `test` microphone: `sine`, or `ticks` (a burst of the tone
-    /// each second, to time the audio path with).
-    #[arg(long, default_value = "sine", value_parser = ["sine", "ticks"], hide = true)]
+    /// Waveform of the `test` microphone: `sine`, or `ticks` (a burst of the
+    /// tone each second, to time the audio path with); not in the help.
     test_wave: String,
-    /// Speaker: `fake`, `file:PATH.wav`, `alsa:DEVICE` or `auto`.
-    #[arg(long, default_value = "alsa:default")]
     audio_sink: AudioSink,
-    /// Camera: `test` (a moving test picture), `v4l2:/dev/videoN` or `none`.
-    #[arg(long, default_value = "v4l2:/dev/video0")]
     video_source: VideoSource,
-    /// Our address in SDP when the caller gives none.
-    #[arg(long, default_value = "127.0.0.1")]
     address: IpAddr,
-    /// The network interface multicast pages are received on (e.g. `eth0`, `lo`).
-    #[arg(long)]
     multicast_iface: Option<String>,
-    /// Seconds without RTP from the peer before a session reports a timeout.
-    #[arg(long, default_value_t = 30)]
     rtp_timeout: u64,
 }
+
+impl Args {
+    fn parse() -> Args {
+        use doorphone_daemon::args::{from_env, value};
+        let known = [
+            value("audio-source"),
+            value("test-tone"),
+            value("test-wave"),
+            value("audio-sink"),
+            value("video-source"),
+            value("address"),
+            value("multicast-iface"),
+            value("rtp-timeout"),
+        ];
+        from_env(NAME, VERSION, HELP, &known, |o| {
+            let test_wave: String = o.value_or("test-wave", "sine")?;
+            if !["sine", "ticks"].contains(&test_wave.as_str()) {
+                return Err(format!(
+                    "--test-wave: invalid value {test_wave:?}: one of sine, ticks"
+                ));
+            }
+            Ok(Args {
+                audio_source: o.value_or("audio-source", "alsa:default")?,
+                test_tone: o.value_or("test-tone", "440")?,
+                test_wave,
+                audio_sink: o.value_or("audio-sink", "alsa:default")?,
+                video_source: o.value_or("video-source", "v4l2:/dev/video0")?,
+                address: o.value_or("address", "127.0.0.1")?,
+                multicast_iface: o.value("multicast-iface")?,
+                rtp_timeout: o.value_or("rtp-timeout", "30")?,
+            })
+        })
+    }
+}
+
+const NAME: &str = env!("CARGO_BIN_NAME");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[tokio::main]
 async fn main() -> ExitCode {

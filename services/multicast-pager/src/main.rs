@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use doorphone_daemon::config::{Access, Snapshot};
 use doorphone_interfaces::pager::{BUS_NAME, OBJECT_PATH};
 use doorphone_interfaces::sip::{self, Sip1Proxy};
@@ -14,19 +13,39 @@ use zbus::ObjectPath;
 use zbus::fdo::{PropertiesChangedStream, PropertiesProxy};
 use zbus::proxy::{CacheProperties, OwnerChangedStream};
 
-/// The door phone's multicast pager (org.doorphone.Pager1 on the system bus).
-///
-/// It listens to the groups of the configuration's `multicast.listen`, decides
-/// by paging priority, paging barge and the SIP agent's call which page plays,
-/// and has the media service play it.
-#[derive(Parser)]
-#[command(version)]
+const HELP: &str = "\
+The door phone's multicast pager (org.doorphone.Pager1 on the system bus).
+
+It listens to the groups of the configuration's `multicast.listen`, decides
+by paging priority, paging barge and the SIP agent's call which page plays,
+and has the media service play it.
+
+Usage: doorphone-pager [--iface NAME]
+
+Options:
+      --iface NAME   The network interface pages arrive on (e.g. `eth0`, `lo`);
+                     default: the one the kernel routes multicast through
+  -h, --help         Print help
+  -V, --version      Print version
+";
+
 struct Args {
-    /// The network interface pages arrive on (e.g. `eth0`, `lo`); default: the
-    /// one the kernel routes multicast through.
-    #[arg(long)]
     iface: Option<String>,
 }
+
+impl Args {
+    fn parse() -> Args {
+        use doorphone_daemon::args::{from_env, value};
+        from_env(NAME, VERSION, HELP, &[value("iface")], |o| {
+            Ok(Args {
+                iface: o.value("iface")?,
+            })
+        })
+    }
+}
+
+const NAME: &str = env!("CARGO_BIN_NAME");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How long stopping may take to stop the page and resume a held call.
 const STOP_TIME: std::time::Duration = std::time::Duration::from_secs(5);

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, ValueEnum};
 use doorphone_daemon::config::{Access, Snapshot};
 use doorphone_interfaces::relay::{BUS_NAME, OBJECT_PATH};
 use doorphone_relay::controller::{self, Handle, RelayConfig};
@@ -13,47 +12,97 @@ use doorphone_relay::input::{
 use doorphone_relay::service::{RelayService, forward_events};
 use tokio::sync::watch;
 
-/// The door phone's relay service (org.doorphone.Relay1 on the system bus).
-///
-/// A door must never stay open because the service failed. At start it drives
-/// every configured line inactive, and every line a previous run left claimed
-/// (the claims file); on SIGTERM it drives them inactive and releases them. For a
-/// crash, the unit runs `doorphone-relay --release-all` after every stop: it
-/// drives every line of the claims file inactive.
-#[derive(Parser)]
-#[command(version)]
+const HELP: &str = "\
+The door phone's relay service (org.doorphone.Relay1 on the system bus).
+
+A door must never stay open because the service failed. At start it drives
+every configured line inactive, and every line a previous run left claimed
+(the claims file); on SIGTERM it drives them inactive and releases them. For a
+crash, the unit runs `doorphone-relay --release-all` after every stop: it
+drives every line of the claims file inactive.
+
+Usage: doorphone-relay [--gpio sysfs|cdev|sim] [--gpio-chip PATH] [--sim-log PATH]
+                       [--sim-inputs PATH] [--claims PATH [--release-all]]
+
+Options:
+      --gpio KIND          How relay lines are driven [default: cdev]:
+                           sysfs: the kernel's sysfs GPIO interface (/sys/class/gpio);
+                           cdev: the GPIO character device (/dev/gpiochipN);
+                           sim: no hardware: states in memory, transitions logged to
+                           --sim-log, input levels read from --sim-inputs
+      --gpio-chip PATH     The GPIO chip of `--gpio cdev`; a relay's `gpio` is a line
+                           offset on it. With `--gpio sysfs` it is the kernel's global
+                           GPIO number [default: /dev/gpiochip0]
+      --sim-log PATH       The file `--gpio sim` appends each transition to, with a
+                           timestamp
+      --sim-inputs PATH    The named pipe `--gpio sim` reads its input levels from, one
+                           `GPIO LEVEL` line each (`echo 23 0 > PATH` sets gpio 23 low);
+                           made when missing
+      --claims PATH        Where the lines in use are recorded, for `--release-all`
+      --release-all        Drive every line recorded in the claims file inactive,
+                           release it, and exit (needs --claims)
+  -h, --help               Print help
+  -V, --version            Print version
+";
+
 struct Args {
-    /// How relay lines are driven.
-    #[arg(long, value_enum, default_value = "cdev")]
     gpio: Gpio,
-    /// The GPIO chip of `--gpio cdev`; a relay's `gpio` is a line offset on it.
-    /// With `--gpio sysfs` it is the kernel's global GPIO number.
-    #[arg(long, default_value = "/dev/gpiochip0")]
     gpio_chip: PathBuf,
-    /// The file `--gpio sim` appends each transition to, with a timestamp.
-    #[arg(long)]
     sim_log: Option<PathBuf>,
-    /// The named pipe `--gpio sim` reads its input levels from, one `GPIO LEVEL`
-    /// line each (`echo 23 0 > PATH` sets gpio 23 low); made when missing.
-    #[arg(long)]
     sim_inputs: Option<PathBuf>,
-    /// Where the lines in use are recorded, for `--release-all`.
-    #[arg(long)]
     claims: Option<PathBuf>,
-    /// Drive every line recorded in the claims file inactive, release it, and exit.
-    #[arg(long, requires = "claims")]
     release_all: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+impl Args {
+    fn parse() -> Args {
+        use doorphone_daemon::args::{flag, from_env, value};
+        let known = [
+            value("gpio"),
+            value("gpio-chip"),
+            value("sim-log"),
+            value("sim-inputs"),
+            value("claims"),
+            flag("release-all"),
+        ];
+        from_env(NAME, VERSION, HELP, &known, |o| {
+            let args = Args {
+                gpio: o.value_or("gpio", "cdev")?,
+                gpio_chip: o.value_or("gpio-chip", "/dev/gpiochip0")?,
+                sim_log: o.value("sim-log")?,
+                sim_inputs: o.value("sim-inputs")?,
+                claims: o.value("claims")?,
+                release_all: o.given("release-all"),
+            };
+            if args.release_all && args.claims.is_none() {
+                return Err("--release-all needs --claims".to_owned());
+            }
+            Ok(args)
+        })
+    }
+}
+
+const NAME: &str = env!("CARGO_BIN_NAME");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Clone, Copy)]
 enum Gpio {
-    /// The kernel's sysfs GPIO interface (/sys/class/gpio).
     Sysfs,
-    /// The GPIO character device (/dev/gpiochipN).
     Cdev,
-    /// No hardware: states in memory, transitions logged to --sim-log, input
-    /// levels read from --sim-inputs.
     Sim,
+}
+
+impl std::str::FromStr for Gpio {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Gpio, Self::Err> {
+        match s {
+            "sysfs" => Ok(Gpio::Sysfs),
+            "cdev" => Ok(Gpio::Cdev),
+            "sim" => Ok(Gpio::Sim),
+            _ => Err("one of sysfs, cdev, sim"),
+        }
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use doorphone_daemon::config::Access;
 use doorphone_interfaces::media::Media1Proxy;
 use doorphone_interfaces::relay::Relay1Proxy;
@@ -25,29 +24,60 @@ const STOP_PATIENCE: Duration = Duration::from_millis(4500);
 /// How long the SIP socket may take to answer the watchdog's OPTIONS.
 const HEALTH_PATIENCE: Duration = Duration::from_secs(2);
 
-/// The door phone's SIP agent (org.doorphone.Sip1 on the system bus): accounts,
-/// direct IP calls, the incoming call policy and outgoing calls.
-#[derive(Parser)]
-#[command(version)]
+const HELP: &str = "\
+The door phone's SIP agent (org.doorphone.Sip1 on the system bus): accounts,
+direct IP calls, the incoming call policy and outgoing calls.
+
+Usage: doorphone-sip [--address IP] [--port PORT] [--contact-address IP]
+                     [--tls-ca PATH] [--history PATH]
+
+Options:
+      --address IP          Address to listen on for SIP (UDP and TCP) [default: 0.0.0.0]
+      --port PORT           SIP port; the config's `device.ip_call.port` when not given
+      --contact-address IP  The address peers reach this door phone at (Contact headers
+                            and SDP); by default the listening address, or the address
+                            of the default route
+      --tls-ca PATH         PEM certificates that TLS servers (accounts with transport
+                            `tls`) are checked against
+                            [default: /etc/ssl/certs/ca-certificates.crt]
+      --history PATH        The call history database
+                            [default: /var/lib/doorphone-sip/history.db]
+  -h, --help                Print help
+  -V, --version             Print version
+";
+
 struct Args {
-    /// Address to listen on for SIP (UDP and TCP).
-    #[arg(long, default_value = "0.0.0.0")]
     address: IpAddr,
-    /// SIP port; the config's `device.ip_call.port` when not given.
-    #[arg(long)]
     port: Option<u16>,
-    /// The address peers reach this door phone at (Contact headers and SDP);
-    /// by default the listening address, or the address of the default route.
-    #[arg(long)]
     contact_address: Option<IpAddr>,
-    /// PEM certificates that TLS servers (accounts with transport `tls`) are
-    /// checked against.
-    #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
     tls_ca: PathBuf,
-    /// The call history database.
-    #[arg(long, default_value = "/var/lib/doorphone-sip/history.db")]
     history: PathBuf,
 }
+
+impl Args {
+    fn parse() -> Args {
+        use doorphone_daemon::args::{from_env, value};
+        let known = [
+            value("address"),
+            value("port"),
+            value("contact-address"),
+            value("tls-ca"),
+            value("history"),
+        ];
+        from_env(NAME, VERSION, HELP, &known, |o| {
+            Ok(Args {
+                address: o.value_or("address", "0.0.0.0")?,
+                port: o.value("port")?,
+                contact_address: o.value("contact-address")?,
+                tls_ca: o.value_or("tls-ca", "/etc/ssl/certs/ca-certificates.crt")?,
+                history: o.value_or("history", "/var/lib/doorphone-sip/history.db")?,
+            })
+        })
+    }
+}
+
+const NAME: &str = env!("CARGO_BIN_NAME");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use doorphone_daemon::config::Access;
 use doorphone_web::api::{self, App};
 use doorphone_web::auth::Auth;
@@ -12,33 +11,71 @@ use doorphone_web::peers::Peers;
 use doorphone_web::{serve, tls};
 use tokio::net::TcpListener;
 
-/// The door phone's web service: the HTTP API over HTTPS, a client of the
-/// other services on the system bus.
-///
-/// Its users are the configuration's `web.users` (`doorctl web passwd NAME`);
-/// with none, the API answers 503.
-#[derive(Parser)]
-#[command(version)]
+const HELP: &str = "\
+The door phone's web service: the HTTP API over HTTPS, a client of the
+other services on the system bus.
+
+Its users are the configuration's `web.users` (`doorctl web passwd NAME`);
+with none, the API answers 503.
+
+Usage: doorphone-web [--listen ADDR:PORT] [--http ADDR:PORT | --no-http]
+                     [--cert PATH --key PATH] [--state-dir PATH]
+
+Options:
+      --listen ADDR:PORT  Where HTTPS is served [default: 0.0.0.0:443]
+      --http ADDR:PORT    Where plain HTTP is served; it only redirects to HTTPS
+                          [default: 0.0.0.0:80]
+      --no-http           Serve no plain HTTP at all
+      --cert PATH         The certificate chain (PEM) to present, instead of a
+                          self-signed one (needs --key)
+      --key PATH          The private key (PEM) of `--cert` (needs --cert)
+      --state-dir PATH    Where the self-signed certificate and its key are kept
+                          [default: /var/lib/doorphone-web]
+  -h, --help              Print help
+  -V, --version           Print version
+";
+
 struct Args {
-    /// Where HTTPS is served.
-    #[arg(long, default_value = "0.0.0.0:443")]
     listen: SocketAddr,
-    /// Where plain HTTP is served; it only redirects to HTTPS.
-    #[arg(long, default_value = "0.0.0.0:80", conflicts_with = "no_http")]
     http: SocketAddr,
-    /// Serve no plain HTTP at all.
-    #[arg(long)]
     no_http: bool,
-    /// The certificate chain (PEM) to present, instead of a self-signed one.
-    #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
-    /// The private key (PEM) of `--cert`.
-    #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
-    /// Where the self-signed certificate and its key are kept.
-    #[arg(long, default_value = "/var/lib/doorphone-web")]
     state_dir: PathBuf,
 }
+
+impl Args {
+    fn parse() -> Args {
+        use doorphone_daemon::args::{flag, from_env, value};
+        let known = [
+            value("listen"),
+            value("http"),
+            flag("no-http"),
+            value("cert"),
+            value("key"),
+            value("state-dir"),
+        ];
+        from_env(NAME, VERSION, HELP, &known, |o| {
+            if o.given("http") && o.given("no-http") {
+                return Err("--http and --no-http exclude each other".to_owned());
+            }
+            if o.given("cert") != o.given("key") {
+                return Err("--cert and --key go together".to_owned());
+            }
+            Ok(Args {
+                listen: o.value_or("listen", "0.0.0.0:443")?,
+                http: o.value_or("http", "0.0.0.0:80")?,
+                no_http: o.given("no-http"),
+                cert: o.value("cert")?,
+                key: o.value("key")?,
+                state_dir: o.value_or("state-dir", "/var/lib/doorphone-web")?,
+            })
+        })
+    }
+}
+
+const NAME: &str = env!("CARGO_BIN_NAME");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
