@@ -29,6 +29,45 @@ pub fn log_filter(rust_log: Option<&str>) -> Targets {
         .unwrap_or_else(|| DEFAULT_LOG.parse().expect("the default log filter parses"))
 }
 
+/// How a service's tokio runtime runs its tasks.
+#[derive(Debug, Clone, Copy)]
+pub enum Runtime {
+    /// On the main thread alone: a service with no parallel work.
+    CurrentThread,
+    /// On worker threads, as many as the machine has cores unless given.
+    MultiThread { workers: Option<usize> },
+}
+
+/// A service's `main`: caps the allocator's arenas ([`memory::limit_arenas`],
+/// before any other thread exists), builds the tokio runtime, and runs
+/// `service` through [`run`].
+pub fn main<E, F>(runtime: Runtime, service: impl FnOnce() -> F) -> ExitCode
+where
+    E: std::fmt::Display,
+    F: Future<Output = Result<(), E>>,
+{
+    memory::limit_arenas(memory::ARENAS);
+    let built = match runtime {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Runtime::MultiThread { workers } => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(workers) = workers {
+                builder.worker_threads(workers);
+            }
+            builder.enable_all().build()
+        }
+    };
+    match built {
+        Ok(rt) => rt.block_on(run(service())),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr at `RUST_LOG`'s levels ([`log_filter`]: `info` when unset,
 /// the SIP stack's own at `error`), gives freed memory back to the system every 30 s
 /// ([`memory`]), runs `service`,

@@ -9,6 +9,30 @@
 
 use std::time::Duration;
 
+/// The most malloc arenas a service has ([`limit_arenas`]). glibc gives each
+/// thread that allocates an arena of its own, up to eight per core, and every
+/// arena keeps what its thread freed: the media service's streaming threads
+/// held 2.4 MB in 15 of them, and its memory grew by about 1 MB per 1,200
+/// calls; with two arenas it grew by 0.15 MB, its CPU per call unchanged.
+pub const ARENAS: i32 = 2;
+
+/// Caps the allocator's arenas at `arenas`; early, before threads multiply
+/// (glibc fixes its cap once it has more arenas than its `arena_test`, 8).
+/// Whether the C library took it.
+pub fn limit_arenas(arenas: i32) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt sets one of the allocator's parameters; it takes no
+        // pointer from us.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = arenas;
+        false
+    }
+}
+
 /// How often [`trim_every`] is used by every service.
 pub const TRIM_PERIOD: Duration = Duration::from_secs(30);
 
@@ -50,6 +74,14 @@ mod tests {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    #[test]
+    fn the_allocator_takes_the_arena_cap() {
+        assert_eq!(
+            limit_arenas(ARENAS),
+            cfg!(all(target_os = "linux", target_env = "gnu"))
+        );
     }
 
     #[test]

@@ -86,9 +86,12 @@ impl Args {
 const NAME: &str = env!("CARGO_BIN_NAME");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    doorphone_daemon::run(run(Args::parse())).await
+fn main() -> ExitCode {
+    let args = Args::parse();
+    doorphone_daemon::main(
+        doorphone_daemon::Runtime::MultiThread { workers: None },
+        || run(args),
+    )
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

@@ -50,9 +50,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long stopping may take to stop the page and resume a held call.
 const STOP_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    doorphone_daemon::run(run(Args::parse())).await
+fn main() -> ExitCode {
+    let args = Args::parse();
+    doorphone_daemon::main(doorphone_daemon::Runtime::CurrentThread, || run(args))
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

@@ -105,9 +105,9 @@ impl std::str::FromStr for Gpio {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    doorphone_daemon::run(run(Args::parse())).await
+fn main() -> ExitCode {
+    let args = Args::parse();
+    doorphone_daemon::main(doorphone_daemon::Runtime::CurrentThread, || run(args))
 }
 
 fn backend(args: &Args) -> Box<dyn Backend> {

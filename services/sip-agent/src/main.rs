@@ -79,9 +79,9 @@ impl Args {
 const NAME: &str = env!("CARGO_BIN_NAME");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    doorphone_daemon::run(run(Args::parse())).await
+fn main() -> ExitCode {
+    let args = Args::parse();
+    doorphone_daemon::main(doorphone_daemon::Runtime::CurrentThread, || run(args))
 }
 
 /// The address this host would send from; no packet leaves (a UDP connect
