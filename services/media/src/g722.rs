@@ -78,11 +78,12 @@ fn pad_templates(sink_caps: &str, src_caps: &str) -> Vec<gstreamer::PadTemplate>
     ]
 }
 
-/// The error a streaming thread posts when spandsp cannot allocate a codec state.
-fn no_codec(what: &str) -> gstreamer::ErrorMessage {
+/// The error a streaming thread posts when spandsp cannot be loaded or cannot
+/// allocate a codec state.
+fn no_codec(what: &str, why: &str) -> gstreamer::ErrorMessage {
     gstreamer::error_msg!(
         gstreamer::LibraryError::Init,
-        ["Cannot allocate a G.722 {}", what]
+        ["Cannot make a G.722 {}: {}", what, why]
     )
 }
 
@@ -97,14 +98,17 @@ static CAT: std::sync::LazyLock<gstreamer::DebugCategory> = std::sync::LazyLock:
 
 /// Safe owners of spandsp's G.722 codec states.
 mod spandsp {
-    use std::ffi::c_int;
+    use std::ffi::{CStr, CString, c_int, c_void};
     use std::marker::{PhantomData, PhantomPinned};
     use std::ptr::{self, NonNull};
+    use std::sync::OnceLock;
 
     /// 64 kbit/s: eight bits per code, one code per two 16 kHz samples.
     const BIT_RATE: c_int = 64_000;
     /// Unpacked codes, 16 kHz linear audio (neither `G722_PACKED` nor `G722_SAMPLE_RATE_8000`).
     const OPTIONS: c_int = 0;
+    /// The library's file name (`libspandsp.so.N`), found by the build.
+    const SONAME: &str = env!("DOORPHONE_SPANDSP_SONAME");
     /// Largest number of samples or codes handed to spandsp in one call.
     const CHUNK: usize = 1 << 16;
 
@@ -122,27 +126,90 @@ mod spandsp {
         _marker: PhantomData<(*mut u8, PhantomPinned)>,
     }
 
-    unsafe extern "C" {
-        fn g722_encode_init(s: *mut EncodeState, rate: c_int, options: c_int) -> *mut EncodeState;
-        fn g722_encode_free(s: *mut EncodeState) -> c_int;
-        fn g722_encode(
-            s: *mut EncodeState,
-            g722_data: *mut u8,
-            amp: *const i16,
-            len: c_int,
-        ) -> c_int;
-        fn g722_decode_init(s: *mut DecodeState, rate: c_int, options: c_int) -> *mut DecodeState;
-        fn g722_decode_free(s: *mut DecodeState) -> c_int;
-        fn g722_decode(
-            s: *mut DecodeState,
-            amp: *mut i16,
-            g722_data: *const u8,
-            len: c_int,
-        ) -> c_int;
+    type EncodeInit = unsafe extern "C" fn(*mut EncodeState, c_int, c_int) -> *mut EncodeState;
+    type EncodeFree = unsafe extern "C" fn(*mut EncodeState) -> c_int;
+    type Encode = unsafe extern "C" fn(*mut EncodeState, *mut u8, *const i16, c_int) -> c_int;
+    type DecodeInit = unsafe extern "C" fn(*mut DecodeState, c_int, c_int) -> *mut DecodeState;
+    type DecodeFree = unsafe extern "C" fn(*mut DecodeState) -> c_int;
+    type Decode = unsafe extern "C" fn(*mut DecodeState, *mut i16, *const u8, c_int) -> c_int;
+
+    /// spandsp's G.722 functions (`g722_encode_init` and the rest, as
+    /// `spandsp/g722.h` declares them).
+    struct Api {
+        encode_init: EncodeInit,
+        encode_free: EncodeFree,
+        encode: Encode,
+        decode_init: DecodeInit,
+        decode_free: DecodeFree,
+        decode: Decode,
+    }
+
+    /// The library, loaded the first time a codec is made and kept: spandsp
+    /// brings libtiff and what that links (on Debian WebP, Lerc and the C++
+    /// runtime, 1.4 MB resident), which a door carries only once a call uses
+    /// G.722.
+    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+
+    fn api() -> Result<&'static Api, String> {
+        API.get_or_init(load).as_ref().map_err(Clone::clone)
+    }
+
+    fn load() -> Result<Api, String> {
+        let soname = CString::new(SONAME).expect("the soname has no NUL");
+        // SAFETY: dlopen takes a NUL-terminated name; spandsp's initialisers
+        // are those of an ordinary shared library. The handle is never closed,
+        // so the functions below stay valid for the life of the process.
+        let handle = unsafe { libc::dlopen(soname.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if handle.is_null() {
+            return Err(format!("cannot load {SONAME}: {}", dl_error()));
+        }
+        let symbol = |name: &CStr| {
+            // SAFETY: `handle` is a live dlopen handle and `name` is NUL-terminated.
+            let address = unsafe { libc::dlsym(handle, name.as_ptr()) };
+            if address.is_null() {
+                Err(format!("{SONAME} has no {}", name.to_string_lossy()))
+            } else {
+                Ok(address)
+            }
+        };
+        // SAFETY: each symbol is the function of that name in spandsp, whose
+        // C signature is the type it is transmuted to (spandsp/g722.h).
+        unsafe {
+            Ok(Api {
+                encode_init: std::mem::transmute::<*mut c_void, EncodeInit>(symbol(
+                    c"g722_encode_init",
+                )?),
+                encode_free: std::mem::transmute::<*mut c_void, EncodeFree>(symbol(
+                    c"g722_encode_free",
+                )?),
+                encode: std::mem::transmute::<*mut c_void, Encode>(symbol(c"g722_encode")?),
+                decode_init: std::mem::transmute::<*mut c_void, DecodeInit>(symbol(
+                    c"g722_decode_init",
+                )?),
+                decode_free: std::mem::transmute::<*mut c_void, DecodeFree>(symbol(
+                    c"g722_decode_free",
+                )?),
+                decode: std::mem::transmute::<*mut c_void, Decode>(symbol(c"g722_decode")?),
+            })
+        }
+    }
+
+    fn dl_error() -> String {
+        // SAFETY: dlerror returns null or a NUL-terminated message owned by the
+        // C library, read at once.
+        let message = unsafe { libc::dlerror() };
+        if message.is_null() {
+            "unknown error".to_owned()
+        } else {
+            // SAFETY: non-null, NUL-terminated (above).
+            unsafe { CStr::from_ptr(message) }
+                .to_string_lossy()
+                .into_owned()
+        }
     }
 
     /// A G.722 encoder at 64 kbit/s from 16 kHz audio.
-    pub struct Encoder(NonNull<EncodeState>);
+    pub struct Encoder(NonNull<EncodeState>, &'static Api);
 
     // SAFETY: the state is heap memory owned solely by this value and spandsp keeps no other
     // reference to it, so moving it to another thread is sound. It is not `Sync`: every use
@@ -150,12 +217,16 @@ mod spandsp {
     unsafe impl Send for Encoder {}
 
     impl Encoder {
-        /// Allocates a fresh encoder; `None` if spandsp cannot allocate one.
-        pub fn new() -> Option<Self> {
+        /// Allocates a fresh encoder (loading spandsp the first time); why not
+        /// when spandsp cannot be loaded or cannot allocate one.
+        pub fn new() -> Result<Self, String> {
+            let api = api()?;
             // SAFETY: a null state makes spandsp allocate and initialise its own; the rate and
             // options are ones the header documents as valid.
-            let state = unsafe { g722_encode_init(ptr::null_mut(), BIT_RATE, OPTIONS) };
-            NonNull::new(state).map(Self)
+            let state = unsafe { (api.encode_init)(ptr::null_mut(), BIT_RATE, OPTIONS) };
+            NonNull::new(state)
+                .map(|state| Self(state, api))
+                .ok_or_else(|| "spandsp cannot allocate it".to_owned())
         }
 
         /// Appends the codes for `pcm` to `out`: one byte per two samples.
@@ -172,7 +243,7 @@ mod spandsp {
                 // samples (an even count, read in pairs) and `out[start..]` has room for the
                 // `len / 2` bytes spandsp writes at 64 kbit/s unpacked.
                 let written = unsafe {
-                    g722_encode(
+                    (self.1.encode)(
                         self.0.as_ptr(),
                         out[start..].as_mut_ptr(),
                         chunk.as_ptr(),
@@ -188,23 +259,27 @@ mod spandsp {
         fn drop(&mut self) {
             // SAFETY: the state came from `g722_encode_init` with a null argument, so spandsp
             // owns its allocation, and it is freed exactly once, here.
-            unsafe { g722_encode_free(self.0.as_ptr()) };
+            unsafe { (self.1.encode_free)(self.0.as_ptr()) };
         }
     }
 
     /// A G.722 decoder at 64 kbit/s to 16 kHz audio.
-    pub struct Decoder(NonNull<DecodeState>);
+    pub struct Decoder(NonNull<DecodeState>, &'static Api);
 
     // SAFETY: as for `Encoder`: exclusively owned heap memory, used only through `&mut self`.
     unsafe impl Send for Decoder {}
 
     impl Decoder {
-        /// Allocates a fresh decoder; `None` if spandsp cannot allocate one.
-        pub fn new() -> Option<Self> {
+        /// Allocates a fresh decoder (loading spandsp the first time); why not
+        /// when spandsp cannot be loaded or cannot allocate one.
+        pub fn new() -> Result<Self, String> {
+            let api = api()?;
             // SAFETY: a null state makes spandsp allocate and initialise its own; the rate and
             // options are ones the header documents as valid.
-            let state = unsafe { g722_decode_init(ptr::null_mut(), BIT_RATE, OPTIONS) };
-            NonNull::new(state).map(Self)
+            let state = unsafe { (api.decode_init)(ptr::null_mut(), BIT_RATE, OPTIONS) };
+            NonNull::new(state)
+                .map(|state| Self(state, api))
+                .ok_or_else(|| "spandsp cannot allocate it".to_owned())
         }
 
         /// Appends the samples decoded from `codes` to `out`: two samples per byte.
@@ -217,7 +292,7 @@ mod spandsp {
                 // bytes and `out[start..]` has room for the `2 * len` samples spandsp writes
                 // at 64 kbit/s unpacked to 16 kHz.
                 let written = unsafe {
-                    g722_decode(
+                    (self.1.decode)(
                         self.0.as_ptr(),
                         out[start..].as_mut_ptr(),
                         chunk.as_ptr(),
@@ -233,7 +308,7 @@ mod spandsp {
         fn drop(&mut self) {
             // SAFETY: the state came from `g722_decode_init` with a null argument, so spandsp
             // owns its allocation, and it is freed exactly once, here.
-            unsafe { g722_decode_free(self.0.as_ptr()) };
+            unsafe { (self.1.decode_free)(self.0.as_ptr()) };
         }
     }
 }
@@ -256,7 +331,7 @@ mod enc_imp {
 
     impl G722Enc {
         fn renew(&self) -> Result<(), gstreamer::ErrorMessage> {
-            *lock(&self.encoder) = Some(Encoder::new().ok_or_else(|| no_codec("encoder"))?);
+            *lock(&self.encoder) = Some(Encoder::new().map_err(|e| no_codec("encoder", &e))?);
             Ok(())
         }
     }
@@ -370,7 +445,7 @@ mod dec_imp {
 
     impl G722Dec {
         fn renew(&self) -> Result<(), gstreamer::ErrorMessage> {
-            *lock(&self.decoder) = Some(Decoder::new().ok_or_else(|| no_codec("decoder"))?);
+            *lock(&self.decoder) = Some(Decoder::new().map_err(|e| no_codec("decoder", &e))?);
             Ok(())
         }
     }

@@ -51,3 +51,7 @@ DOORPHONE_GST_PACKAGES = "\
 "
 
 RDEPENDS:${PN} += "${DOORPHONE_GST_PACKAGES}"
+
+# spandsp is loaded with dlopen by the first G.722 call (it links libtiff,
+# which a door needs for nothing else): no shared-library dependency names it.
+RDEPENDS:${PN} += "spandsp"
