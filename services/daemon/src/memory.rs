@@ -14,7 +14,7 @@ use std::time::Duration;
 /// arena keeps what its thread freed: during calls the media service's
 /// streaming threads held 2.4 MB in 15 of them. Without the cap its memory
 /// grew by 0.1 to 1.1 MB over 1,200 calls (five runs of `sip-compare`); with
-/// two arenas by -0.01 to +0.15 MB (three runs), its CPU per call unchanged.
+/// two arenas by -0.01 and +0.15 MB (two runs), its CPU per call unchanged.
 pub const ARENAS: i32 = 2;
 
 /// Caps the allocator's arenas at `arenas`; early, before threads multiply
