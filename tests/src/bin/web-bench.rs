@@ -1,6 +1,6 @@
 //! Whole-system figures of the web service, measured on a private bus with
 //! the release binaries running as their own users and curl as the client:
-//! resident memory idle and under 50 concurrent API clients, and the door
+//! resident memory (and PSS) idle and under 50 concurrent API clients, the door
 //! open round trip (request sent → answer's first byte, on a kept-alive TLS
 //! connection over loopback) with Basic and with Digest, and the page load
 //! of Intercom > Dial Plan holding 500 rules (request sent → last byte, its
@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use doorphone_interfaces::config::Config1Proxy;
-use doorphone_system_tests::bench::{percentile, rss_kib};
+use doorphone_system_tests::bench::{percentile, pss_kib, rss_kib};
 use doorphone_system_tests::web::{ADMIN, Browser, WebRig};
 
 /// Per request of one curl run over `urls` on one connection: the time from
@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let rig = WebRig::start(true).await?;
     let pid = rig.api.web.pid().expect("running");
     let idle = rss_kib(pid);
+    let idle_pss = pss_kib(pid);
 
     let basic = round_trips(&rig, &[], "/api/v1/doors/A/open", 300).await?;
     let digest = round_trips(&rig, &["--digest"], "/api/v1/doors/A/open", 300).await?;
@@ -135,7 +136,11 @@ async fn main() -> anyhow::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     println!("web service ({profile} build, as doorphone-web, curl over loopback TLS):");
-    println!("  resident memory idle: {:.1} MiB", idle as f64 / 1024.0);
+    println!(
+        "  resident memory idle: {:.1} MiB (PSS {:.1} MB)",
+        idle as f64 / 1024.0,
+        idle_pss as f64 / 1024.0
+    );
     println!(
         "  resident memory under 50 concurrent clients: {:.1} MiB peak ({ok} of 2000 answered 200)",
         peak as f64 / 1024.0
