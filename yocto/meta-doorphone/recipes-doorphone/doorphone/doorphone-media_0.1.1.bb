@@ -50,8 +50,9 @@ DOORPHONE_GST_PACKAGES = "\
     gstreamer1.0-plugins-good-wavenc \
 "
 
-RDEPENDS:${PN} += "${DOORPHONE_GST_PACKAGES}"
+# Libraries the service loads with dlopen, which no shared-library dependency
+# names: spandsp, by the first G.722 call (it links libtiff, which a door needs
+# for nothing else).
+DOORPHONE_DLOPENED = "spandsp"
 
-# spandsp is loaded with dlopen by the first G.722 call (it links libtiff,
-# which a door needs for nothing else): no shared-library dependency names it.
-RDEPENDS:${PN} += "spandsp"
+RDEPENDS:${PN} += "${DOORPHONE_DLOPENED} ${DOORPHONE_GST_PACKAGES}"
