@@ -504,6 +504,8 @@ async fn without_the_config_service_there_are_no_relays_until_it_appears() {
         "{}",
         relay.log()
     );
+    // Plain text, as the journal keeps it: no terminal colour codes.
+    assert!(!relay.log().contains('\x1b'), "{:?}", relay.log());
     let conn = bus.connect().await.unwrap();
     let proxy = Relay1Proxy::new(&conn).await.unwrap();
     let mut ids = proxy.receive_relay_ids_changed().await;
