@@ -18,13 +18,22 @@ pub fn free_port() -> u16 {
 }
 
 /// A UDP and TCP port free on `ip` (any 127.0.0.0/8 address binds without
-/// set-up).
+/// set-up), and never one this process was given before: the probe's sockets
+/// close at once, so the kernel can offer the same port again before whoever
+/// asked binds it (a web rig's HTTPS and HTTP ports once came out equal).
 pub fn free_port_at(ip: IpAddr) -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<(IpAddr, u16)>> = std::sync::Mutex::new(Vec::new());
     loop {
         let udp = UdpSocket::bind((ip, 0)).expect("a free UDP port");
         let port = udp.local_addr().unwrap().port();
         if TcpListener::bind((ip, port)).is_ok() {
-            return port;
+            let mut given = GIVEN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !given.contains(&(ip, port)) {
+                given.push((ip, port));
+                return port;
+            }
         }
     }
 }
