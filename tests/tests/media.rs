@@ -962,6 +962,11 @@ fn bound(port: u16) -> bool {
     UdpSocket::bind(("0.0.0.0", port)).is_err() && UdpSocket::bind(("0.0.0.0", port + 1)).is_err()
 }
 
+/// The RTP ports in `range` that media holds with their RTCP ports.
+fn pairs_bound(range: std::ops::Range<u16>) -> Vec<u16> {
+    range.step_by(2).filter(|&port| bound(port)).collect()
+}
+
 /// Whether media's object tree has a session object.
 async fn has_session_objects(rig: &Rig) -> bool {
     let xml = zbus::fdo::IntrospectableProxy::builder(&rig.conn)
@@ -1052,6 +1057,73 @@ async fn the_next_call_is_served_from_a_session_prepared_ahead() {
     let (path, port, _peer) = call_with_tones(&rig, &PCMU).await;
     assert_eq!(port, third);
     media.stop(&path.as_ref()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_overlap_their_hang_ups_take_turns_on_two_pipelines() {
+    let rig = Rig::start_with(serde_json::json!({"media.rtp_ports": [43400, 43499]})).await;
+    let media = rig.proxy().await;
+    let mut prepared = Prepared::follow(&rig).await;
+    let first = prepared.next_after(None).await;
+
+    // A caller hangs up and calls again at once: the new call comes in before
+    // the last one's end reaches media. It gets a pipeline of its own, and no
+    // third is prepared while both are on: the first comes back.
+    let (a, port, _peer) = call_with_tones(&rig, &PCMU).await;
+    assert_eq!(port, first);
+    prepared
+        .until("the first call to take the prepared session", |p| {
+            p.is_empty()
+        })
+        .await;
+    let (b, second, _peer) = call_with_tones(&rig, &PCMU).await;
+    assert_ne!(second, first);
+    let mut both = [first, second];
+    both.sort();
+    assert_eq!(pairs_bound(43400..43500), both, "a third pipeline");
+    media.stop(&a.as_ref()).await.unwrap();
+    prepared
+        .until("the first call's pipeline back", |p| p == [first])
+        .await;
+
+    // Again: the next call takes the first pipeline, and the pipeline built for
+    // the second call, once it ends, waits for the call after.
+    let (c, port, _peer) = call_with_tones(&rig, &PCMU).await;
+    assert_eq!(port, first, "the third call did not get the first pipeline");
+    prepared
+        .until("the third call to take the first pipeline", |p| {
+            p.is_empty()
+        })
+        .await;
+    media.stop(&b.as_ref()).await.unwrap();
+    prepared
+        .until(
+            "the second call's pipeline waiting for the next call",
+            |p| p == [second],
+        )
+        .await;
+    let (d, port, _peer) = call_with_tones(&rig, &PCMU).await;
+    assert_eq!(
+        port, second,
+        "the fourth call did not get the second pipeline"
+    );
+    prepared
+        .until("the fourth call to take the second pipeline", |p| {
+            p.is_empty()
+        })
+        .await;
+    assert_eq!(pairs_bound(43400..43500), both, "a third pipeline");
+
+    // Both end: one pipeline waits for the next call, the other goes with its
+    // ports.
+    media.stop(&c.as_ref()).await.unwrap();
+    media.stop(&d.as_ref()).await.unwrap();
+    let kept = prepared
+        .until("one pipeline waiting", |p| p.len() == 1)
+        .await[0];
+    let gone = if kept == first { second } else { first };
+    until("the other pipeline's ports freed", || !bound(gone)).await;
+    assert!(bound(kept));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,9 +39,9 @@ struct Session {
     ports: Option<PortPair>,
     /// Or the prepared session that will carry the call, holding the ports.
     prepared: Option<Ready>,
-    /// When the prepared session carries the call: its pipeline's event
-    /// routing and generation, so that the pipeline can serve the next call
-    /// once this one ends.
+    /// The call's pipeline's event routing and generation, so that the
+    /// pipeline (the prepared session's, or one built for the call) can serve
+    /// the next call once this one ends.
     reusable: Option<(Tag, u64)>,
     /// The video stream's ports, when video was offered or accepted.
     video_ports: Option<crate::ports::PortPair>,
@@ -398,9 +398,7 @@ impl Preparer {
             .preferred()
             .ok_or("no configured audio codec is available")?;
         let ports = self.bind().map_err(|e| e.to_string())?;
-        let id = Arc::new(AtomicU32::new(0));
-        let broken = Arc::new(AtomicBool::new(false));
-        let (tag, flag, events) = (id.clone(), broken.clone(), self.events.clone());
+        let (tag, events) = self.tagged(0);
         let stream = session::template(encoding, ports.port);
         let pipeline = CallPipeline::prepare(
             &stream,
@@ -412,23 +410,39 @@ impl Preparer {
                 rtp_timeout: self.rtp_timeout,
                 latching: lock(&self.media).rtp_latching,
             },
-            move |event| match tag.load(Ordering::SeqCst) {
-                0 => {
-                    if let Event::Failed(why) = event {
-                        tracing::warn!("the prepared session failed: {why}");
-                        flag.store(true, Ordering::SeqCst);
-                    }
-                }
-                id => {
-                    let _ = events.send((id, event));
-                }
-            },
+            events,
         )?;
         Ok(Ready {
             pipeline,
-            tag: Tag { id, broken },
+            tag,
             generation,
         })
+    }
+
+    /// The event routing of a pipeline that can wait for a call between calls:
+    /// its events go to session `id` (0 while it waits, when a failure marks it
+    /// broken), and the tag moves them to the next call's session.
+    fn tagged(&self, id: u32) -> (Tag, impl Fn(Event) + Send + Sync + Clone + 'static) {
+        let id = Arc::new(AtomicU32::new(id));
+        let broken = Arc::new(AtomicBool::new(false));
+        let (tag, flag, events) = (id.clone(), broken.clone(), self.events.clone());
+        let route = move |event| match tag.load(Ordering::SeqCst) {
+            0 => {
+                if let Event::Failed(why) = event {
+                    tracing::warn!("the prepared session failed: {why}");
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+            id => {
+                let _ = events.send((id, event));
+            }
+        };
+        (Tag { id, broken }, route)
+    }
+
+    /// The settings' generation now.
+    fn generation(&self) -> u64 {
+        lock(&self.slot).generation
     }
 
     /// Discards the prepared session and any under way; with `again`, prepares
@@ -518,6 +532,17 @@ fn discard(ready: Ready) {
     tokio::task::spawn_blocking(move || drop(ready));
 }
 
+/// Whether a session other than `id` has a pipeline that will wait for the
+/// next call once its own ends. A call that comes in while the last one is
+/// still being hung up builds its own pipeline; the last call's then serves
+/// the next, so back-to-back calls alternate between two pipelines instead of
+/// building one each.
+fn comes_back(sessions: &Mutex<HashMap<u32, Arc<Mutex<Session>>>>, id: u32) -> bool {
+    lock(sessions)
+        .iter()
+        .any(|(other, s)| *other != id && lock(s).reusable.is_some())
+}
+
 /// Where a new session's media comes from.
 enum Claim {
     Prepared(Box<Ready>),
@@ -549,7 +574,7 @@ pub struct MediaService {
     media: Arc<Mutex<Media>>,
     preparer: Preparer,
     speaker: Arc<Speaker>,
-    sessions: Mutex<HashMap<u32, Arc<Mutex<Session>>>>,
+    sessions: Arc<Mutex<HashMap<u32, Arc<Mutex<Session>>>>>,
     pages: Mutex<Pages>,
     /// Session and stream numbers, never reused while the service runs.
     next_id: AtomicU32,
@@ -627,7 +652,7 @@ impl MediaService {
             preparer,
             media,
             speaker,
-            sessions: Mutex::default(),
+            sessions: Arc::default(),
             pages: Mutex::default(),
             next_id: AtomicU32::new(1),
             events,
@@ -760,9 +785,12 @@ impl MediaService {
         let rtp_timeout = self.options.rtp_timeout;
         let latching = lock(&self.media).rtp_latching;
         let speaker = self.speaker.clone();
-        let events = self.events.clone();
+        let report = self.events.clone();
+        // A pipeline built for this call can wait for the next one once the
+        // call ends, as the prepared session does.
+        let (tag, events) = self.preparer.tagged(id);
+        let generation = self.preparer.generation();
         let build = move || {
-            let report = events.clone();
             let sending = stream.direction.sends() && !lock(&handle).held;
             let result = (|| {
                 let video = match (video_parts, camera) {
@@ -787,7 +815,7 @@ impl MediaService {
                         let mut pipeline = ready.pipeline;
                         pipeline.play(&stream, video, sending)?;
                         tracing::debug!(session = id, "media from the prepared session");
-                        return Ok((pipeline, Some((ready.tag, ready.generation))));
+                        return Ok((pipeline, (ready.tag, ready.generation), true));
                     }
                     // Another codec, SRTP (or a broken pipeline): its ports, a new pipeline.
                     Some(ready) => ready
@@ -808,24 +836,22 @@ impl MediaService {
                     },
                     video,
                     sending,
-                    move |event| {
-                        let _ = events.send((id, event));
-                    },
+                    events,
                 )
-                .map(|pipeline| (pipeline, None))
+                .map(|pipeline| (pipeline, (tag, generation), false))
             })();
             let mut s = lock(&handle);
-            let reusable = match result {
+            let prepared = match result {
                 // Stopped while starting: the pipeline goes with this scope.
                 Ok(_) if s.state == state::STOPPED => false,
-                Ok((pipeline, reusable)) => {
+                Ok((pipeline, reusable, prepared)) => {
                     pipeline.set_sending(stream.direction.sends() && !s.held);
                     s.pipeline = Some(Arc::new(pipeline));
-                    s.reusable = reusable;
+                    s.reusable = Some(reusable);
                     if s.state == state::PREPARED {
                         s.state = state::ACTIVE;
                     }
-                    s.reusable.is_some()
+                    prepared
                 }
                 Err(e) => {
                     let _ = report.send((id, Event::Failed(e)));
@@ -833,15 +859,17 @@ impl MediaService {
                 }
             };
             s.started.notify_all();
-            reusable
+            prepared
         };
         let preparer = self.preparer.clone();
+        let sessions = self.sessions.clone();
         tokio::spawn(async move {
             replied.await;
-            let reusable = tokio::task::spawn_blocking(build).await.unwrap_or(false);
-            // The call's media first, then the next call's: the call's own
-            // pipeline when it ends, else a new one now.
-            if !reusable {
+            let prepared = tokio::task::spawn_blocking(build).await.unwrap_or(false);
+            // The call's media first, then the next call's: a pipeline that
+            // comes back when its call ends (this call's, or that of a call
+            // still on), else a new one now.
+            if !prepared && !comes_back(&sessions, id) {
                 preparer.ensure();
             }
         });
