@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -111,20 +112,135 @@ pub fn microphone(
 /// an input leaving then could wait for them for ever.)
 const IDLE: gst::State = gst::State::Ready;
 
+/// How long the speaker runs on after its last input stops being heard. Calls
+/// and pages that follow one another (a visitor calling again, a page after a
+/// call) find it running; starting and resting it costs a call more CPU than
+/// its set-up. A door waiting for its next visitor rests it after this.
+pub const SPEAKER_REST_AFTER: Duration = Duration::from_secs(2);
+
 /// The speaker: silence mixed with every input attached to it, into the sink.
 ///
-/// It runs only while an input is heard (a call or a page plays): a door
-/// waiting for its next visitor spends no CPU mixing silence. A WAV file is the
-/// exception: it records the speaker's time, silence included, and so runs on.
+/// It runs only while an input is heard (a call or a page plays) and for
+/// [`SPEAKER_REST_AFTER`] after: a door waiting for its next visitor spends no
+/// CPU mixing silence. A WAV file is the exception: it records the speaker's
+/// time, silence included, and so runs on.
 pub struct Speaker {
     pipeline: gst::Pipeline,
     mixer: gst::Element,
     /// How many inputs are heard, when the speaker stops without them.
-    heard: Option<Arc<Mutex<usize>>>,
+    heard: Option<Arc<Heard>>,
+}
+
+/// The inputs heard, and the speaker's rest once none is.
+struct Heard {
+    state: Mutex<HeardState>,
+    /// Wakes the thread that rests the speaker.
+    changed: Condvar,
+    pipeline: gst::Pipeline,
+    rest_after: Duration,
+}
+
+#[derive(Default)]
+struct HeardState {
+    count: usize,
+    /// When the speaker rests, if no input is heard by then.
+    rest_at: Option<Instant>,
+    /// Whether the resting thread runs.
+    resting_thread: bool,
+    /// The speaker is gone: the resting thread ends.
+    closed: bool,
+}
+
+impl Heard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeardState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts an input in or out of those heard: the first starts the
+    /// speaker; after the last it rests once `rest_after` has passed.
+    fn count(self: &Arc<Self>, change: isize) {
+        let mut state = self.lock();
+        state.count = state.count.saturating_add_signed(change);
+        if state.count > 0 {
+            state.rest_at = None;
+            self.go(gst::State::Playing);
+        } else if self.rest_after.is_zero() {
+            self.go(IDLE);
+        } else {
+            state.rest_at = Some(Instant::now() + self.rest_after);
+            if !std::mem::replace(&mut state.resting_thread, true) {
+                let this = self.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("speaker-rest".into())
+                    .stack_size(64 * 1024)
+                    .spawn(move || this.rest());
+                if let Err(e) = spawned {
+                    tracing::warn!("no thread to rest the speaker ({e}): it rests now");
+                    state.resting_thread = false;
+                    state.rest_at = None;
+                    self.go(IDLE);
+                }
+            } else {
+                self.changed.notify_all();
+            }
+        }
+    }
+
+    /// Rests the speaker when its time comes, until the speaker is gone.
+    fn rest(&self) {
+        let mut state = self.lock();
+        while !state.closed {
+            match state.rest_at {
+                None => {
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                Some(at) => {
+                    let now = Instant::now();
+                    if now < at {
+                        state = self
+                            .changed
+                            .wait_timeout(state, at - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    } else {
+                        state.rest_at = None;
+                        if state.count == 0 {
+                            self.go(IDLE);
+                        }
+                        self.changed.notify_all();
+                    }
+                }
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    fn go(&self, state: gst::State) {
+        if self.pipeline.current_state() != state
+            && let Err(e) = self.pipeline.set_state(state)
+        {
+            tracing::error!("the speaker does not go to {state:?}: {e}");
+        }
+    }
 }
 
 impl Speaker {
+    /// The speaker on `sink`, resting [`SPEAKER_REST_AFTER`] after its last
+    /// input.
     pub fn new(sink: &AudioSink) -> Result<Speaker, gst::glib::BoolError> {
+        Speaker::resting_after(sink, SPEAKER_REST_AFTER)
+    }
+
+    /// The speaker on `sink`, resting `rest_after` after its last input (at
+    /// once for zero).
+    pub fn resting_after(
+        sink: &AudioSink,
+        rest_after: Duration,
+    ) -> Result<Speaker, gst::glib::BoolError> {
         let sink_desc = match sink {
             AudioSink::Fake => "fakesink sync=false async=false".to_owned(),
             AudioSink::File(path) => format!(
@@ -161,7 +277,12 @@ impl Speaker {
         }
         let heard = match sink {
             AudioSink::File(_) => None,
-            _ => Some(Arc::default()),
+            _ => Some(Arc::new(Heard {
+                state: Mutex::default(),
+                changed: Condvar::new(),
+                pipeline: pipeline.clone(),
+                rest_after,
+            })),
         };
         let state = match heard {
             None => gst::State::Playing,
@@ -175,6 +296,30 @@ impl Speaker {
             mixer,
             heard,
         })
+    }
+
+    /// Waits until the speaker rests (no input heard, its rest taken), for at
+    /// most `patience`; returns whether it did.
+    #[cfg(test)]
+    pub(crate) fn rests_within(&self, patience: Duration) -> bool {
+        let Some(heard) = &self.heard else {
+            return false;
+        };
+        let deadline = Instant::now() + patience;
+        let mut state = heard.lock();
+        while state.count > 0 || state.rest_at.is_some() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = heard
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(state);
+        !self.running()
     }
 
     /// Whether the speaker's pipeline is running.
@@ -231,7 +376,8 @@ impl Speaker {
 
     /// Finishes the output (a WAV file gets its final header) and stops.
     pub fn shutdown(&self) {
-        if self.heard.is_some() {
+        if let Some(heard) = &self.heard {
+            heard.close();
             // Nothing to finish, and a stopped pipeline takes no end of stream.
             let _ = self.pipeline.set_state(gst::State::Null);
             return;
@@ -247,6 +393,14 @@ impl Speaker {
     }
 }
 
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        if let Some(heard) = &self.heard {
+            heard.close();
+        }
+    }
+}
+
 /// One input of the speaker, heard from [`SpeakerInput::play`] on (a
 /// prepared call attaches ahead of its call); detached when dropped.
 pub struct SpeakerInput {
@@ -255,7 +409,7 @@ pub struct SpeakerInput {
     pad: gst::Pad,
     pipeline: gst::Pipeline,
     mixer: gst::Element,
-    heard: Option<Arc<Mutex<usize>>>,
+    heard: Option<Arc<Heard>>,
     playing: bool,
 }
 
@@ -278,17 +432,8 @@ impl SpeakerInput {
     /// Counts this input in or out of those heard, starting the speaker with
     /// the first and resting it after the last.
     fn count(&self, change: isize) {
-        let Some(heard) = &self.heard else { return };
-        let mut heard = heard.lock().unwrap_or_else(|e| e.into_inner());
-        *heard = heard.saturating_add_signed(change);
-        let state = match *heard {
-            0 => IDLE,
-            _ => gst::State::Playing,
-        };
-        if self.pipeline.current_state() != state
-            && let Err(e) = self.pipeline.set_state(state)
-        {
-            tracing::error!("the speaker does not go to {state:?}: {e}");
+        if let Some(heard) = &self.heard {
+            heard.count(change);
         }
     }
 }
@@ -390,7 +535,7 @@ mod tests {
     #[test]
     fn the_speaker_runs_only_while_an_input_is_heard() {
         gst::init().unwrap();
-        let speaker = Speaker::new(&AudioSink::Fake).unwrap();
+        let speaker = Speaker::resting_after(&AudioSink::Fake, Duration::ZERO).unwrap();
         let out = output(&speaker);
         assert!(!speaker.running(), "a speaker nobody hears runs");
         // A prepared call is attached ahead of its call, and not heard yet.
@@ -415,6 +560,44 @@ mod tests {
         assert!(plays(&out), "the speaker plays nothing after a rest");
         drop(next);
         assert!(!speaker.running());
+        speaker.shutdown();
+    }
+
+    #[test]
+    fn the_speaker_runs_on_for_its_rest_time_after_the_last_input() {
+        gst::init().unwrap();
+        let rest_after = Duration::from_secs(2);
+        let speaker = Speaker::resting_after(&AudioSink::Fake, rest_after).unwrap();
+        let out = output(&speaker);
+        let mut call = speaker.attach().unwrap();
+        call.play();
+        assert!(plays(&out));
+        call.stop();
+        // The next call comes before the rest: it finds the speaker running.
+        assert!(speaker.running(), "the speaker rests before its time");
+        let mut next = speaker.attach().unwrap();
+        next.play();
+        assert!(speaker.running());
+        assert!(plays(&out), "the speaker plays nothing for the next call");
+        // Nothing heard any more: it rests, and not before its time.
+        let last = std::time::Instant::now();
+        drop(next);
+        drop(call);
+        assert!(
+            speaker.rests_within(Duration::from_secs(30)),
+            "the speaker runs on after its rest time"
+        );
+        assert!(
+            last.elapsed() >= rest_after,
+            "rested after {:?}",
+            last.elapsed()
+        );
+        // And starts again for the next call.
+        let mut again = speaker.attach().unwrap();
+        again.play();
+        assert!(speaker.running());
+        assert!(plays(&out), "the speaker plays nothing after a rest");
+        drop(again);
         speaker.shutdown();
     }
 

@@ -1297,8 +1297,11 @@ mod tests {
     fn a_pipeline_whose_call_ended_serves_the_next_caller_and_forgets_the_last() {
         gst::init().unwrap();
         let range = PortRange::new(44000, 44999);
-        // The door and its callers each have their own speaker.
-        let speaker = Box::leak(Box::new(Speaker::new(&AudioSink::Fake).unwrap()));
+        // The door and its callers each have their own speaker; the door's
+        // rests as soon as a call ends.
+        let speaker = Box::leak(Box::new(
+            Speaker::resting_after(&AudioSink::Fake, Duration::ZERO).unwrap(),
+        ));
         let theirs = Box::leak(Box::new(Speaker::new(&AudioSink::Fake).unwrap()));
         let io = |tone, speaker| CallIo {
             mic: &AudioSource::Test,
