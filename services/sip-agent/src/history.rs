@@ -151,10 +151,10 @@ fn insert(
                 e.code
             ])?;
         }
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE id <= (SELECT max(id) FROM {table}) - ?1"),
-            [keep],
-        )?;
+        tx.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE id <= (SELECT max(id) FROM {table}) - ?1"
+        ))?
+        .execute([keep])?;
     }
     tx.commit()
 }
