@@ -82,7 +82,6 @@ pub fn preload() {
         "rtpbin",
         "udpsrc",
         "udpsink",
-        "valve",
         "rtpdtmfmux",
         "rtpdtmfsrc",
         "audioconvert",
@@ -336,12 +335,12 @@ pub struct CallPipeline {
     audio_out: (gst::Element, gst::Element),
     /// The peer's audio RTP in (its caps name the payload type).
     audio_in: gst::Element,
-    /// The peer's audio RTCP in.
-    audio_rtcp_in: gst::Element,
     payloader: gst::Element,
     encoding: Encoding,
     clock_rate: u32,
-    valve: gst::Element,
+    /// Whether the microphone's packets go out (hold and resume); a probe on
+    /// the payloader's output drops them otherwise.
+    sending: Arc<AtomicBool>,
     dtmf_src: Option<gst::Element>,
     /// The negotiated stream, as the pipeline's callbacks read it: a prepared
     /// pipeline learns it when a call takes it.
@@ -415,8 +414,7 @@ impl CallPipeline {
     }
 
     /// Builds the pipeline for `stream`'s codec on `ports` and takes it to PAUSED:
-    /// sockets, microphone and speaker input ready, nothing sent (the valve is
-    /// closed). [`CallPipeline::play`] starts it for the stream a call
+    /// sockets, microphone and speaker input ready, nothing sent. [`CallPipeline::play`] starts it for the stream a call
     /// negotiated, which may differ from `stream` in all but the encoding.
     pub fn prepare(
         stream: &Stream,
@@ -464,7 +462,8 @@ impl CallPipeline {
         };
         connect_srtp(&rtpbin, &srtp, &dtmf_reader);
 
-        // Sending: microphone -> encoder -> payloader -> valve (hold) -> DTMF mux -> rtpbin.
+        // Sending: microphone -> encoder -> payloader -> DTMF mux -> rtpbin,
+        // through a probe that drops the packets while the call is on hold.
         let rate = match stream.codec.encoding {
             Encoding::Opus => 48000,
             Encoding::G722 => 16000,
@@ -493,20 +492,34 @@ impl CallPipeline {
         let ptime = 20_000_000i64;
         payloader.set_property("min-ptime", ptime);
         payloader.set_property("max-ptime", ptime);
-        let valve = make("valve")?;
         let mux = make("rtpdtmfmux")?;
         pipeline
             .add_many([
-                &rtpbin, &mic, &convert, &resample, &mic_caps, &encoder, &payloader, &valve, &mux,
+                &rtpbin, &mic, &convert, &resample, &mic_caps, &encoder, &payloader, &mux,
             ])
             .map_err(|e| e.to_string())?;
-        gst::Element::link_many([
-            &mic, &convert, &resample, &mic_caps, &encoder, &payloader, &valve,
-        ])
-        .map_err(|e| format!("send chain: {e}"))?;
-        valve
+        gst::Element::link_many([&mic, &convert, &resample, &mic_caps, &encoder, &payloader])
+            .map_err(|e| format!("send chain: {e}"))?;
+        payloader
             .link_pads(Some("src"), &mux, Some("sink_0"))
             .map_err(|e| format!("mux: {e}"))?;
+        // Not a `valve`: a valve asks every element before it to negotiate
+        // again each time it opens or shuts, which is every call.
+        let sending = Arc::new(AtomicBool::new(false));
+        let open = sending.clone();
+        payloader
+            .static_pad("src")
+            .expect("a payloader has a src pad")
+            .add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                move |_, _| {
+                    if open.load(Ordering::Relaxed) {
+                        gst::PadProbeReturn::Ok
+                    } else {
+                        gst::PadProbeReturn::Drop
+                    }
+                },
+            );
         let dtmf_src = match stream.telephone_event {
             Some(pt) => {
                 let src = gst::ElementFactory::make("rtpdtmfsrc")
@@ -588,7 +601,10 @@ impl CallPipeline {
             stream.remote_rtcp,
             &payload_types(stream),
         );
-        guard_rtcp(&rtcp_in, &gate, &counters);
+        // The peer's packets are let in where they enter `rtpbin`: its pads'
+        // stream locks cover the gate's decision and the packet's way in (see
+        // `recycle`).
+        guard_rtcp(&rtpbin_entry(&rtpbin, "recv_rtcp_sink_0"), &gate, &counters);
         let admit = gate.clone();
         let answer_to = (rtp_out.downgrade(), rtcp_out.downgrade());
         let received = counters.clone();
@@ -596,15 +612,14 @@ impl CallPipeline {
         let flowing = timed_out.clone();
         let on_packet = events.clone();
         let plain_dtmf = (!encrypted).then(|| dtmf_reader.clone());
-        rtp_in
-            .static_pad("src")
-            .expect("udpsrc has a src pad")
-            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        rtpbin_entry(&rtpbin, "recv_rtp_sink_0").add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, info| {
                 if let Some(buffer) = info.buffer() {
                     // Before anything reads it: the jitter buffer, the DTMF detector.
                     if !admit.admit_rtp(trust::source(buffer), buffer) {
                         received.packets_rejected.fetch_add(1, Ordering::Relaxed);
-                        return gst::PadProbeReturn::Drop;
+                        return REFUSED;
                     }
                     if let (Some(to), Some(rtp), Some(rtcp)) = (
                         admit.newly_latched(),
@@ -632,7 +647,8 @@ impl CallPipeline {
                     }
                 }
                 gst::PadProbeReturn::Ok
-            });
+            },
+        );
 
         let speaker_input = Arc::new(Mutex::new(Some(
             speaker.attach().map_err(|e| format!("speaker: {e}"))?,
@@ -715,10 +731,9 @@ impl CallPipeline {
         });
 
         // Nothing leaves before a call has the pipeline: live sources produce
-        // nothing before PLAYING, and the valve is shut besides. PAUSED has the
+        // nothing before PLAYING, and nothing is sent besides. PAUSED has the
         // devices open and every element ready to run, so a call only starts
         // the clock.
-        valve.set_property("drop", true);
         pipeline
             .set_state(gst::State::Paused)
             .map_err(|e| format!("the call pipeline does not get ready: {e}"))?;
@@ -727,11 +742,10 @@ impl CallPipeline {
             rtpbin,
             audio_out: (rtp_out, rtcp_out),
             audio_in: rtp_in,
-            audio_rtcp_in: rtcp_in,
             payloader,
             encoding: stream.codec.encoding,
             clock_rate: stream.codec.clock_rate,
-            valve,
+            sending,
             dtmf_src,
             stream: shared,
             port: ports.port,
@@ -779,15 +793,22 @@ impl CallPipeline {
             return Err("a pipeline cannot switch between RTP and SRTP".into());
         }
         *self.stream.lock().unwrap_or_else(|e| e.into_inner()) = stream.clone();
-        self.payloader
-            .set_property("pt", u32::from(stream.codec.pt));
+        // What the last call negotiated is kept as it is when this call agrees
+        // with it: negotiating again costs more than the rest of the start.
+        let pt = u32::from(stream.codec.pt);
+        if self.payloader.property::<u32>("pt") != pt {
+            self.payloader.set_property("pt", pt);
+            // Its caps name the payload type: the chain negotiates them again.
+            let src = self.payloader.static_pad("src").expect("payloader src");
+            src.send_event(gst::event::Reconfigure::new());
+        }
         if let (Some(src), Some(pt)) = (&self.dtmf_src, stream.telephone_event) {
             src.set_property("pt", u32::from(pt));
         }
-        self.audio_in.set_property(
-            "caps",
-            incoming_caps(rtp_caps(stream, stream.codec.pt), self.encrypted),
-        );
+        let caps = incoming_caps(rtp_caps(stream, stream.codec.pt), self.encrypted);
+        if self.audio_in.property::<Option<gst::Caps>>("caps").as_ref() != Some(&caps) {
+            self.audio_in.set_property("caps", caps);
+        }
         self.set_remote(stream);
         if let Some(leg) = video {
             self.srtp.lock().unwrap_or_else(|e| e.into_inner()).crypto[1] =
@@ -889,7 +910,7 @@ impl CallPipeline {
 
     /// Stops or restarts sending (hold and resume).
     pub fn set_sending(&self, sending: bool) {
-        self.valve.set_property("drop", !sending);
+        self.sending.store(sending, Ordering::Relaxed);
     }
 
     /// Sends one digit as an RFC 4733 event of `duration`.
@@ -926,7 +947,7 @@ impl CallPipeline {
     }
 
     /// Makes a pipeline whose call ended ready for the next call, as
-    /// [`CallPipeline::prepare`] left it: paused, the valve shut, the speaker
+    /// [`CallPipeline::prepare`] left it: paused, nothing sent, the speaker
     /// input no longer heard, what the last peer sent forgotten (its streams
     /// taken out of `rtpbin` and the elements that played them removed), the
     /// gate closed until the next peer is named, the counters at zero. A
@@ -942,20 +963,21 @@ impl CallPipeline {
         if self.faulted.load(Ordering::SeqCst) {
             return Err("the pipeline failed".into());
         }
-        // Nothing more from the last peer: its packets stop where they come
-        // in (the sockets' threads stop, and no packet is then on its way into
-        // `rtpbin`: one that met a stream being taken out would stop its
-        // socket's thread for good). Then its streams out of `rtpbin` while
-        // the pipeline still plays (paused, the elements that played them
-        // would hold `rtpbin`'s threads waiting for their preroll). Pausing
-        // the pipeline starts the sockets' threads again, waiting for PLAYING.
-        for source in [&self.audio_in, &self.audio_rtcp_in] {
-            source
-                .set_state(gst::State::Ready)
-                .map_err(|e| format!("{} does not stop: {e}", source.name()))?;
-        }
+        // Nothing more from the last peer: the gate closes, so its packets stop
+        // where they enter `rtpbin`. The gate decides in a probe on the entry
+        // pad, under the pad's stream lock, which a packet holds until it is
+        // through: taking the lock once waits out a packet let in before the
+        // gate closed, and none is then on its way into `rtpbin` (one that met
+        // a stream being taken out would stop its socket's thread for good).
+        // The sockets keep running: taking them through READY would have them
+        // negotiate again at every call. Then the peer's streams out of
+        // `rtpbin` while the pipeline still plays (paused, the elements that
+        // played them would hold `rtpbin`'s threads waiting for their preroll).
         self.set_sending(false);
         self.gate.reset();
+        for entry in ["recv_rtp_sink_0", "recv_rtcp_sink_0"] {
+            drop(rtpbin_entry(&self.rtpbin, entry).stream_lock());
+        }
         // A stream whose first packet was still in `rtpbin` may come out
         // while the streams are taken out: until none is left.
         loop {
@@ -1074,7 +1096,11 @@ fn add_video(
         &payload_types(&leg.stream),
     );
     let gate = Arc::new(gate);
-    guard_rtcp(&rtcp_in, &gate, counters);
+    guard_rtcp(
+        &rtcp_in.static_pad("src").expect("udpsrc has a src pad"),
+        &gate,
+        counters,
+    );
     let rejected = counters.clone();
     rtp_in
         .static_pad("src")
@@ -1116,20 +1142,30 @@ fn payload_types(stream: &Stream) -> Vec<u8> {
 }
 
 /// Drops RTCP from other sources than the peer's before rtpbin reads it.
-fn guard_rtcp(rtcp_in: &gst::Element, gate: &Arc<Gate>, counters: &Arc<Counters>) {
+fn guard_rtcp(rtcp_in: &gst::Pad, gate: &Arc<Gate>, counters: &Arc<Counters>) {
     let (gate, rejected) = (gate.clone(), counters.clone());
-    rtcp_in
-        .static_pad("src")
-        .expect("udpsrc has a src pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            match info.buffer() {
-                Some(buffer) if !gate.admit_rtcp(trust::source(buffer)) => {
-                    rejected.packets_rejected.fetch_add(1, Ordering::Relaxed);
-                    gst::PadProbeReturn::Drop
-                }
-                _ => gst::PadProbeReturn::Ok,
+    rtcp_in.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        match info.buffer() {
+            Some(buffer) if !gate.admit_rtcp(trust::source(buffer)) => {
+                rejected.packets_rejected.fetch_add(1, Ordering::Relaxed);
+                REFUSED
             }
-        });
+            _ => gst::PadProbeReturn::Ok,
+        }
+    });
+}
+
+/// What a probe on a sink pad returns for a packet it keeps out: the probe
+/// owns the packet and lets it go itself. (`Drop` there would have GStreamer
+/// 1.22 release a packet the bindings already took, with a critical warning
+/// for every refused packet.)
+const REFUSED: gst::PadProbeReturn = gst::PadProbeReturn::Handled;
+
+/// One of `rtpbin`'s pads that the peer's packets enter by, once linked.
+fn rtpbin_entry(rtpbin: &gst::Element, name: &str) -> gst::Pad {
+    rtpbin
+        .static_pad(name)
+        .unwrap_or_else(|| panic!("rtpbin's {name} is linked"))
 }
 
 fn rtp_out_sink(sink: &gst::Element) -> gst::Pad {
@@ -1203,7 +1239,7 @@ mod tests {
         a_keys: Option<Crypto>,
         b_keys: Option<Crypto>,
     ) -> (CallPipeline, CallPipeline, mpsc::Receiver<Event>) {
-        gst::init().unwrap();
+        init();
         let range = PortRange::new(42000, 42999);
         let (pa, pb) = (range.bind().unwrap(), range.bind().unwrap());
         let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -1288,6 +1324,14 @@ mod tests {
         std::net::SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    /// GStreamer for these tests, with its critical warnings fatal: each one
+    /// is a misuse of its API, which the service must not commit on any path
+    /// (a refused packet's among them).
+    fn init() {
+        gst::init().unwrap();
+        gst::glib::log_set_always_fatal(gst::glib::LogLevels::LEVEL_CRITICAL);
+    }
+
     /// Every element of the pipeline, `rtpbin`'s own ones included.
     fn elements(pipeline: &CallPipeline) -> usize {
         pipeline.pipeline.iterate_recurse().into_iter().count()
@@ -1295,7 +1339,7 @@ mod tests {
 
     #[test]
     fn a_pipeline_whose_call_ended_serves_the_next_caller_and_forgets_the_last() {
-        gst::init().unwrap();
+        init();
         let range = PortRange::new(44000, 44999);
         // The door and its callers each have their own speaker; the door's
         // rests as soon as a call ends.
@@ -1399,7 +1443,7 @@ mod tests {
 
     #[test]
     fn a_pipeline_with_video_or_srtp_or_a_failure_is_not_reused() {
-        gst::init().unwrap();
+        init();
         let range = PortRange::new(44000, 44999);
         let speaker = Box::leak(Box::new(Speaker::new(&AudioSink::Fake).unwrap()));
         let io = || CallIo {

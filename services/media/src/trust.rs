@@ -23,6 +23,9 @@ pub struct Gate {
     admission: Mutex<Admission>,
     /// Whether a refusal was logged yet (once per session: a flood must not flood the log).
     told: AtomicBool,
+    /// Whether a peer is named: what a closed gate refuses is not logged (the
+    /// last peer's packets still on their way when its call ended).
+    named: AtomicBool,
 }
 
 struct Admission {
@@ -79,6 +82,7 @@ impl Gate {
                 unreported: None,
             }),
             told: AtomicBool::new(false),
+            named: AtomicBool::new(false),
         }
     }
 
@@ -91,6 +95,7 @@ impl Gate {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
         self.told.store(false, Ordering::Relaxed);
+        self.named.store(false, Ordering::Relaxed);
     }
 
     fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
@@ -108,6 +113,7 @@ impl Gate {
         a.rtp = rtp;
         a.rtcp = rtcp;
         a.payload_types = payload_types.to_vec();
+        self.named.store(true, Ordering::Relaxed);
     }
 
     /// Whether an RTP packet from `from` belongs to the call.
@@ -176,7 +182,7 @@ impl Gate {
     }
 
     fn refused(&self, what: &str, from: Option<SocketAddr>) {
-        if !self.told.swap(true, Ordering::Relaxed) {
+        if self.named.load(Ordering::Relaxed) && !self.told.swap(true, Ordering::Relaxed) {
             let from = from.map_or("an unknown source".to_string(), |f| f.to_string());
             tracing::warn!("{what} from {from} dropped: not the call's peer (told once a session)");
         }
