@@ -876,8 +876,16 @@ impl CallPipeline {
     pub fn set_remote(&self, stream: &Stream) {
         let (rtp, rtcp) = (stream.remote_rtp, stream.remote_rtcp);
         for (sink, to) in [(&self.audio_out.0, rtp), (&self.audio_out.1, rtcp)] {
-            sink.set_property("host", to.ip().to_string());
-            sink.set_property("port", i32::from(to.port()));
+            // Each of the two properties makes the sink forget its destination
+            // and resolve the new one: not when the peer is where the last
+            // call's was.
+            let (host, port) = (to.ip().to_string(), i32::from(to.port()));
+            if sink.property::<Option<String>>("host").as_deref() != Some(host.as_str())
+                || sink.property::<i32>("port") != port
+            {
+                sink.set_property("host", host);
+                sink.set_property("port", port);
+            }
         }
         self.gate.expect(rtp, rtcp, &payload_types(stream));
         self.rekey(stream);
