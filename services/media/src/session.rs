@@ -414,8 +414,9 @@ impl CallPipeline {
     }
 
     /// Builds the pipeline for `stream`'s codec on `ports` and takes it to PAUSED:
-    /// sockets, microphone and speaker input ready, nothing sent. [`CallPipeline::play`] starts it for the stream a call
-    /// negotiated, which may differ from `stream` in all but the encoding.
+    /// sockets, microphone and speaker input ready, nothing sent.
+    /// [`CallPipeline::play`] starts it for the stream a call negotiated, which
+    /// may differ from `stream` in all but the encoding.
     pub fn prepare(
         stream: &Stream,
         ports: PortPair,
