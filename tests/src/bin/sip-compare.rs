@@ -275,7 +275,7 @@ async fn main() -> Result<()> {
         config.stop();
         revision
     };
-    let dir = tempfile::Builder::new().prefix("sip-compare").tempdir()?;
+    let mut dir = tempfile::Builder::new().prefix("sip-compare").tempdir()?;
     chown_to(dir.path(), "doorphone-media")?;
     let door = appliance(&bus, &db, dir.path()).await?;
     let conn = bus.connect().await?;
@@ -343,8 +343,23 @@ async fn main() -> Result<()> {
     let (mut b_rounds, mut d_rounds) = (Vec::new(), Vec::new());
     let mut warm = Vec::new();
     for n in 0..ROUNDS {
-        b_rounds.push(round(baresip_target, &[baresip_pid], counts).await?);
-        d_rounds.push(round(door.target, &door_pids, counts).await?);
+        b_rounds.push(
+            round(baresip_target, &[baresip_pid], counts)
+                .await
+                .with_context(|| format!("baresip, round {}", n + 1))?,
+        );
+        let door_round = round(door.target, &door_pids, counts).await;
+        if door_round.is_err() {
+            // What the services logged stays for a look.
+            dir.disable_cleanup(true);
+        }
+        d_rounds.push(door_round.with_context(|| {
+            format!(
+                "the door phone, round {} (its logs are kept in {})",
+                n + 1,
+                dir.path().display()
+            )
+        })?);
         if n == 0 {
             tokio::time::sleep(settle).await;
             warm = pss_door(&door.names);
