@@ -159,6 +159,9 @@ async fn answer(
         agent.stop_media(&session).await;
         return Err((500, EndReason::Failed, AgentError::Media(e.to_string())));
     }
+    // The 200 OK is queued to its transaction's task: it goes out now, before
+    // the call's signals take this thread (the caller waits, the bus can wait).
+    tokio::task::yield_now().await;
     call.update(|p| p.answer_time = crate::call::now_ms());
     Ok(Answered {
         session,
