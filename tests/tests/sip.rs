@@ -223,6 +223,57 @@ async fn an_answered_call_ends_with_bye_at_max_call_time() {
     assert_eq!(rig.media_sessions().await, 0);
 }
 
+/// The answered call's end takes it out of `Calls` and `ActiveCall` in one
+/// change: a client that follows the properties never holds an active call that
+/// `Calls` no longer has.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answered_call_leaves_calls_and_active_call_in_one_change() {
+    doorphone_system_tests::require_root();
+    let rig = Rig::start(30, |_| {}).await;
+    let props = zbus::fdo::PropertiesProxy::builder(&rig.conn)
+        .destination(sip::BUS_NAME)
+        .path(sip::OBJECT_PATH)
+        .build()
+        .await
+        .unwrap();
+    let mut changes = props.receive_properties_changed().await.unwrap();
+    let mut call = rig.call(
+        "ends",
+        "door",
+        "200",
+        false,
+        Caller::Answered {
+            hang_up_after: Duration::ZERO,
+        },
+    );
+    call.succeeds(WAIT).await.unwrap();
+    let mut answered = None;
+    loop {
+        let change = tokio::time::timeout(PATIENCE, changes.next())
+            .await
+            .expect("ActiveCall changes back to / after the BYE")
+            .unwrap();
+        let args = change.args().unwrap();
+        let Some(active) = args.changed_properties.get("ActiveCall") else {
+            continue;
+        };
+        let active = zbus::ObjectPath::try_from(active).unwrap().to_string();
+        if active != "/" {
+            answered = Some(active);
+            continue;
+        }
+        let answered = answered.expect("ActiveCall named the call while it was answered");
+        assert!(answered.starts_with(sip::CALL_PATH_PREFIX), "{answered}");
+        let calls = args
+            .changed_properties
+            .get("Calls")
+            .expect("Calls changes with ActiveCall");
+        let calls = Vec::<zbus::OwnedObjectPath>::try_from(calls.try_clone().unwrap()).unwrap();
+        assert_eq!(calls, [], "no call is left in progress");
+        break;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_caller_is_hung_up_after_the_rtp_timeout() {
     doorphone_system_tests::require_root();

@@ -422,10 +422,7 @@ impl Agent {
         };
         self.set_state(call, CallState::Ended, reason.as_str())
             .await;
-        self.announce(Event::CallRemoved(call)).await;
-        if was_active {
-            self.announce(Event::ActiveCallChanged).await;
-        }
+        self.announce(Event::CallRemoved { call, was_active }).await;
         if none_left {
             self.idle.notify_waiters();
         }

@@ -15,8 +15,12 @@ pub enum Event<'a> {
     CallAdded(&'a Arc<CallShared>),
     /// A call changed state, for this reason.
     CallState(&'a Arc<CallShared>, CallState, &'a str),
-    /// A call ended: its object goes.
-    CallRemoved(&'a Arc<CallShared>),
+    /// A call ended: its object goes; `was_active` when it was the answered
+    /// call, so that `ActiveCall` changed with `Calls`.
+    CallRemoved {
+        call: &'a Arc<CallShared>,
+        was_active: bool,
+    },
     /// The answered call is another (or none).
     ActiveCallChanged,
     /// An incoming call was refused by the policy.
