@@ -79,10 +79,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    doorphone_daemon::main(
-        doorphone_daemon::Runtime::MultiThread { workers: Some(2) },
-        || run(args),
-    )
+    doorphone_daemon::main(doorphone_daemon::Runtime::CurrentThread, || run(args))
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
