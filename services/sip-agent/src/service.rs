@@ -328,24 +328,25 @@ impl BusAnnouncer {
                     .await
                     .ok();
                 let service = iface.get().await;
-                if !was_active {
-                    return log(service.calls_changed(emitter).await);
+                if was_active {
+                    // Both change at once: one signal names both.
+                    let changed = HashMap::from([
+                        ("Calls", zbus::Variant::from(service.calls())),
+                        ("ActiveCall", zbus::Variant::from(service.active_call())),
+                    ]);
+                    drop(service);
+                    log(zbus::fdo::Properties::properties_changed(
+                        emitter,
+                        zbus::names::InterfaceName::from_static_str_unchecked(
+                            doorphone_interfaces::sip::INTERFACE,
+                        ),
+                        changed,
+                        std::borrow::Cow::Borrowed(&[]),
+                    )
+                    .await);
+                } else {
+                    log(service.calls_changed(emitter).await);
                 }
-                // Both change at once: one signal names both.
-                let changed = HashMap::from([
-                    ("Calls", zbus::Variant::from(service.calls())),
-                    ("ActiveCall", zbus::Variant::from(service.active_call())),
-                ]);
-                drop(service);
-                log(zbus::fdo::Properties::properties_changed(
-                    emitter,
-                    zbus::names::InterfaceName::from_static_str_unchecked(
-                        doorphone_interfaces::sip::INTERFACE,
-                    ),
-                    changed,
-                    std::borrow::Cow::Borrowed(&[]),
-                )
-                .await);
             }
             Event::ActiveCallChanged => {
                 log(iface.get().await.active_call_changed(emitter).await);
