@@ -165,10 +165,8 @@ pub fn run(release: bool) -> Result<()> {
         );
     }
     ensure_users()?;
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build
-        .current_dir(root())
-        .args(["build", "--workspace", "--bins"]);
+    let mut build = crate::cargo();
+    build.args(["build", "--workspace", "--bins"]);
     if release {
         build.arg("--release");
     }

@@ -108,10 +108,30 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The cargo that runs this task.
-fn cargo() -> Command {
+/// The cargo that runs this task, without the variables `cargo run` set for
+/// xtask's own package (`CARGO_PKG_NAME=xtask`, `CARGO_MANIFEST_DIR`, ...).
+/// Build scripts such as ring's and cc's are rerun when one of those changes, so
+/// with them a build from here and a plain `cargo build` would each rebuild
+/// what the other built.
+pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                &*name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(&*name);
+        }
+    }
     cmd
 }
 
