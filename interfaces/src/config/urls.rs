@@ -413,6 +413,30 @@ mod tests {
         assert!(host("bücher.example").is_none());
     }
 
+    /// An international domain name is written in its ASCII (`xn--`) form,
+    /// kept as written; its Unicode form is refused by every parser. No IDNA
+    /// processing happens, so none is linked (see `idna_adapter` in the
+    /// workspace's Cargo.toml).
+    #[test]
+    fn international_domain_names() {
+        let ascii = "xn--bcher-kva.example";
+        assert_eq!(host_port(ascii, 25).unwrap().host.to_string(), ascii);
+        assert_eq!(ftp(&format!("ftp://{ascii}/x")).0, ascii);
+        assert_eq!(http(&format!("http://{ascii}/")).0, ascii);
+        for unicode in ["bücher.example", "BÜCHER.example", "xn--bcher-kva.exämple"] {
+            assert!(host(unicode).is_none(), "{unicode}");
+            assert!(
+                host_port(&format!("{unicode}:25"), 25).is_err(),
+                "{unicode}"
+            );
+            assert!(ftp_url(&format!("ftp://{unicode}/x")).is_err(), "{unicode}");
+            assert!(
+                http_url(&format!("http://{unicode}/")).is_err(),
+                "{unicode}"
+            );
+        }
+    }
+
     #[test]
     fn userinfo() {
         // The FTP login comes from the configuration; the URL's is ignored.
