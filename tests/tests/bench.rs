@@ -58,7 +58,7 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
             .map(str::trim)
             .nth(2)
             .unwrap_or_default();
-        for service in ["config", "media", "relay", "pager", "sip"] {
+        for service in ["config", "media", "relay", "pager", "sip", "web"] {
             // `NAME FIGURE`, a figure being a number with or without its sign.
             let named = format!("{service} ");
             let figure = door
@@ -70,7 +70,7 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
             assert!(figure.is_some(), "no figure of {service} in {row}");
         }
     }
-    for service in ["config", "media", "relay", "pager", "sip"] {
+    for service in ["config", "media", "relay", "pager", "sip", "web"] {
         assert!(
             stdout.contains(&format!("{service} ")),
             "no PSS of {service}:\n{stdout}"

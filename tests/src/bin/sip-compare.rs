@@ -1,13 +1,14 @@
 //! The door phone side by side with baresip in one run: the same SIPp
 //! scenario (sequential calls, auto-answer at once, PCMU with media) against
 //! baresip answering and against the whole appliance (release binaries, each
-//! service as its own user on a private bus), alternating, three rounds each
+//! service as its own user on a private bus, the web service among them: it
+//! follows the calls for its live events), alternating, three rounds each
 //! (the first warms up: the door phone's memory growth counts from it). It
 //! prints one table: INVITE → 200 p50/p95/p99 (SIPp's µs message timestamps),
 //! back-to-back calls per second, CPU per call (every door phone process and
 //! the bus daemon against baresip's one), PSS of each service idle and after
 //! the calls (`/proc/PID/smaps_rollup`), CPU while nobody calls, and cold start (to every bus name
-//! owned; baresip to its first SIP answer). Ratios are the figures that count:
+//! owned and the web service listening; baresip to its first SIP answer). Ratios are the figures that count:
 //! both run on the same loaded machine.
 //!
 //! Run with `cargo xtask bench`.
@@ -23,6 +24,7 @@ use doorphone_system_tests::bench::{
     answer_at_once, cpu_seconds, invite_to_ok, percentile, pss_kib,
 };
 use doorphone_system_tests::sip::{Caller, RawPeer, Sipp, caller, free_port, start_agent};
+use doorphone_system_tests::web::start_web;
 use doorphone_system_tests::{
     Bus, ConfigDb, applied, chown_to, reconfigure, start_config, start_media, start_service,
     start_sim_relay,
@@ -200,7 +202,11 @@ async fn appliance(bus: &Bus, db: &ConfigDb, dir: &Path) -> Result<Appliance> {
     ];
     let pager_args = ["--iface".into(), "lo".into()];
     let (media_log, pager_log) = (dir.join("media.log"), dir.join("pager.log"));
-    let (config, media, relay, pager, agent) = tokio::join!(
+    let web_dir = dir.join("web");
+    std::fs::create_dir_all(&web_dir)?;
+    chown_to(&web_dir, "doorphone-web")?;
+    let web_log = dir.join("web.log");
+    let (config, media, relay, pager, agent, web) = tokio::join!(
         start_config(bus, db),
         start_media(bus, &media_args, &media_log),
         start_sim_relay(bus, dir),
@@ -213,11 +219,12 @@ async fn appliance(bus: &Bus, db: &ConfigDb, dir: &Path) -> Result<Appliance> {
             &pager_log,
         ),
         start_agent(bus, dir, &[]),
+        start_web(bus, &web_dir, free_port(), free_port(), &web_log),
     );
     let cold = started.elapsed();
     let (agent, port) = agent?;
-    let services = vec![config?, media?, relay?, pager?, agent];
-    let names = ["config", "media", "relay", "pager", "sip"]
+    let services = vec![config?, media?, relay?, pager?, agent, web?];
+    let names = ["config", "media", "relay", "pager", "sip", "web"]
         .into_iter()
         .zip(&services)
         .map(|(name, s)| Ok((name, s.pid().context("a service exited")?)))
@@ -460,7 +467,7 @@ async fn main() -> Result<()> {
         over(idle_cpu_sum, idle_cpu_baresip)
     );
     println!(
-        "| cold start (ms) | {:.0} (to its first SIP answer) | {:.0} (every bus name owned; first SIP answer {:.0} after) | {:.0}x |",
+        "| cold start (ms) | {:.0} (to its first SIP answer) | {:.0} (every bus name owned, web listening; first SIP answer {:.0} after) | {:.0}x |",
         baresip_cold.as_secs_f64() * 1e3,
         door.cold.as_secs_f64() * 1e3,
         door_first_answer.as_secs_f64() * 1e3,
