@@ -589,3 +589,177 @@ async fn calls_are_placed_listed_answered_and_ended_over_the_api() {
         "{history}"
     );
 }
+
+/// The match rules `doorphone-web` holds on the bus (dbus-daemon's
+/// `Debug.Stats`), found by its process.
+async fn web_match_rules(rig: &WebRig) -> Vec<String> {
+    let dbus = zbus::fdo::DBusProxy::new(&rig.conn).await.unwrap();
+    let pid = rig.api.web.pid().expect("web runs");
+    let mut web = None;
+    for name in dbus.list_names().await.unwrap() {
+        if name.starts_with(':')
+            && let Ok(bus_name) = zbus::names::BusName::try_from(name.as_str())
+            && dbus.get_connection_unix_process_id(bus_name).await.ok() == Some(pid)
+        {
+            web = Some(name.to_string());
+        }
+    }
+    let web = web.expect("web is on the bus");
+    let mut all = rig
+        .conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus.Debug.Stats"),
+            "GetAllMatchRules",
+            &(),
+        )
+        .await
+        .unwrap()
+        .body()
+        .deserialize::<std::collections::HashMap<String, Vec<String>>>()
+        .unwrap();
+    all.remove(&web).unwrap_or_default()
+}
+
+/// How many of `rules` match signal `member`.
+fn rules_for(rules: &[String], member: &str) -> usize {
+    let wanted = format!("member='{member}'");
+    rules.iter().filter(|r| r.contains(&wanted)).count()
+}
+
+/// Waits until the web service's match rules satisfy `done`.
+async fn until_rules(rig: &WebRig, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let rules = web_match_rules(rig).await;
+        if done(&rules) {
+            return rules;
+        }
+        assert!(Instant::now() < deadline, "{what}: {rules:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client of `/api/v1/events`: `curl -N`, read line by line.
+struct EventClient {
+    curl: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl EventClient {
+    async fn connect(rig: &WebRig) -> EventClient {
+        let credentials = format!("{}:{}", USER.0, USER.1);
+        let mut curl = tokio::process::Command::new("curl")
+            .args([
+                "-sk",
+                "-N",
+                "-u",
+                &credentials,
+                &rig.api.url("/api/v1/events"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = tokio::io::BufReader::new(curl.stdout.take().unwrap()).lines();
+        EventClient { curl, lines }
+    }
+
+    /// The next event's name.
+    async fn next(&mut self) -> String {
+        loop {
+            let line = tokio::time::timeout(PATIENCE, self.lines.next_line())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the stream stays open");
+            if let Some(name) = line.strip_prefix("event: ") {
+                return name.to_owned();
+            }
+        }
+    }
+
+    async fn close(mut self) {
+        self.curl.kill().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_subscribed_on_the_bus_only_while_a_client_follows_them() {
+    let rig = rig().await;
+    let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
+    let mut opened = relay.receive_door_opened().await.unwrap();
+    let mut closed = relay.receive_door_closed().await.unwrap();
+    let door_open_and_closed = async |opened: &mut _, closed: &mut _| {
+        relay.open("A", "api").await.unwrap();
+        door_opened(opened).await;
+        tokio::time::timeout(PATIENCE, StreamExt::next(closed))
+            .await
+            .expect("DoorClosed in time");
+    };
+
+    // Serving, and following the configuration, but no client: the calls,
+    // doors and pages do not wake the service.
+    let rules = web_match_rules(&rig).await;
+    assert_eq!(rules_for(&rules, "Changed"), 1, "{rules:#?}");
+    for member in [
+        "CallStateChanged",
+        "CallRefused",
+        "DoorOpened",
+        "ButtonPressed",
+        "PageStarted",
+    ] {
+        assert_eq!(rules_for(&rules, member), 0, "{member}: {rules:#?}");
+    }
+
+    // The first client subscribes before its `ready`; a second one shares
+    // the subscriptions.
+    let mut first = EventClient::connect(&rig).await;
+    assert_eq!(first.next().await, "ready");
+    let rules = web_match_rules(&rig).await;
+    for member in [
+        "CallStateChanged",
+        "CallRefused",
+        "DoorOpened",
+        "DoorClosed",
+        "ButtonPressed",
+        "PageStarted",
+        "PageEnded",
+    ] {
+        assert_eq!(rules_for(&rules, member), 1, "{member}: {rules:#?}");
+    }
+    let mut second = EventClient::connect(&rig).await;
+    assert_eq!(second.next().await, "ready");
+    assert_eq!(web_match_rules(&rig).await, rules);
+    door_open_and_closed(&mut opened, &mut closed).await;
+    for client in [&mut first, &mut second] {
+        assert_eq!(client.next().await, "door_opened");
+        assert_eq!(client.next().await, "door_closed");
+    }
+
+    // One leaves: the other still gets the events.
+    first.close().await;
+    door_open_and_closed(&mut opened, &mut closed).await;
+    assert_eq!(second.next().await, "door_opened");
+    assert_eq!(second.next().await, "door_closed");
+    assert_eq!(rules_for(&web_match_rules(&rig).await, "DoorOpened"), 1);
+
+    // The last leaves: the subscriptions go (the service learns it at its
+    // next write to the client, at the latest).
+    second.close().await;
+    door_open_and_closed(&mut opened, &mut closed).await;
+    until_rules(&rig, "the subscriptions dropped", |rules| {
+        rules_for(rules, "DoorOpened") == 0 && rules_for(rules, "CallStateChanged") == 0
+    })
+    .await;
+    let rules = web_match_rules(&rig).await;
+    assert_eq!(rules_for(&rules, "Changed"), 1, "{rules:#?}");
+
+    // A new client subscribes again, and gets the events.
+    let mut again = EventClient::connect(&rig).await;
+    assert_eq!(again.next().await, "ready");
+    door_open_and_closed(&mut opened, &mut closed).await;
+    assert_eq!(again.next().await, "door_opened");
+    assert_eq!(rules_for(&web_match_rules(&rig).await, "DoorOpened"), 1);
+}

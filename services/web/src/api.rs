@@ -346,7 +346,18 @@ async fn revision(app: &App) -> Result<Json<Value>, ApiError> {
 }
 
 async fn events(State(app): State<App>) -> Response {
-    app.events.stream().into_response()
+    match app.events.stream().await {
+        Ok(stream) => stream.into_response(),
+        Err(e) => {
+            // The bus refused a subscription (a match rule): not the client's fault.
+            tracing::error!("cannot follow the door phone's events: {e}");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the door phone's events cannot be followed now",
+            )
+            .into_response()
+        }
+    }
 }
 
 #[cfg(test)]

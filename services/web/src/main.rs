@@ -95,7 +95,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let conn = doorphone_daemon::bus::system().await?;
     let config = doorphone_daemon::config::follow(&conn, Access::Secrets).await?;
     let peers = Peers::new(&conn).await?;
-    let events = Events::start(&peers).await?;
+    let events = Events::new(&peers);
     let app = App {
         peers,
         auth: Auth::new(config),
