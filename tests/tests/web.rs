@@ -216,47 +216,15 @@ async fn five_failed_logins_lock_out_that_address_and_only_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_deliver_door_opened_with_its_source() {
     let rig = rig().await;
-    let credentials = format!("{}:{}", USER.0, USER.1);
-    let mut sse = tokio::process::Command::new("curl")
-        .args([
-            "-sk",
-            "-N",
-            "-u",
-            &credentials,
-            &rig.api.url("/api/v1/events"),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(sse.stdout.take().unwrap()).lines();
-    let mut next_event = async || {
-        let mut name = String::new();
-        loop {
-            let line = tokio::time::timeout(PATIENCE, lines.next_line())
-                .await
-                .expect("an event in time")
-                .unwrap()
-                .expect("the stream stays open");
-            if let Some(n) = line.strip_prefix("event: ") {
-                name = n.to_owned();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                return (
-                    name,
-                    serde_json::from_str::<Value>(data).unwrap(),
-                    Instant::now(),
-                );
-            }
-        }
-    };
-    assert_eq!(next_event().await.0, "ready");
+    let mut events = EventClient::connect(&rig).await;
+    assert_eq!(events.next().await, "ready");
 
     let relay = Relay1Proxy::new(&rig.conn).await.unwrap();
     let mut opened = relay.receive_door_opened().await.unwrap();
     relay.open("A", "api").await.unwrap();
     door_opened(&mut opened).await;
     let signalled = Instant::now();
-    let (name, data, at) = next_event().await;
+    let (name, data, at) = events.next_with_data().await;
     assert_eq!(name, "door_opened");
     assert_eq!(data, json!({"relay": "A", "source": "api"}));
     let latency = at.saturating_duration_since(signalled);
@@ -264,7 +232,7 @@ async fn events_deliver_door_opened_with_its_source() {
     assert!(latency < Duration::from_secs(1), "{latency:?}");
 
     // The hold ends: door_closed follows.
-    let (name, data, _) = next_event().await;
+    let (name, data, _) = events.next_with_data().await;
     assert_eq!(
         (name.as_str(), data),
         ("door_closed", json!({"relay": "A"}))
@@ -622,6 +590,18 @@ async fn web_match_rules(rig: &WebRig) -> Vec<String> {
     all.remove(&web).unwrap_or_default()
 }
 
+/// The signals the live events carry, besides the configuration's `Changed`
+/// (which the service follows for itself as well).
+const EVENT_SIGNALS: [&str; 7] = [
+    "CallStateChanged",
+    "CallRefused",
+    "DoorOpened",
+    "DoorClosed",
+    "ButtonPressed",
+    "PageStarted",
+    "PageEnded",
+];
+
 /// How many of `rules` match signal `member`.
 fn rules_for(rules: &[String], member: &str) -> usize {
     let wanted = format!("member='{member}'");
@@ -666,18 +646,26 @@ impl EventClient {
         EventClient { curl, lines }
     }
 
-    /// The next event's name.
-    async fn next(&mut self) -> String {
+    /// The next event: its name, its data and when its data arrived.
+    async fn next_with_data(&mut self) -> (String, Value, Instant) {
+        let mut name = String::new();
         loop {
             let line = tokio::time::timeout(PATIENCE, self.lines.next_line())
                 .await
                 .expect("an event in time")
                 .unwrap()
                 .expect("the stream stays open");
-            if let Some(name) = line.strip_prefix("event: ") {
-                return name.to_owned();
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_owned();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                return (name, serde_json::from_str(data).unwrap(), Instant::now());
             }
         }
+    }
+
+    /// The next event's name.
+    async fn next(&mut self) -> String {
+        self.next_with_data().await.0
     }
 
     async fn close(mut self) {
@@ -703,13 +691,7 @@ async fn events_are_subscribed_on_the_bus_only_while_a_client_follows_them() {
     // doors and pages do not wake the service.
     let rules = web_match_rules(&rig).await;
     assert_eq!(rules_for(&rules, "Changed"), 1, "{rules:#?}");
-    for member in [
-        "CallStateChanged",
-        "CallRefused",
-        "DoorOpened",
-        "ButtonPressed",
-        "PageStarted",
-    ] {
+    for member in EVENT_SIGNALS {
         assert_eq!(rules_for(&rules, member), 0, "{member}: {rules:#?}");
     }
 
@@ -718,15 +700,7 @@ async fn events_are_subscribed_on_the_bus_only_while_a_client_follows_them() {
     let mut first = EventClient::connect(&rig).await;
     assert_eq!(first.next().await, "ready");
     let rules = web_match_rules(&rig).await;
-    for member in [
-        "CallStateChanged",
-        "CallRefused",
-        "DoorOpened",
-        "DoorClosed",
-        "ButtonPressed",
-        "PageStarted",
-        "PageEnded",
-    ] {
+    for member in EVENT_SIGNALS {
         assert_eq!(rules_for(&rules, member), 1, "{member}: {rules:#?}");
     }
     let mut second = EventClient::connect(&rig).await;
