@@ -888,6 +888,38 @@ async fn a_remote_hold_re_offer_is_answered_and_stops_sending() {
     );
 }
 
+/// A re-INVITE without SDP right after the call's ACK: our re-offer, and the
+/// peer's answer from another port, come while the call's pipeline may still
+/// be starting. The door's audio goes to the port of the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_offer_answered_while_the_call_starts_moves_the_audio() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let (first, moved) = (free_port(), free_port());
+    let (path, answer) = media
+        .create_answer(&offer(first, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    let reoffer = media.resume(&path.as_ref()).await.unwrap();
+    assert!(reoffer.contains("a=sendrecv"), "{reoffer}");
+    let their_answer = offer(moved, &PCMU).replace("o=peer 1 1", "o=peer 1 2");
+    assert_eq!(
+        media
+            .set_remote(&path.as_ref(), &their_answer)
+            .await
+            .unwrap(),
+        ""
+    );
+    let moved_peer = Peer::start(rig.dir.path(), moved, audio_port(&answer), &PCMU);
+    until("the door's audio at the answer's port", || {
+        moved_peer.heard().len() >= 8000
+    })
+    .await;
+    let session = rig.session(&path).await;
+    let received = session.packets_received().await.unwrap();
+    counter_reaches(&session, received + 25, Counter::Received).await;
+}
+
 const PCMA: PeerCodec = PeerCodec {
     name: "PCMA",
     pt: 8,

@@ -845,7 +845,16 @@ impl MediaService {
                 // Stopped while starting: the pipeline goes with this scope.
                 Ok(_) if s.state == state::STOPPED => false,
                 Ok((pipeline, reusable, prepared)) => {
-                    pipeline.set_sending(stream.direction.sends() && !s.held);
+                    // The description may have changed while the pipeline
+                    // started (the answer to a re-offer, in the ACK of a
+                    // re-INVITE that came at once): media follows the one the
+                    // session has now, as `SetRemote` does for a running call.
+                    let now = s.negotiated.as_ref().and_then(|n| n.audio.as_ref());
+                    let now = now.unwrap_or(&stream);
+                    if now != &stream && !now.remote_rtp.ip().is_unspecified() {
+                        pipeline.set_remote(now);
+                    }
+                    pipeline.set_sending(now.direction.sends() && !s.held);
                     s.pipeline = Some(Arc::new(pipeline));
                     s.reusable = Some(reusable);
                     if s.state == state::PREPARED {
