@@ -608,7 +608,8 @@ fn rules_for(rules: &[String], member: &str) -> usize {
     rules.iter().filter(|r| r.contains(&wanted)).count()
 }
 
-/// Waits until the web service's match rules satisfy `done`.
+/// Waits until the web service's match rules satisfy `done`, asking
+/// dbus-daemon every 20 ms: it announces nothing when a client drops a rule.
 async fn until_rules(rig: &WebRig, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
     let deadline = Instant::now() + PATIENCE;
     loop {
