@@ -558,21 +558,25 @@ async fn calls_are_placed_listed_answered_and_ended_over_the_api() {
     );
 }
 
-/// The match rules `doorphone-web` holds on the bus (dbus-daemon's
-/// `Debug.Stats`), found by its process.
-async fn web_match_rules(rig: &WebRig) -> Vec<String> {
+/// `doorphone-web`'s unique name on the bus, found by its process.
+async fn web_name(rig: &WebRig) -> String {
     let dbus = zbus::fdo::DBusProxy::new(&rig.conn).await.unwrap();
     let pid = rig.api.web.pid().expect("web runs");
-    let mut web = None;
     for name in dbus.list_names().await.unwrap() {
         if name.starts_with(':')
             && let Ok(bus_name) = zbus::names::BusName::try_from(name.as_str())
             && dbus.get_connection_unix_process_id(bus_name).await.ok() == Some(pid)
         {
-            web = Some(name.to_string());
+            return name.to_string();
         }
     }
-    let web = web.expect("web is on the bus");
+    panic!("web is not on the bus");
+}
+
+/// The match rules `doorphone-web` holds on the bus (dbus-daemon's
+/// `Debug.Stats`).
+async fn web_match_rules(rig: &WebRig) -> Vec<String> {
+    let web = web_name(rig).await;
     let mut all = rig
         .conn
         .call_method(
@@ -608,17 +612,60 @@ fn rules_for(rules: &[String], member: &str) -> usize {
     rules.iter().filter(|r| r.contains(&wanted)).count()
 }
 
-/// Waits until the web service's match rules satisfy `done`, asking
-/// dbus-daemon every 20 ms: it announces nothing when a client drops a rule.
-async fn until_rules(rig: &WebRig, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let rules = web_match_rules(rig).await;
-        if done(&rules) {
-            return rules;
+/// The `RemoveMatch` calls `doorphone-web` makes, seen by a monitor of the
+/// bus: the rules it drops, as it drops them.
+struct RuleRemovals {
+    web: String,
+    messages: zbus::MessageStream,
+}
+
+impl RuleRemovals {
+    async fn watch(rig: &WebRig) -> RuleRemovals {
+        let web = web_name(rig).await;
+        let monitor = rig.bus.connect().await.unwrap();
+        monitor
+            .call_method(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                Some("org.freedesktop.DBus.Monitoring"),
+                "BecomeMonitor",
+                &(
+                    vec![format!(
+                        "type='method_call',member='RemoveMatch',sender='{web}'"
+                    )],
+                    0u32,
+                ),
+            )
+            .await
+            .unwrap();
+        RuleRemovals {
+            web,
+            messages: zbus::MessageStream::from(monitor),
         }
-        assert!(Instant::now() < deadline, "{what}: {rules:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// Waits until the web service has dropped a rule for each of `members`.
+    async fn until_dropped(&mut self, members: &[&str]) {
+        let mut left: Vec<&str> = members.to_vec();
+        tokio::time::timeout(PATIENCE, async {
+            while !left.is_empty() {
+                let message = self
+                    .messages
+                    .next()
+                    .await
+                    .expect("the monitor stays on the bus")
+                    .unwrap();
+                let header = message.header();
+                if header.member().is_some_and(|m| m == "RemoveMatch")
+                    && header.sender().is_some_and(|s| s == self.web.as_str())
+                    && let Ok(rule) = message.body().deserialize::<String>()
+                {
+                    left.retain(|m| !rule.contains(&format!("member='{m}'")));
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("web kept its rules for {left:?}"));
     }
 }
 
@@ -722,13 +769,14 @@ async fn events_are_subscribed_on_the_bus_only_while_a_client_follows_them() {
 
     // The last leaves: the subscriptions go (the service learns it at its
     // next write to the client, at the latest).
+    let mut removals = RuleRemovals::watch(&rig).await;
     second.close().await;
     door_open_and_closed(&mut opened, &mut closed).await;
-    until_rules(&rig, "the subscriptions dropped", |rules| {
-        rules_for(rules, "DoorOpened") == 0 && rules_for(rules, "CallStateChanged") == 0
-    })
-    .await;
+    removals.until_dropped(&EVENT_SIGNALS).await;
     let rules = web_match_rules(&rig).await;
+    for member in EVENT_SIGNALS {
+        assert_eq!(rules_for(&rules, member), 0, "{member}: {rules:#?}");
+    }
     assert_eq!(rules_for(&rules, "Changed"), 1, "{rules:#?}");
 
     // A new client subscribes again, and gets the events.

@@ -84,8 +84,8 @@ impl Events {
     async fn subscribe(&self) -> zbus::Result<Vec<SignalStream>> {
         let peers = &self.peers;
         let mut streams = Vec::new();
-        let mut forward = |stream: SignalStream| streams.push(stream);
-        forward(
+        let mut add = |stream: SignalStream| streams.push(stream);
+        add(
             peers
                 .sip
                 .receive_call_state_changed()
@@ -99,104 +99,90 @@ impl Events {
                 })
                 .boxed(),
         );
-        forward(
-            peers
-                .sip
-                .receive_call_refused()
-                .await?
-                .map(|s| {
-                    let a = s.args().ok()?;
-                    Some(Signal {
-                        name: "call_refused",
-                        data: json!({"caller": a.caller, "code": a.code, "reason": a.reason}),
-                    })
+        add(peers
+            .sip
+            .receive_call_refused()
+            .await?
+            .map(|s| {
+                let a = s.args().ok()?;
+                Some(Signal {
+                    name: "call_refused",
+                    data: json!({"caller": a.caller, "code": a.code, "reason": a.reason}),
                 })
-                .boxed(),
-        );
-        forward(
-            peers
-                .relay
-                .receive_door_opened()
-                .await?
-                .map(|s| {
-                    let a = s.args().ok()?;
-                    Some(Signal {
-                        name: "door_opened",
-                        data: json!({"relay": a.relay, "source": a.source}),
-                    })
+            })
+            .boxed());
+        add(peers
+            .relay
+            .receive_door_opened()
+            .await?
+            .map(|s| {
+                let a = s.args().ok()?;
+                Some(Signal {
+                    name: "door_opened",
+                    data: json!({"relay": a.relay, "source": a.source}),
                 })
-                .boxed(),
-        );
-        forward(
-            peers
-                .relay
-                .receive_door_closed()
-                .await?
-                .map(|s| {
-                    let a = s.args().ok()?;
-                    Some(Signal {
-                        name: "door_closed",
-                        data: json!({"relay": a.relay}),
-                    })
+            })
+            .boxed());
+        add(peers
+            .relay
+            .receive_door_closed()
+            .await?
+            .map(|s| {
+                let a = s.args().ok()?;
+                Some(Signal {
+                    name: "door_closed",
+                    data: json!({"relay": a.relay}),
                 })
-                .boxed(),
-        );
-        forward(
-            peers
-                .relay
-                .receive_button_pressed()
-                .await?
-                .map(|s| {
-                    let a = s.args().ok()?;
-                    Some(Signal {
-                        name: "button_pressed",
-                        data: json!({"button": a.button}),
-                    })
+            })
+            .boxed());
+        add(peers
+            .relay
+            .receive_button_pressed()
+            .await?
+            .map(|s| {
+                let a = s.args().ok()?;
+                Some(Signal {
+                    name: "button_pressed",
+                    data: json!({"button": a.button}),
                 })
-                .boxed(),
-        );
-        forward(
-            peers
-                .pager
-                .receive_page_started()
-                .await?
-                .map(|s| {
-                    let a = s.args().ok()?;
-                    Some(Signal {
-                        name: "page_started",
-                        data: json!({"address": a.address, "port": a.port, "priority": a.priority}),
-                    })
+            })
+            .boxed());
+        add(peers
+            .pager
+            .receive_page_started()
+            .await?
+            .map(|s| {
+                let a = s.args().ok()?;
+                Some(Signal {
+                    name: "page_started",
+                    data: json!({"address": a.address, "port": a.port, "priority": a.priority}),
                 })
-                .boxed(),
-        );
-        forward(
-            peers
-                .pager
-                .receive_page_ended()
-                .await?
-                .map(|s| {
-                    let a = s.args().ok()?;
-                    Some(Signal {
-                        name: "page_ended",
-                        data: json!({"address": a.address, "port": a.port, "reason": a.reason}),
-                    })
+            })
+            .boxed());
+        add(peers
+            .pager
+            .receive_page_ended()
+            .await?
+            .map(|s| {
+                let a = s.args().ok()?;
+                Some(Signal {
+                    name: "page_ended",
+                    data: json!({"address": a.address, "port": a.port, "reason": a.reason}),
                 })
-                .boxed(),
-        );
-        forward(
-            peers
-                .config
-                .receive_changed()
-                .await?
-                .map(|s| {
-                    let a = s.args().ok()?;
-                    Some(Signal {
-                        name: "config_changed",
-                        data: json!({"sections": a.sections}),
-                    })
+            })
+            .boxed());
+        add(peers
+            .config
+            .receive_changed()
+            .await?
+            .map(|s| {
+                let a = s.args().ok()?;
+                Some(Signal {
+                    name: "config_changed",
+                    data: json!({"sections": a.sections}),
                 })
-                .boxed(),
-        );
+            })
+            .boxed());
         Ok(streams)
     }
 
