@@ -1091,6 +1091,67 @@ async fn the_next_call_is_served_from_a_session_prepared_ahead() {
     media.stop(&path.as_ref()).await.unwrap();
 }
 
+/// The RTP timeout (2 s here) counts from the call's start: a call that takes
+/// the pipeline of a call whose peer was silent gets the whole of it, and is
+/// then reported silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_after_a_silent_one_on_the_same_pipeline_gets_the_whole_rtp_timeout() {
+    let rig = Rig::start_with(serde_json::json!({"media.rtp_ports": [43600, 43699]})).await;
+    let media = rig.proxy().await;
+    let mut prepared = Prepared::follow(&rig).await;
+    let first = prepared.next_after(None).await;
+    let mut states = media.receive_session_state_changed().await.unwrap();
+
+    // A peer that listens and never speaks: the call plays for a second (50 of
+    // the door's packets), then ends.
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_port = peer.local_addr().unwrap().port();
+    let (silent, answer) = media
+        .create_answer(&offer(peer_port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(audio_port(&answer), first);
+    let mut packet = [0u8; 2048];
+    for _ in 0..50 {
+        tokio::time::timeout(PATIENCE, peer.recv_from(&mut packet))
+            .await
+            .expect("the door's audio reaches the peer")
+            .unwrap();
+    }
+    media.stop(&silent.as_ref()).await.unwrap();
+    prepared
+        .until("the call's pipeline waiting for the next call", |p| {
+            p == [first]
+        })
+        .await;
+
+    // The next call, silent too, on the same pipeline.
+    let started = Instant::now();
+    let (path, answer) = media
+        .create_answer(&offer(peer_port, &PCMU), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(audio_port(&answer), first, "the call got another pipeline");
+    let reported = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let signal = states.next().await.unwrap();
+            let args = signal.args().unwrap();
+            if args.state == media::state::TIMEOUT {
+                return args.session.to_string();
+            }
+        }
+    })
+    .await
+    .expect("the second call is reported silent");
+    let waited = started.elapsed();
+    assert_eq!(reported, path.as_str(), "the timeout names the second call");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "reported silent {waited:?} after it started"
+    );
+    media.stop(&path.as_ref()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_that_overlap_their_hang_ups_take_turns_on_two_pipelines() {
     let rig = Rig::start_with(serde_json::json!({"media.rtp_ports": [43400, 43499]})).await;

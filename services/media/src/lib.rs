@@ -10,5 +10,6 @@ pub mod ports;
 pub mod sdp;
 pub mod service;
 pub mod session;
+pub mod silence;
 pub mod stream;
 pub mod trust;

@@ -24,6 +24,7 @@ use crate::devices::{self, AudioSource, Speaker, SpeakerInput};
 use crate::dtmf;
 use crate::ports::PortPair;
 use crate::sdp::{Crypto, Encoding, Stream};
+use crate::silence::Silence;
 use crate::trust::{self, Gate};
 
 /// What a session reports from GStreamer's threads.
@@ -360,8 +361,8 @@ pub struct CallPipeline {
     video: Option<(PortPair, crate::camera::VideoFeed)>,
     /// The peer's streams, as they came.
     received: Arc<Mutex<Vec<Received>>>,
-    /// Set while the peer is silent past the RTP timeout.
-    quiet: Arc<AtomicBool>,
+    /// The peer's silence, counted while a call has the pipeline.
+    silence: Arc<Silence>,
     /// Set once the pipeline reported an error or an end of stream.
     faulted: Arc<AtomicBool>,
 }
@@ -560,7 +561,6 @@ impl CallPipeline {
             &rtp_socket,
             &incoming_caps(rtp_caps(stream, stream.codec.pt), encrypted),
         )?;
-        rtp_in.set_property("timeout", rtp_timeout.as_nanos() as u64);
         let rtcp_in = udp_src(
             &rtcp_socket,
             &incoming_caps(gst::Caps::new_empty_simple("application/x-rtcp"), encrypted),
@@ -609,8 +609,10 @@ impl CallPipeline {
         let admit = gate.clone();
         let answer_to = (rtp_out.downgrade(), rtcp_out.downgrade());
         let received = counters.clone();
-        let timed_out = Arc::new(AtomicBool::new(false));
-        let flowing = timed_out.clone();
+        let on_silence = events.clone();
+        let silence = Silence::spawn(rtp_timeout, move || on_silence(Event::Timeout))
+            .map_err(|e| format!("the RTP timeout's thread: {e}"))?;
+        let flowing = silence.clone();
         let on_packet = events.clone();
         let plain_dtmf = (!encrypted).then(|| dtmf_reader.clone());
         rtpbin_entry(&rtpbin, "recv_rtp_sink_0").add_probe(
@@ -634,7 +636,7 @@ impl CallPipeline {
                             sink.set_property("port", i32::from(to.port()));
                         }
                     }
-                    if flowing.swap(false, Ordering::Relaxed) {
+                    if flowing.heard() {
                         on_packet(Event::Flowing);
                     }
                     received.packets_received.fetch_add(1, Ordering::Relaxed);
@@ -698,7 +700,6 @@ impl CallPipeline {
         });
 
         let on_bus = events.clone();
-        let quiet = timed_out.clone();
         let faulted = Arc::new(AtomicBool::new(false));
         let fault = faulted.clone();
         let bus = pipeline.bus().ok_or("the pipeline has no bus")?;
@@ -716,15 +717,6 @@ impl CallPipeline {
                 gst::MessageView::Eos(_) => {
                     fault.store(true, Ordering::SeqCst);
                     on_bus(Event::Failed("the media ended (a device went away)".into()));
-                }
-                // Reported once per silence; a packet clears `quiet` again.
-                gst::MessageView::Element(el)
-                    if el
-                        .structure()
-                        .is_some_and(|s| s.name() == "GstUDPSrcTimeout")
-                        && !quiet.swap(true, Ordering::Relaxed) =>
-                {
-                    on_bus(Event::Timeout);
                 }
                 _ => {}
             }
@@ -759,7 +751,7 @@ impl CallPipeline {
             ports: Some(ports),
             video: None,
             received,
-            quiet: timed_out,
+            silence,
             faulted,
         })
     }
@@ -825,6 +817,7 @@ impl CallPipeline {
         }
         self.set_sending(sending);
         self.heard(true);
+        self.silence.start();
         self.pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("the call pipeline does not start: {e}"))?;
@@ -1009,7 +1002,7 @@ impl CallPipeline {
             .map_err(|e| format!("the pipeline does not pause: {e}"))?;
         self.heard(false);
         self.counters.reset();
-        self.quiet.store(false, Ordering::SeqCst);
+        self.silence.rest();
         Ok(())
     }
 
@@ -1038,6 +1031,7 @@ impl CallPipeline {
 impl Drop for CallPipeline {
     fn drop(&mut self) {
         self.stop();
+        self.silence.close();
     }
 }
 
