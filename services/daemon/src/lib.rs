@@ -60,7 +60,9 @@ where
         }
     };
     match built {
-        Ok(rt) => rt.block_on(run(service())),
+        // The service's future on the heap: on the main thread's stack, the
+        // pages its start-up touched would stay resident for good.
+        Ok(rt) => rt.block_on(Box::pin(run(service()))),
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
             ExitCode::FAILURE
