@@ -1380,12 +1380,21 @@ async fn an_account_with_tls_registers_over_tls() {
     assert!(found, "socat did not listen");
 
     let ca = ca_dir.path().join("ca.pem").display().to_string();
+    // The account comes with a configuration change: the agent reads the
+    // certificates TLS servers are checked against once an account needs them.
+    let mut tls_account = account(1, "1001", &format!("127.0.0.1:{tls_port}"), "pw");
+    tls_account["transport"] = json!("tls");
+    let disabled = {
+        let mut a = tls_account.clone();
+        a["enabled"] = json!(false);
+        a
+    };
     let rig = Rig::start_full(30, None, false, &["--tls-ca".into(), ca], move |doc| {
-        let mut a = account(1, "1001", &format!("127.0.0.1:{tls_port}"), "pw");
-        a["transport"] = json!("tls");
-        doc["accounts"] = json!([a]);
+        doc["accounts"] = json!([disabled]);
     })
     .await;
+    rig.reconfigure(move |doc| doc["accounts"] = json!([tls_account]))
+        .await;
     reg.succeeds(WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", rig.sip_log()));

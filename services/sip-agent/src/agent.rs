@@ -71,6 +71,7 @@ impl Agent {
             })
             .collect();
         stack.set_user_agent(settings.user_agent());
+        stack.trust_tls(settings.uses_tls());
         for m in settings.media_security() {
             if !m.warning.is_empty() {
                 tracing::warn!(account = m.id, "{}", m.warning);
@@ -113,6 +114,7 @@ impl Agent {
             }
         }
         self.stack.set_user_agent(settings.user_agent());
+        self.stack.trust_tls(settings.uses_tls());
         *self.trust.write().expect("trust lock") = settings.trust.clone();
         self.config.send_replace(Arc::new(settings));
         self.announce(Event::ConfigRevision).await;

@@ -113,18 +113,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             args.address
         });
-    let tls_ca = match std::fs::read(&args.tls_ca) {
-        Ok(pem) => Some(pem),
-        Err(e) => {
-            tracing::warn!(
-                "{}: {e}: TLS servers cannot be checked, TLS accounts will fail",
-                args.tls_ca.display()
-            );
-            None
-        }
-    };
-    let (stack, mut requests) =
-        Stack::bind(SocketAddr::new(args.address, port), contact_ip, tls_ca).await?;
+    let (stack, mut requests) = Stack::bind(
+        SocketAddr::new(args.address, port),
+        contact_ip,
+        args.tls_ca.clone(),
+    )
+    .await?;
 
     let media = Media1Proxy::builder(&conn)
         .cache_properties(CacheProperties::No)

@@ -71,6 +71,15 @@ impl Settings {
         }
     }
 
+    /// Whether an enabled account talks to its server over TLS.
+    pub fn uses_tls(&self) -> bool {
+        use doorphone_interfaces::config::document::Transport;
+        self.doc
+            .accounts
+            .iter()
+            .any(|a| a.enabled && a.transport == Transport::Tls)
+    }
+
     /// Each configured account's media encryption, with a warning where
     /// its SDES keys would travel in clear.
     pub fn media_security(&self) -> Vec<doorphone_interfaces::sip::AccountMedia> {

@@ -123,6 +123,10 @@ pub struct Stack {
     local: SocketAddr,
     contact_ip: IpAddr,
     user_agent: Arc<UserAgent>,
+    /// Where the PEM certificates TLS servers are checked against come from;
+    /// read only while an account uses TLS.
+    tls_ca: std::path::PathBuf,
+    tls_trusted: std::sync::atomic::AtomicBool,
 }
 
 /// Requests that arrive outside any transaction the agent started.
@@ -144,18 +148,15 @@ impl Requests {
 impl Stack {
     /// Binds UDP and TCP on `addr`; `contact_ip` is the address put in Contact
     /// headers (the address peers reach this door phone at).
-    /// `tls_ca` holds the PEM certificates TLS servers are checked against.
+    /// `tls_ca` names the PEM certificates TLS servers are checked against
+    /// ([`Stack::trust_tls`] reads them).
     pub async fn bind(
         addr: SocketAddr,
         contact_ip: IpAddr,
-        tls_ca: Option<Vec<u8>>,
+        tls_ca: std::path::PathBuf,
     ) -> Result<(Stack, Requests)> {
         let cancel = CancellationToken::new();
         let transports = TransportLayer::new(cancel.child_token());
-        transports.set_tls_config(rsipstack::transport::tls::TlsConfig {
-            ca_certs: tls_ca,
-            ..Default::default()
-        });
         let socket = tokio::net::UdpSocket::bind(addr)
             .await
             .map_err(|e| Error(format!("cannot bind SIP UDP {addr}: {e}")))?;
@@ -212,6 +213,8 @@ impl Stack {
                 local,
                 contact_ip,
                 user_agent: user_agent.clone(),
+                tls_ca,
+                tls_trusted: Default::default(),
             },
             Requests {
                 rx: incoming,
@@ -226,6 +229,37 @@ impl Stack {
 
     pub fn contact_ip(&self) -> IpAddr {
         self.contact_ip
+    }
+
+    /// Whether TLS connections are to be made (an account uses TLS): the
+    /// certificates TLS servers are checked against are read then, and
+    /// dropped when no account needs them (the system's bundle is some
+    /// 200 kB, kept as PEM by the stack). An unreadable bundle is logged: TLS
+    /// servers then cannot be checked, and TLS accounts fail.
+    pub fn trust_tls(&self, wanted: bool) {
+        use std::sync::atomic::Ordering;
+        if self.tls_trusted.swap(wanted, Ordering::SeqCst) == wanted {
+            return;
+        }
+        let transports = &self.endpoint.inner.transport_layer;
+        if !wanted {
+            transports.clear_tls_config();
+            return;
+        }
+        let ca_certs = match std::fs::read(&self.tls_ca) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: {e}: TLS servers cannot be checked, TLS accounts will fail",
+                    self.tls_ca.display()
+                );
+                None
+            }
+        };
+        transports.set_tls_config(rsipstack::transport::tls::TlsConfig {
+            ca_certs,
+            ..Default::default()
+        });
     }
 
     /// What `User-Agent`/`Server` say; empty sends neither.
