@@ -24,7 +24,7 @@ use crate::devices::{self, AudioSource, Speaker, SpeakerInput};
 use crate::dtmf;
 use crate::ports::PortPair;
 use crate::sdp::{Crypto, Encoding, Stream};
-use crate::silence::Silence;
+use crate::silence::{Silence, Watcher};
 use crate::trust::{self, Gate};
 
 /// What a session reports from GStreamer's threads.
@@ -362,7 +362,7 @@ pub struct CallPipeline {
     /// The peer's streams, as they came.
     received: Arc<Mutex<Vec<Received>>>,
     /// The peer's silence, counted while a call has the pipeline.
-    silence: Arc<Silence>,
+    silence: Watcher,
     /// Set once the pipeline reported an error or an end of stream.
     faulted: Arc<AtomicBool>,
 }
@@ -612,7 +612,7 @@ impl CallPipeline {
         let on_silence = events.clone();
         let silence = Silence::spawn(rtp_timeout, move || on_silence(Event::Timeout))
             .map_err(|e| format!("the RTP timeout's thread: {e}"))?;
-        let flowing = silence.clone();
+        let flowing = silence.watch();
         let on_packet = events.clone();
         let plain_dtmf = (!encrypted).then(|| dtmf_reader.clone());
         rtpbin_entry(&rtpbin, "recv_rtp_sink_0").add_probe(
@@ -1031,7 +1031,6 @@ impl CallPipeline {
 impl Drop for CallPipeline {
     fn drop(&mut self) {
         self.stop();
-        self.silence.close();
     }
 }
 

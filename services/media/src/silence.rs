@@ -76,7 +76,7 @@ impl Watch {
 }
 
 /// A [`Watch`] on the system's clock, with a thread of its own that reports
-/// each silence.
+/// each silence. The thread ends when the [`Watcher`] that started it goes.
 pub struct Silence {
     watch: Mutex<Watch>,
     wake: Condvar,
@@ -87,7 +87,7 @@ impl Silence {
     pub fn spawn(
         timeout: Duration,
         report: impl Fn() + Send + 'static,
-    ) -> std::io::Result<Arc<Silence>> {
+    ) -> std::io::Result<Watcher> {
         let silence = Arc::new(Silence {
             watch: Mutex::new(Watch::new(timeout)),
             wake: Condvar::new(),
@@ -97,7 +97,7 @@ impl Silence {
             .name("rtp-silence".into())
             .stack_size(64 * 1024)
             .spawn(move || watching.run(report))?;
-        Ok(silence)
+        Ok(Watcher(silence))
     }
 
     fn lock(&self) -> MutexGuard<'_, Watch> {
@@ -144,10 +144,34 @@ impl Silence {
         self.lock().heard(Instant::now())
     }
 
-    /// Ends the thread.
-    pub fn close(&self) {
+    fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_one();
+    }
+}
+
+/// The owner of a [`Silence`]: its thread ends when this goes, also when the
+/// pipeline it was made for is never built.
+pub struct Watcher(Arc<Silence>);
+
+impl Watcher {
+    /// The watch, for the callbacks that tell it of the peer's packets.
+    pub fn watch(&self) -> Arc<Silence> {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for Watcher {
+    type Target = Silence;
+
+    fn deref(&self) -> &Silence {
+        &self.0
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -214,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn the_thread_reports_a_silence_and_ends_when_closed() {
+    fn the_thread_reports_a_silence_and_ends_with_its_watcher() {
         let (tx, rx) = std::sync::mpsc::channel();
         let silence = Silence::spawn(Duration::from_millis(20), move || {
             tx.send(()).ok();
@@ -223,7 +247,7 @@ mod tests {
         silence.start();
         rx.recv_timeout(Duration::from_secs(10))
             .expect("the silence is reported");
-        silence.close();
+        drop(silence);
         // The thread ends and drops its sender.
         assert_eq!(
             rx.recv_timeout(Duration::from_secs(10)),
