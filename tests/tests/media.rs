@@ -1091,6 +1091,63 @@ async fn the_next_call_is_served_from_a_session_prepared_ahead() {
     media.stop(&path.as_ref()).await.unwrap();
 }
 
+/// A call on hold is not hung up for the peer's silence: the peer that answers
+/// the hold `recvonly` stops sending, as it should. Once resumed, the silence
+/// counts again, from the resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_whose_peer_stops_sending_is_not_timed_out_until_resumed() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let mut states = media.receive_session_state_changed().await.unwrap();
+    let (path, _, mut peer) = call_with_tones(&rig, &PCMU).await;
+    let peer_port = peer.socket.local_addr().unwrap().port();
+
+    let reoffer = media.hold(&path.as_ref()).await.unwrap();
+    assert!(reoffer.contains("a=sendonly"), "{reoffer}");
+    let recvonly = offer(peer_port, &PCMU)
+        .replace("o=peer 1 1", "o=peer 1 2")
+        .replace("a=sendrecv", "a=recvonly");
+    media.set_remote(&path.as_ref(), &recvonly).await.unwrap();
+    peer.stop_sending();
+    // Held for half as long again as the RTP timeout (2 s here): the time the
+    // test must let pass for a timeout that should not come.
+    let held = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            let signal = states.next().await.unwrap();
+            let args = signal.args().unwrap();
+            if args.state == media::state::TIMEOUT {
+                return args.session.to_string();
+            }
+        }
+    })
+    .await;
+    assert!(held.is_err(), "a held call was reported silent: {held:?}");
+
+    let reoffer = media.resume(&path.as_ref()).await.unwrap();
+    assert!(reoffer.contains("a=sendrecv"), "{reoffer}");
+    let resumed = Instant::now();
+    let sendrecv = offer(peer_port, &PCMU).replace("o=peer 1 1", "o=peer 1 3");
+    media.set_remote(&path.as_ref(), &sendrecv).await.unwrap();
+    let reported = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let signal = states.next().await.unwrap();
+            let args = signal.args().unwrap();
+            if args.state == media::state::TIMEOUT {
+                return args.session.to_string();
+            }
+        }
+    })
+    .await
+    .expect("the resumed call, still silent, is reported");
+    assert_eq!(reported, path.as_str());
+    let waited = resumed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "reported silent {waited:?} after the resume"
+    );
+    media.stop(&path.as_ref()).await.unwrap();
+}
+
 /// The RTP timeout (2 s here) counts from the call's start: a call that takes
 /// the pipeline of a call whose peer was silent gets the whole of it, and is
 /// then reported silent.

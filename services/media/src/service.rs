@@ -855,6 +855,7 @@ impl MediaService {
                         pipeline.set_remote(now);
                     }
                     pipeline.set_sending(now.direction.sends() && !s.held);
+                    pipeline.expect_peer(now.direction.receives());
                     s.pipeline = Some(Arc::new(pipeline));
                     s.reusable = Some(reusable);
                     if s.state == state::PREPARED {
@@ -1172,10 +1173,11 @@ impl MediaService {
             let first = s.negotiated.is_none();
             // The answer to a re-offer may move the peer (a re-INVITE without
             // SDP, answered in its ACK): media follows it.
-            if let (Some(p), Some(audio)) = (&s.pipeline, &negotiated.audio)
-                && !audio.remote_rtp.ip().is_unspecified()
-            {
-                p.set_remote(audio);
+            if let (Some(p), Some(audio)) = (&s.pipeline, &negotiated.audio) {
+                if !audio.remote_rtp.ip().is_unspecified() {
+                    p.set_remote(audio);
+                }
+                p.expect_peer(audio.direction.receives());
             }
             s.negotiated = Some(negotiated);
             drop(s);
@@ -1193,6 +1195,7 @@ impl MediaService {
             .is_some_and(|a| a.direction.sends());
         if let (Some(p), Some(audio)) = (&s.pipeline, &negotiated.audio) {
             p.set_sending(sends && !held);
+            p.expect_peer(audio.direction.receives());
             // An old-style hold (c=0.0.0.0) keeps the address media already has.
             if !audio.remote_rtp.ip().is_unspecified() {
                 p.set_remote(audio);

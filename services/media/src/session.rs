@@ -817,7 +817,11 @@ impl CallPipeline {
         }
         self.set_sending(sending);
         self.heard(true);
-        self.silence.start();
+        if stream.direction.receives() {
+            self.silence.start();
+        } else {
+            self.silence.rest();
+        }
         self.pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("the call pipeline does not start: {e}"))?;
@@ -908,6 +912,12 @@ impl CallPipeline {
             decoder.emit_by_name::<()>("clear-keys", &[]);
             tracing::info!("SRTP: the peer's new key replaces the old one");
         }
+    }
+
+    /// Whether the description has the peer send: its silence counts only
+    /// then (a call on hold, by either side, is not hung up for it).
+    pub fn expect_peer(&self, sends: bool) {
+        self.silence.expect(sends);
     }
 
     /// Stops or restarts sending (hold and resume).

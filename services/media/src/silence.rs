@@ -1,6 +1,8 @@
 //! The peer's silence in a call: reported once the peer has sent no RTP for the
-//! RTP timeout, counted from the moment the call took the pipeline or from the
-//! peer's last packet, whichever is later.
+//! RTP timeout, counted from the moment the call took the pipeline, or the
+//! peer was to send again (the end of a hold), or from its last packet,
+//! whichever is later. While the description says the peer does not send (a
+//! call on hold, by either side), nothing is counted.
 //!
 //! The count is media's own. `udpsrc`'s `timeout` is not used: its wait runs on
 //! across PAUSED, so a pipeline that waits for the next call carries the last
@@ -43,6 +45,16 @@ impl Watch {
     pub fn rest(&mut self) {
         self.since = None;
         self.reported = false;
+    }
+
+    /// What a new description says of the peer's sending, at `now`: a count
+    /// under way goes on; one that was stopped (a hold) starts again.
+    pub fn expect(&mut self, now: Instant, peer_sends: bool) {
+        match (peer_sends, self.since) {
+            (true, None) => self.start(now),
+            (true, Some(_)) => {}
+            (false, _) => self.rest(),
+        }
     }
 
     /// A packet from the peer at `now`. True when it ends a silence that was
@@ -135,6 +147,12 @@ impl Silence {
     /// The call ended.
     pub fn rest(&self) {
         self.lock().rest();
+        self.wake.notify_one();
+    }
+
+    /// Whether the call's description has the peer send (see [`Watch::expect`]).
+    pub fn expect(&self, peer_sends: bool) {
+        self.lock().expect(Instant::now(), peer_sends);
         self.wake.notify_one();
     }
 
@@ -235,6 +253,24 @@ mod tests {
         watch.start(t1);
         assert!(!watch.due(t1 + TIMEOUT / 2));
         assert!(watch.due(t1 + TIMEOUT));
+    }
+
+    #[test]
+    fn a_hold_counts_nothing_and_its_end_starts_the_count_again() {
+        let t0 = Instant::now();
+        let mut watch = Watch::new(TIMEOUT);
+        watch.start(t0);
+        // Put on hold at 10 s: the peer stops sending, as it should.
+        watch.expect(t0 + Duration::from_secs(10), false);
+        assert_eq!(watch.next(), None);
+        assert!(!watch.due(t0 + TIMEOUT * 4));
+        // Resumed at 120 s: 30 s from there.
+        let resumed = t0 + Duration::from_secs(120);
+        watch.expect(resumed, true);
+        assert!(!watch.due(resumed + TIMEOUT - Duration::from_millis(1)));
+        // A description that changes nothing else (a session refresh) keeps the count.
+        watch.expect(resumed + Duration::from_secs(20), true);
+        assert!(watch.due(resumed + TIMEOUT));
     }
 
     #[test]
