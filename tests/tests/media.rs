@@ -411,18 +411,11 @@ async fn two_way_pcmu_audio_dtmf_and_hold() {
     let mut states = media.receive_session_state_changed().await.unwrap();
     peer.stop_sending();
     let silent_since = Instant::now();
-    let timeout = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let signal = states.next().await.unwrap();
-            let args = signal.args().unwrap();
-            if args.state == media::state::TIMEOUT {
-                assert_eq!(args.session.as_str(), path.as_str());
-                return;
-            }
-        }
-    });
-    timeout.await.expect("a timeout state");
+    let timed_out = tokio::time::timeout(PATIENCE, next_timeout(&mut states))
+        .await
+        .expect("a timeout state");
     let waited = silent_since.elapsed();
+    assert_eq!(timed_out, path.as_str());
     assert!(
         waited >= Duration::from_millis(1500) && waited < Duration::from_secs(4),
         "reported after {waited:?}"
@@ -1091,6 +1084,17 @@ async fn the_next_call_is_served_from_a_session_prepared_ahead() {
     media.stop(&path.as_ref()).await.unwrap();
 }
 
+/// The session of the next `timeout` state media reports.
+async fn next_timeout(states: &mut media::SessionStateChangedStream) -> String {
+    loop {
+        let signal = states.next().await.unwrap();
+        let args = signal.args().unwrap();
+        if args.state == media::state::TIMEOUT {
+            return args.session.to_string();
+        }
+    }
+}
+
 /// A call on hold is not hung up for the peer's silence: the peer that answers
 /// the hold `recvonly` stops sending, as it should. Once resumed, the silence
 /// counts again, from the resume.
@@ -1111,16 +1115,7 @@ async fn a_held_call_whose_peer_stops_sending_is_not_timed_out_until_resumed() {
     peer.stop_sending();
     // Held for half as long again as the RTP timeout (2 s here): the time the
     // test must let pass for a timeout that should not come.
-    let held = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            let signal = states.next().await.unwrap();
-            let args = signal.args().unwrap();
-            if args.state == media::state::TIMEOUT {
-                return args.session.to_string();
-            }
-        }
-    })
-    .await;
+    let held = tokio::time::timeout(Duration::from_secs(3), next_timeout(&mut states)).await;
     assert!(held.is_err(), "a held call was reported silent: {held:?}");
 
     let reoffer = media.resume(&path.as_ref()).await.unwrap();
@@ -1128,17 +1123,9 @@ async fn a_held_call_whose_peer_stops_sending_is_not_timed_out_until_resumed() {
     let resumed = Instant::now();
     let sendrecv = offer(peer_port, &PCMU).replace("o=peer 1 1", "o=peer 1 3");
     media.set_remote(&path.as_ref(), &sendrecv).await.unwrap();
-    let reported = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let signal = states.next().await.unwrap();
-            let args = signal.args().unwrap();
-            if args.state == media::state::TIMEOUT {
-                return args.session.to_string();
-            }
-        }
-    })
-    .await
-    .expect("the resumed call, still silent, is reported");
+    let reported = tokio::time::timeout(PATIENCE, next_timeout(&mut states))
+        .await
+        .expect("the resumed call, still silent, is reported");
     assert_eq!(reported, path.as_str());
     let waited = resumed.elapsed();
     assert!(
@@ -1189,17 +1176,9 @@ async fn a_call_after_a_silent_one_on_the_same_pipeline_gets_the_whole_rtp_timeo
         .await
         .unwrap();
     assert_eq!(audio_port(&answer), first, "the call got another pipeline");
-    let reported = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let signal = states.next().await.unwrap();
-            let args = signal.args().unwrap();
-            if args.state == media::state::TIMEOUT {
-                return args.session.to_string();
-            }
-        }
-    })
-    .await
-    .expect("the second call is reported silent");
+    let reported = tokio::time::timeout(PATIENCE, next_timeout(&mut states))
+        .await
+        .expect("the second call is reported silent");
     let waited = started.elapsed();
     assert_eq!(reported, path.as_str(), "the timeout names the second call");
     assert!(
