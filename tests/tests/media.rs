@@ -1135,6 +1135,40 @@ async fn a_held_call_whose_peer_stops_sending_is_not_timed_out_until_resumed() {
     media.stop(&path.as_ref()).await.unwrap();
 }
 
+/// A stranger's packets do not keep alive a call whose peer fell silent: the
+/// RTP timeout (2 s here) counts the packets the source gate admits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_s_packets_do_not_keep_a_silent_call_alive() {
+    let rig = Rig::start().await;
+    let media = rig.proxy().await;
+    let mut states = media.receive_session_state_changed().await.unwrap();
+    let (path, port, mut peer) = call_with_tones(&rig, &PCMU).await;
+    let session = rig.session(&path).await;
+    peer.stop_sending();
+    let silent_since = Instant::now();
+    // A third host sends audio to the call's port for 8 s, a packet every 20 ms.
+    let injector = tokio::spawn(async move {
+        for _ in 0..4 {
+            inject_audio(port).await;
+        }
+    });
+    let timed_out = tokio::time::timeout(PATIENCE, next_timeout(&mut states))
+        .await
+        .expect("the call is reported silent");
+    let waited = silent_since.elapsed();
+    assert_eq!(timed_out, path.as_str());
+    assert!(
+        waited < Duration::from_secs(5),
+        "reported {waited:?} after the peer fell silent: the stranger's packets counted"
+    );
+    assert!(
+        session.packets_rejected().await.unwrap() > 0,
+        "the stranger's packets did not reach media"
+    );
+    media.stop(&path.as_ref()).await.unwrap();
+    injector.await.unwrap();
+}
+
 /// The RTP timeout (2 s here) counts from the call's start: a call that takes
 /// the pipeline of a call whose peer was silent gets the whole of it, and is
 /// then reported silent.
