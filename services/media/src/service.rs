@@ -851,11 +851,10 @@ impl MediaService {
                     // session has now, as `SetRemote` does for a running call.
                     let now = s.negotiated.as_ref().and_then(|n| n.audio.as_ref());
                     let now = now.unwrap_or(&stream);
-                    if now != &stream && !now.remote_rtp.ip().is_unspecified() {
-                        pipeline.set_remote(now);
+                    if now != &stream {
+                        pipeline.follow(now);
                     }
                     pipeline.set_sending(now.direction.sends() && !s.held);
-                    pipeline.expect_peer(now.direction.receives());
                     s.pipeline = Some(Arc::new(pipeline));
                     s.reusable = Some(reusable);
                     if s.state == state::PREPARED {
@@ -1174,10 +1173,7 @@ impl MediaService {
             // The answer to a re-offer may move the peer (a re-INVITE without
             // SDP, answered in its ACK): media follows it.
             if let (Some(p), Some(audio)) = (&s.pipeline, &negotiated.audio) {
-                if !audio.remote_rtp.ip().is_unspecified() {
-                    p.set_remote(audio);
-                }
-                p.expect_peer(audio.direction.receives());
+                p.follow(audio);
             }
             s.negotiated = Some(negotiated);
             drop(s);
@@ -1195,11 +1191,7 @@ impl MediaService {
             .is_some_and(|a| a.direction.sends());
         if let (Some(p), Some(audio)) = (&s.pipeline, &negotiated.audio) {
             p.set_sending(sends && !held);
-            p.expect_peer(audio.direction.receives());
-            // An old-style hold (c=0.0.0.0) keeps the address media already has.
-            if !audio.remote_rtp.ip().is_unspecified() {
-                p.set_remote(audio);
-            }
+            p.follow(audio);
         }
         s.negotiated = Some(negotiated);
         Ok(ResponseDispatchNotifier::new(text).0)

@@ -914,10 +914,15 @@ impl CallPipeline {
         }
     }
 
-    /// Whether the description has the peer send: its silence counts only
-    /// then (a call on hold, by either side, is not hung up for it).
-    pub fn expect_peer(&self, sends: bool) {
-        self.silence.expect(sends);
+    /// Follows a new description of the call: the peer's address (an
+    /// old-style hold, `c=0.0.0.0`, keeps the one media has) and whether the
+    /// peer sends, for its silence counts only then (a call on hold, by either
+    /// side, is not hung up for it).
+    pub fn follow(&self, stream: &Stream) {
+        if !stream.remote_rtp.ip().is_unspecified() {
+            self.set_remote(stream);
+        }
+        self.silence.expect(stream.direction.receives());
     }
 
     /// Stops or restarts sending (hold and resume).
