@@ -1581,3 +1581,37 @@ async fn a_disabled_account_unregisters() {
     .await
     .unwrap();
 }
+
+/// The history commits what comes within a second together (one write to the
+/// flash for a busy second): a call that ended just before the agent is
+/// stopped is written before it goes, and is there when it starts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_ended_just_before_the_agent_stopped_is_in_the_history_after_a_restart() {
+    doorphone_system_tests::require_root();
+    let mut rig = Rig::start(30, |_| {}).await;
+    let mut states = rig.states().await;
+    let mut caller = rig.call(
+        "last",
+        "door",
+        "200",
+        false,
+        Caller::Answered {
+            hang_up_after: Duration::from_millis(100),
+        },
+    );
+    caller.succeeds(WAIT).await.unwrap();
+    assert_eq!(next_end(&mut states).await, sip::end_reason::REMOTE_HANGUP);
+    // Stopped as soon as the call is over, well within the history's gathering.
+    let stopped = rig.sip.as_mut().unwrap().stop();
+    assert!(stopped.is_some_and(|s| s.success()), "{}", rig.sip_log());
+    let (agent, port) = doorphone_system_tests::sip::start_agent(&rig.bus, rig.dir.path(), &[])
+        .await
+        .unwrap();
+    rig.sip = Some(agent);
+    rig.port = port;
+    let history = rig.proxy().await.history().await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert!(history[0].remote.contains("200"), "{history:?}");
+    assert!(history[0].answered > 0, "{history:?}");
+    assert_eq!(history[0].end_reason, sip::end_reason::REMOTE_HANGUP);
+}

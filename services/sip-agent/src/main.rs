@@ -241,6 +241,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if tokio::time::timeout(STOP_PATIENCE, stopping).await.is_err() {
         tracing::warn!("stopping took too long: leaving");
     }
+    // The calls that just ended are on disk before the agent goes.
+    if tokio::time::timeout(STOP_PATIENCE, agent.history.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the call history was not written in {STOP_PATIENCE:?}");
+    }
     agent.stack.shutdown();
     outcome
 }
