@@ -88,10 +88,11 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    doorphone_daemon::main(
-        doorphone_daemon::Runtime::MultiThread { workers: None },
-        || run(args),
-    )
+    // The bus on one thread: what waits on GStreamer (starting, stopping and
+    // recycling pipelines) runs on blocking threads, and the pipelines stream
+    // on their own. Worker threads only handed each call's bus messages from
+    // one thread to another.
+    doorphone_daemon::main(doorphone_daemon::Runtime::CurrentThread, || run(args))
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
