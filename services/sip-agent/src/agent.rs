@@ -251,7 +251,6 @@ impl Agent {
                 let (call, commands) =
                     self.new_call(Direction::In, &claims.from_uri, caller, via, video);
                 call.add_call_id(server.call_id());
-                tracing::info!(call = call.id, from = %claims.from_uri, identity = %call.peer.uri(), account = %via.label(), "incoming call");
                 let agent = self.clone();
                 let incoming = crate::calls::incoming::Incoming {
                     server,

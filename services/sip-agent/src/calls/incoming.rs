@@ -1,6 +1,7 @@
-//! An incoming call from its 180 to its answer: the [`Ringing`] machine's
-//! timers, `Answer`/`Hangup` from the bus, the caller's CANCEL; then media's
-//! answer (or offer, for an INVITE without SDP) in the 200 OK.
+//! An incoming call from its 180 (sent as the stack took the INVITE) to its
+//! answer: the [`Ringing`] machine's timers, `Answer`/`Hangup` from the bus,
+//! the caller's CANCEL; then media's answer (or offer, for an INVITE without
+//! SDP) in the 200 OK.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,17 +39,15 @@ struct Answered {
 
 impl Incoming {
     pub async fn run(mut self, agent: Arc<Agent>, call: Arc<CallShared>) {
-        if let Err(e) = self.server.ringing() {
-            tracing::debug!(call = call.id, "180: {e}");
-        }
         let settings = agent.settings();
         let max_dial_in = Duration::from_secs(u64::from(settings.doc.calls.max_dial_in_time));
         let mut ringing = Ringing::new(Instant::now(), max_dial_in, self.auto_answer);
         let mut asked: Option<Done> = None;
-        // An immediate answer goes out before the call is announced: the
-        // bus can wait, the caller should not.
+        // An immediate answer goes out before the call is logged and
+        // announced: the journal and the bus can wait, the caller should not.
         let at_once = ringing.answers_at_once(Instant::now());
         if !at_once {
+            log_incoming(&call);
             agent.announce(Event::CallAdded(&call)).await;
             loop {
                 tokio::select! {
@@ -106,6 +105,7 @@ impl Incoming {
         )
         .await;
         if at_once {
+            log_incoming(&call);
             agent.announce(Event::CallAdded(&call)).await;
         }
         match answered {
@@ -134,6 +134,10 @@ impl Incoming {
             }
         }
     }
+}
+
+fn log_incoming(call: &CallShared) {
+    tracing::info!(call = call.id, from = %call.props().remote, identity = %call.peer.uri(), account = %call.via.label(), "incoming call");
 }
 
 /// Media's answer to the caller's offer (or media's offer, when the INVITE

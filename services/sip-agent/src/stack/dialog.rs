@@ -35,11 +35,6 @@ pub struct ServerCall {
 }
 
 impl ServerCall {
-    /// 180 Ringing.
-    pub fn ringing(&self) -> Result<()> {
-        Ok(self.dialog.ringing(None, None)?)
-    }
-
     /// 200 OK with our SDP: the answer to the caller's offer, or our offer
     /// when its INVITE had none (the answer then comes in the ACK).
     pub fn answer(&self, sdp: &str) -> Result<()> {

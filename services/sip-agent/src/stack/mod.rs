@@ -311,8 +311,11 @@ impl Stack {
         }
     }
 
-    /// Takes an incoming INVITE into a dialog: answers 100 Trying and from then
-    /// on the call's events arrive on the returned receiver.
+    /// Takes an incoming INVITE the policy lets ring into a dialog: its first
+    /// response is 180 Ringing, and from then on the call's events arrive on
+    /// the returned receiver. No 100 Trying: the 180 goes out at once, and RFC
+    /// 3261 (§17.2.1) asks for a 100 only when the call would not answer
+    /// within 200 ms.
     pub fn take_invite(&self, mut incoming: Incoming) -> Result<(ServerCall, CallEvents)> {
         let (state_tx, state_rx) = self.dialogs.new_dialog_state_channel();
         let contact = rsipstack::sip::Uri::try_from(self.contact("").as_str())?;
@@ -322,6 +325,9 @@ impl Stack {
             None,
             Some(contact),
         )?;
+        // Queued before the transaction is handled, the 180 is its first
+        // response (once handled, the stack would answer 100 first).
+        dialog.ringing(None, None)?;
         let mut handler = dialog.clone();
         tokio::spawn(async move {
             if let Err(e) = handler.handle(&mut incoming.tx).await {
