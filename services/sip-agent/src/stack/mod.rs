@@ -330,6 +330,9 @@ impl Stack {
         dialog.ringing(None, None)?;
         let mut handler = dialog.clone();
         tokio::spawn(async move {
+            // The call's task, spawned next, asks media for the answer first:
+            // the 180 then goes out while media works on it.
+            tokio::task::yield_now().await;
             if let Err(e) = handler.handle(&mut incoming.tx).await {
                 tracing::debug!("incoming INVITE transaction: {e}");
             }
