@@ -17,6 +17,8 @@ use doorphone_system_tests::{
 use futures_util::StreamExt;
 
 const MEDIA_TONE: f64 = 440.0;
+/// The media service's RTP timeout in these tests.
+const RTP_TIMEOUT: Duration = Duration::from_secs(2);
 const PEER_TONE: f64 = 1000.0;
 
 struct Rig {
@@ -72,7 +74,7 @@ impl Rig {
                 "--audio-sink".into(),
                 format!("file:{}", dir.path().join("speaker.wav").display()),
                 "--rtp-timeout".into(),
-                "2".into(),
+                RTP_TIMEOUT.as_secs().to_string(),
                 "--video-source".into(),
                 "test".into(),
                 "--multicast-iface".into(),
@@ -1095,6 +1097,25 @@ async fn next_timeout(states: &mut media::SessionStateChangedStream) -> String {
     }
 }
 
+/// Waits for the next session reported silent, which must be `path`, and no
+/// sooner than the RTP timeout after `since` (when the count started).
+async fn reported_silent(
+    states: &mut media::SessionStateChangedStream,
+    path: &zbus::OwnedObjectPath,
+    since: Instant,
+    what: &str,
+) {
+    let reported = tokio::time::timeout(PATIENCE, next_timeout(states))
+        .await
+        .unwrap_or_else(|_| panic!("{what} is reported silent"));
+    let waited = since.elapsed();
+    assert_eq!(reported, path.as_str(), "the timeout names {what}");
+    assert!(
+        waited >= RTP_TIMEOUT,
+        "{what} was reported silent {waited:?} after its count started"
+    );
+}
+
 /// A call on hold is not hung up for the peer's silence: the peer that answers
 /// the hold `recvonly` stops sending, as it should. Once resumed, the silence
 /// counts again, from the resume.
@@ -1113,9 +1134,9 @@ async fn a_held_call_whose_peer_stops_sending_is_not_timed_out_until_resumed() {
         .replace("a=sendrecv", "a=recvonly");
     media.set_remote(&path.as_ref(), &recvonly).await.unwrap();
     peer.stop_sending();
-    // Held for half as long again as the RTP timeout (2 s here): the time the
-    // test must let pass for a timeout that should not come.
-    let held = tokio::time::timeout(Duration::from_secs(3), next_timeout(&mut states)).await;
+    // Held for half as long again as the RTP timeout: the time the test must
+    // let pass for a timeout that should not come.
+    let held = tokio::time::timeout(RTP_TIMEOUT * 3 / 2, next_timeout(&mut states)).await;
     assert!(held.is_err(), "a held call was reported silent: {held:?}");
 
     let reoffer = media.resume(&path.as_ref()).await.unwrap();
@@ -1123,15 +1144,13 @@ async fn a_held_call_whose_peer_stops_sending_is_not_timed_out_until_resumed() {
     let resumed = Instant::now();
     let sendrecv = offer(peer_port, &PCMU).replace("o=peer 1 1", "o=peer 1 3");
     media.set_remote(&path.as_ref(), &sendrecv).await.unwrap();
-    let reported = tokio::time::timeout(PATIENCE, next_timeout(&mut states))
-        .await
-        .expect("the resumed call, still silent, is reported");
-    assert_eq!(reported, path.as_str());
-    let waited = resumed.elapsed();
-    assert!(
-        waited >= Duration::from_secs(2),
-        "reported silent {waited:?} after the resume"
-    );
+    reported_silent(
+        &mut states,
+        &path,
+        resumed,
+        "the resumed call, still silent,",
+    )
+    .await;
     media.stop(&path.as_ref()).await.unwrap();
 }
 
@@ -1210,15 +1229,7 @@ async fn a_call_after_a_silent_one_on_the_same_pipeline_gets_the_whole_rtp_timeo
         .await
         .unwrap();
     assert_eq!(audio_port(&answer), first, "the call got another pipeline");
-    let reported = tokio::time::timeout(PATIENCE, next_timeout(&mut states))
-        .await
-        .expect("the second call is reported silent");
-    let waited = started.elapsed();
-    assert_eq!(reported, path.as_str(), "the timeout names the second call");
-    assert!(
-        waited >= Duration::from_secs(2),
-        "reported silent {waited:?} after it started"
-    );
+    reported_silent(&mut states, &path, started, "the second call").await;
     media.stop(&path.as_ref()).await.unwrap();
 }
 

@@ -147,12 +147,14 @@ fn writer(mut db: Connection, rx: mpsc::Receiver<Request>, commits: &AtomicU64) 
         }
         let mut adds = Vec::new();
         let mut refused = Vec::new();
-        let mut replies = Vec::new();
+        let mut lists = Vec::new();
+        let mut flushes = Vec::new();
         for req in batch {
             match req {
                 Request::Add(e) => adds.push(e),
                 Request::Refused(e) => refused.push(e),
-                other => replies.push(other),
+                Request::List(reply) => lists.push(reply),
+                Request::Flush(done) => flushes.push(done),
             }
         }
         if !(adds.is_empty() && refused.is_empty()) {
@@ -163,16 +165,11 @@ fn writer(mut db: Connection, rx: mpsc::Receiver<Request>, commits: &AtomicU64) 
                 Err(e) => tracing::error!("call history: {e}"),
             }
         }
-        for reply in replies {
-            match reply {
-                Request::List(reply) => {
-                    reply.send(list(&db).unwrap_or_default()).ok();
-                }
-                Request::Flush(done) => {
-                    done.send(()).ok();
-                }
-                Request::Add(_) | Request::Refused(_) => {}
-            }
+        for reply in lists {
+            reply.send(list(&db).unwrap_or_default()).ok();
+        }
+        for done in flushes {
+            done.send(()).ok();
         }
     }
 }
