@@ -176,43 +176,147 @@ pub fn run(release: bool) -> Result<()> {
         .join(if release { "release" } else { "debug" });
 
     let state = root().join("target/appliance");
-    std::fs::create_dir_all(&state)?;
-    set_mode(&state, 0o755)?;
-
-    let socket = state.join("bus");
-    let _ = std::fs::remove_file(&socket);
-    let address = format!("unix:path={}", socket.display());
-    let mut running = Vec::new();
-    let bus = Command::new("dbus-daemon")
-        .arg(format!(
-            "--config-file={}",
-            root().join("dbus/test-bus.conf").display()
-        ))
-        .arg(format!("--address={address}"))
-        .args(["--nofork", "--nopidfile"])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot start dbus-daemon")?;
-    running.push(Running {
-        name: "dbus-daemon".into(),
-        child: bus,
-    });
-    wait_until(|| socket.exists(), "the bus socket")?;
-
-    let result = start_services(&bins, &state, &address, &mut running).and_then(|()| {
+    let mut appliance = Appliance::start(&bins, &state, &Launch::default())?;
+    let result = {
         let env_file = state.join("env");
-        std::fs::write(&env_file, format!("DBUS_SYSTEM_BUS_ADDRESS={address}\n"))?;
-        print_usage(&env_file, &address, &bins);
-        wait_for_ctrl_c(&mut running)
-    });
-    stop_all(running);
+        std::fs::write(
+            &env_file,
+            format!("DBUS_SYSTEM_BUS_ADDRESS={}\n", appliance.address),
+        )?;
+        print_usage(&env_file, &appliance.address, &bins);
+        wait_for_ctrl_c(&mut appliance.running)
+    };
+    appliance.stop();
     result
+}
+
+/// The command line a service's binary is given to (a profiler), from the
+/// binary's name.
+pub type Wrapper = Box<dyn Fn(&str) -> Vec<String>>;
+
+/// How the services are started: a program each runs under, and how long one
+/// may take to come up and to stop.
+pub struct Launch {
+    /// The program each service runs under; none runs it alone.
+    pub wrapper: Option<Wrapper>,
+    /// How long a service may take to be up.
+    pub start_patience: Duration,
+    /// How long a service may take to stop after SIGTERM, before SIGKILL.
+    pub stop_patience: Duration,
+}
+
+impl Default for Launch {
+    fn default() -> Launch {
+        Launch {
+            wrapper: None,
+            start_patience: Duration::from_secs(15),
+            stop_patience: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The appliance running: its bus daemon and services, stopped in reverse order.
+pub struct Appliance {
+    /// The private bus's address.
+    pub address: String,
+    running: Vec<Running>,
+    stop_patience: Duration,
+}
+
+impl Appliance {
+    /// Starts a private bus in `state` and every service from `bins` on it, each
+    /// as its own user with a folder of its own in `state`.
+    pub fn start(bins: &Path, state: &Path, launch: &Launch) -> Result<Appliance> {
+        std::fs::create_dir_all(state)?;
+        set_mode(state, 0o755)?;
+        let socket = state.join("bus");
+        let _ = std::fs::remove_file(&socket);
+        let address = format!("unix:path={}", socket.display());
+        let bus = Command::new("dbus-daemon")
+            .arg(format!(
+                "--config-file={}",
+                root().join("dbus/test-bus.conf").display()
+            ))
+            .arg(format!("--address={address}"))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start dbus-daemon")?;
+        let mut appliance = Appliance {
+            address,
+            running: vec![Running {
+                name: "dbus-daemon".into(),
+                child: bus,
+            }],
+            stop_patience: launch.stop_patience,
+        };
+        let started = wait_until(|| socket.exists(), "the bus socket", launch.start_patience)
+            .and_then(|()| {
+                start_services(
+                    bins,
+                    state,
+                    &appliance.address,
+                    launch,
+                    &mut appliance.running,
+                )
+            });
+        match started {
+            Ok(()) => Ok(appliance),
+            Err(e) => {
+                appliance.stop();
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the services in reverse order (SIGTERM, then SIGKILL when one
+    /// takes longer than it may), the bus last.
+    pub fn stop(mut self) {
+        while let Some(mut r) = self.running.pop() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &r.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + self.stop_patience;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = r.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+/// The folder of the workspace that builds `binary`.
+pub fn crate_dir(binary: &str) -> &'static str {
+    match binary {
+        "doorphone-config" => "services/config",
+        "doorphone-media" => "services/media",
+        "doorphone-relay" => "services/relay",
+        "doorphone-sip" => "services/sip-agent",
+        "doorphone-pager" => "services/multicast-pager",
+        "doorphone-web" => "services/web",
+        _ => unreachable!("{binary} is not a service"),
+    }
+}
+
+/// The services' binaries, in the order they start.
+pub fn binaries() -> impl Iterator<Item = &'static str> {
+    SERVICES.iter().map(|spec| spec.binary)
+}
+
+/// The SIP agent's port and the web service's HTTPS port on loopback.
+pub fn ports() -> (u16, u16) {
+    (sip_port(), WEB_PORT)
 }
 
 fn start_services(
     bins: &Path,
     state: &Path,
     address: &str,
+    launch: &Launch,
     running: &mut Vec<Running>,
 ) -> Result<()> {
     for spec in SERVICES {
@@ -220,13 +324,19 @@ fn start_services(
         std::fs::create_dir_all(&dir)?;
         chown(&dir, spec.user)?;
         let log = std::fs::File::create(state.join(format!("{}.log", spec.binary)))?;
+        let binary = bins.join(spec.binary);
+        let command = match &launch.wrapper {
+            Some(wrapper) => wrapper(spec.binary),
+            None => Vec::new(),
+        };
         let child = Command::new("setpriv")
             .args([
                 &format!("--reuid={}", spec.user),
                 &format!("--regid={}", spec.user),
                 "--init-groups",
             ])
-            .arg(bins.join(spec.binary))
+            .args(command)
+            .arg(binary)
             .args((spec.args)(&dir))
             .env("DBUS_SYSTEM_BUS_ADDRESS", address)
             .stdin(Stdio::null())
@@ -244,6 +354,7 @@ fn start_services(
                 spec.ready.describe(),
                 spec.binary
             ),
+            launch.start_patience,
         )?;
         eprintln!("xtask: {} is up as {}", spec.binary, spec.user);
     }
@@ -267,8 +378,8 @@ fn name_has_owner(address: &str, name: &str) -> bool {
 }
 
 /// Polls `ready` every 50 ms for up to 15 s: start-up of a development tool, not a test.
-fn wait_until(mut ready: impl FnMut() -> bool, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+fn wait_until(mut ready: impl FnMut() -> bool, what: &str, patience: Duration) -> Result<()> {
+    let deadline = Instant::now() + patience;
     while Instant::now() < deadline {
         if ready() {
             return Ok(());
@@ -349,25 +460,7 @@ fn wait_for_ctrl_c(running: &mut [Running]) -> Result<()> {
     Ok(())
 }
 
-/// Stops the services in reverse order (SIGTERM, then SIGKILL after 5 s), the bus last.
-fn stop_all(mut running: Vec<Running>) {
-    while let Some(mut r) = running.pop() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &r.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = r.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = r.child.kill();
-        let _ = r.child.wait();
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
