@@ -3,11 +3,15 @@
 //! call uses G.722 (see `g722.rs`), so the build only checks its version and names
 //! its file: `DOORPHONE_SPANDSP_SONAME`, libtool's `libspandsp.so.N`, the name the
 //! development link `libspandsp.so` points at up to its first version number.
+//! It also links the service's running code first (see `../text_order.rs`).
 
 use std::path::Path;
 
+include!("../text_order.rs");
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    link_in_text_order();
     let library = match pkg_config::Config::new()
         .atleast_version("0.0.6")
         .cargo_metadata(false)

@@ -9,12 +9,15 @@
 //! - `assets`: shell completions and the man page of `doorctl`.
 //! - `yocto-crates`: the Yocto layer's crate list, generated from `Cargo.lock`,
 //!   and its users, generated from the sysusers file.
+//! - `text-order`: records the functions each service runs, which its release
+//!   build links first (`services/*/text.order`).
 //! - `yocto-check`: bitbake parses the layer against the pinned metadata and
 //!   resolves the image; the recipes' expanded variables are checked.
 
 mod appliance;
 mod deps;
 mod summary;
+mod text_order;
 mod yocto;
 mod yocto_check;
 
@@ -63,6 +66,11 @@ enum Task {
     },
     /// Write shell completions and the man page of doorctl to target/assets.
     Assets,
+    /// Record the functions each service runs at start, in calls, pages and
+    /// requests (every service under Valgrind, worked by doorctl, SIPp and
+    /// curl) and write them to its `text.order`, which its release build
+    /// links first.
+    TextOrder,
     /// Write the Yocto layer's doorphone-crates.inc from Cargo.lock and its
     /// doorphone-users.inc from the sysusers file.
     YoctoCrates {
@@ -88,6 +96,7 @@ fn main() -> ExitCode {
         Task::Bench => bench(),
         Task::Fuzz { count, seed, save } => fuzz(count, seed, save),
         Task::Assets => assets().map(|dir| println!("wrote {}", dir.display())),
+        Task::TextOrder => text_order::run(),
         Task::YoctoCrates { check } => yocto::crates(check),
         Task::YoctoCheck { layers } => yocto_check::run(yocto_check::Options { layers }),
     };
