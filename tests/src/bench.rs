@@ -35,6 +35,38 @@ pub fn pss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A process's own code: how much of its executable's text (the mapping that
+/// runs) is resident, and the text's size, in KiB, from `/proc/PID/smaps`;
+/// zeros when it is gone.
+pub fn code_kib(pid: u32) -> (u64, u64) {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return (0, 0);
+    };
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let kib = |line: &str| {
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (mut resident, mut size, mut in_text) = (0, 0, false);
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A mapping's first line: `START-END PERMS OFFSET DEV INODE PATH`.
+        if fields.len() >= 5 && fields[0].contains('-') && !fields[0].ends_with(':') {
+            in_text = fields[1] == "r-xp"
+                && fields
+                    .get(5)
+                    .is_some_and(|path| std::path::Path::new(path) == exe);
+        } else if in_text && line.starts_with("Rss:") {
+            resident += kib(line);
+        } else if in_text && line.starts_with("Size:") {
+            size += kib(line);
+        }
+    }
+    (resident, size)
+}
+
 /// The CPU time a process has used so far (user and system), in seconds; 0
 /// when it is gone.
 pub fn cpu_seconds(pid: u32) -> f64 {

@@ -48,6 +48,7 @@ fn sip_compare_prints_every_figure_for_baresip_and_the_door_phone() {
     // The door phone's own rows: each service's figure in the door phone's cell.
     for figure in [
         "— of which, by process (ms)",
+        "code resident idle, of the binary's (MB)",
         "PSS after warm-up, 15 calls (MB)",
         "PSS growth over the last 30 calls (MB)",
     ] {

@@ -7,9 +7,12 @@
 //! prints one table: INVITE → 200 p50/p95/p99 (SIPp's µs message timestamps),
 //! back-to-back calls per second, CPU per call (every door phone process and
 //! the bus daemon against baresip's one), PSS of each service idle and after
-//! the calls (`/proc/PID/smaps_rollup`), CPU while nobody calls, and cold start (to every bus name
-//! owned and the web service listening; baresip to its first SIP answer). Ratios are the figures that count:
-//! both run on the same loaded machine.
+//! the calls (`/proc/PID/smaps_rollup`), how much of each service's code is
+//! resident idle (the release build links the code a service runs first: see
+//! `services/text_order.rs`), CPU while nobody calls, and cold start (to every
+//! bus name owned and the web service listening; baresip to its first SIP
+//! answer). Ratios are the figures that count: both run on the same loaded
+//! machine.
 //!
 //! Run with `cargo xtask bench`.
 
@@ -21,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use doorphone_interfaces::{pager, sip};
 use doorphone_system_tests::baresip::Baresip;
 use doorphone_system_tests::bench::{
-    answer_at_once, cpu_seconds, invite_to_ok, percentile, pss_kib,
+    answer_at_once, code_kib, cpu_seconds, invite_to_ok, percentile, pss_kib,
 };
 use doorphone_system_tests::sip::{Caller, RawPeer, Sipp, caller, free_port, start_agent};
 use doorphone_system_tests::web::start_web;
@@ -315,6 +318,11 @@ async fn main() -> Result<()> {
             .collect::<Vec<_>>()
     };
     let idle = pss_door(&door.names);
+    let idle_code: Vec<_> = door
+        .names
+        .iter()
+        .map(|&(name, pid)| (name, code_kib(pid)))
+        .collect();
     let idle_bus = pss_kib(bus.pid());
     let idle_baresip = pss_kib(baresip_pid);
 
@@ -424,6 +432,16 @@ async fn main() -> Result<()> {
         each(&idle),
         mb(idle_bus),
         sum(&idle) as f64 / idle_baresip.max(1) as f64
+    );
+    println!(
+        "| code resident idle, of the binary's (MB) | | {:.1} of {:.1} ({}) | |",
+        mb(idle_code.iter().map(|(_, (resident, _))| resident).sum()),
+        mb(idle_code.iter().map(|(_, (_, size))| size).sum()),
+        idle_code
+            .iter()
+            .map(|(n, (resident, size))| format!("{n} {:.1} of {:.1}", mb(*resident), mb(*size)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "| PSS after warm-up, {per_round} calls (MB) | | {:.1} ({}) | |",
