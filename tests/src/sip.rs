@@ -714,6 +714,43 @@ impl Traced {
     }
 }
 
+/// Waits until `child` has a socket on `port` (UDP, or TCP listening), as the
+/// kernel lists them in /proc/net; fails when it exits first or takes 20 s.
+/// Polled every 5 ms: a process tells nobody when it has bound a socket.
+fn wait_bound(child: &mut Child, port: u16, tcp: bool) -> Result<()> {
+    let (tables, listening) = if tcp {
+        (["/proc/net/tcp", "/proc/net/tcp6"], Some("0A"))
+    } else {
+        (["/proc/net/udp", "/proc/net/udp6"], None)
+    };
+    let wanted = format!(":{port:04X}");
+    let bound = || {
+        tables.iter().any(|table| {
+            std::fs::read_to_string(table)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .any(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.len() > 3
+                        && fields[1].ends_with(&wanted)
+                        && listening.is_none_or(|state| fields[3] == state)
+                })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !bound() {
+        if let Some(status) = child.try_wait()? {
+            bail!("exited ({status}) before it had port {port}");
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no socket on port {port} after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 /// A SIPp instance.
 pub struct Sipp {
     child: Option<Child>,
@@ -800,7 +837,23 @@ impl Sipp {
         if let Some(target) = target {
             cmd.arg(target.to_string());
         }
-        let child = cmd.spawn().context("sipp (Debian package sip-tester)")?;
+        let mut child = cmd.spawn().context("sipp (Debian package sip-tester)")?;
+        if target.is_none() {
+            // A request sent before SIPp has its socket is lost (an ICMP port
+            // unreachable), and the sender's first retransmission, T1 later,
+            // would be the first SIPp sees.
+            let tcp = extra
+                .windows(2)
+                .any(|w| w[0] == "-t" && w[1].starts_with('t'));
+            if let Err(e) = wait_bound(&mut child, port, tcp) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.context(format!(
+                    "sipp {name}: {}",
+                    std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default()
+                )));
+            }
+        }
         Ok(Sipp {
             child: Some(child),
             trace,
