@@ -177,17 +177,13 @@ pub fn run(release: bool) -> Result<()> {
 
     let state = root().join("target/appliance");
     let mut appliance = Appliance::start(&bins, &state, &Launch::default())?;
-    let result = {
-        let env_file = state.join("env");
-        std::fs::write(
-            &env_file,
-            format!("DBUS_SYSTEM_BUS_ADDRESS={}\n", appliance.address),
-        )?;
-        print_usage(&env_file, &appliance.address, &bins);
-        wait_for_ctrl_c(&mut appliance.running)
-    };
-    appliance.stop();
-    result
+    let env_file = state.join("env");
+    std::fs::write(
+        &env_file,
+        format!("DBUS_SYSTEM_BUS_ADDRESS={}\n", appliance.address),
+    )?;
+    print_usage(&env_file, &appliance.address, &bins);
+    wait_for_ctrl_c(&mut appliance.running)
 }
 
 /// The command line a service's binary is given to (a profiler), from the
@@ -215,7 +211,8 @@ impl Default for Launch {
     }
 }
 
-/// The appliance running: its bus daemon and services, stopped in reverse order.
+/// The appliance running: its bus daemon and services, stopped in reverse
+/// order when it is dropped.
 pub struct Appliance {
     /// The private bus's address.
     pub address: String,
@@ -260,18 +257,18 @@ impl Appliance {
                     &mut appliance.running,
                 )
             });
-        match started {
-            Ok(()) => Ok(appliance),
-            Err(e) => {
-                appliance.stop();
-                Err(e)
-            }
-        }
+        started.map(|()| appliance)
     }
 
     /// Stops the services in reverse order (SIGTERM, then SIGKILL when one
     /// takes longer than it may), the bus last.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
         while let Some(mut r) = self.running.pop() {
             let _ = Command::new("kill")
                 .args(["-TERM", &r.child.id().to_string()])
