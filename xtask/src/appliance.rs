@@ -17,6 +17,8 @@ use crate::{deps, ensure_users, is_root, root, run_step};
 /// and its options for a machine without door hardware, given a folder of its own.
 struct ServiceSpec {
     binary: &'static str,
+    /// The workspace folder that builds it.
+    crate_dir: &'static str,
     user: &'static str,
     ready: Ready,
     args: fn(&Path) -> Vec<String>,
@@ -53,12 +55,14 @@ const WEB_HTTP_PORT: u16 = 8080;
 const SERVICES: &[ServiceSpec] = &[
     ServiceSpec {
         binary: "doorphone-config",
+        crate_dir: "services/config",
         user: "doorphone-config",
         ready: Ready::BusName("org.doorphone.Config1"),
         args: |dir| vec!["--db".into(), dir.join("config.db").display().to_string()],
     },
     ServiceSpec {
         binary: "doorphone-media",
+        crate_dir: "services/media",
         user: "doorphone-media",
         ready: Ready::BusName("org.doorphone.Media1"),
         args: |dir| {
@@ -77,6 +81,7 @@ const SERVICES: &[ServiceSpec] = &[
     },
     ServiceSpec {
         binary: "doorphone-relay",
+        crate_dir: "services/relay",
         user: "doorphone-relay",
         ready: Ready::BusName("org.doorphone.Relay1"),
         args: |dir| {
@@ -97,6 +102,7 @@ const SERVICES: &[ServiceSpec] = &[
     // Last, so the peers it asks (config, media, relay) are already there.
     ServiceSpec {
         binary: "doorphone-sip",
+        crate_dir: "services/sip-agent",
         user: "doorphone-sip",
         ready: Ready::BusName("org.doorphone.Sip1"),
         args: |dir| {
@@ -113,6 +119,7 @@ const SERVICES: &[ServiceSpec] = &[
     // After media and the SIP agent, which it drives.
     ServiceSpec {
         binary: "doorphone-pager",
+        crate_dir: "services/multicast-pager",
         user: "doorphone-pager",
         ready: Ready::BusName("org.doorphone.Pager1"),
         args: |_| vec!["--iface".into(), "lo".into()],
@@ -120,6 +127,7 @@ const SERVICES: &[ServiceSpec] = &[
     // Last: a client of all the others.
     ServiceSpec {
         binary: "doorphone-web",
+        crate_dir: "services/web",
         user: "doorphone-web",
         ready: Ready::Listening(WEB_PORT),
         args: |dir| {
@@ -286,22 +294,10 @@ impl Drop for Appliance {
     }
 }
 
-/// The folder of the workspace that builds `binary`.
-pub fn crate_dir(binary: &str) -> &'static str {
-    match binary {
-        "doorphone-config" => "services/config",
-        "doorphone-media" => "services/media",
-        "doorphone-relay" => "services/relay",
-        "doorphone-sip" => "services/sip-agent",
-        "doorphone-pager" => "services/multicast-pager",
-        "doorphone-web" => "services/web",
-        _ => unreachable!("{binary} is not a service"),
-    }
-}
-
-/// The services' binaries, in the order they start.
-pub fn binaries() -> impl Iterator<Item = &'static str> {
-    SERVICES.iter().map(|spec| spec.binary)
+/// The services' binaries, each with the workspace folder that builds it, in
+/// the order they start.
+pub fn binaries() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SERVICES.iter().map(|spec| (spec.binary, spec.crate_dir))
 }
 
 /// The SIP agent's port and the web service's HTTPS port on loopback.

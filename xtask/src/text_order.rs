@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -86,10 +86,10 @@ pub fn run() -> Result<()> {
     appliance.stop();
     worked?;
 
-    for binary in appliance::binaries() {
+    for (binary, crate_dir) in appliance::binaries() {
         let executable = bins.join(binary);
         let ran = ran(&profiles, binary)?;
-        let (listed, bytes, total) = write_order(&executable, &ran, binary)?;
+        let (listed, bytes, total) = write_order(&executable, &ran, binary, crate_dir)?;
         println!(
             "{binary}: {listed} functions, {:.2} MB of {:.2} MB of code",
             bytes as f64 / 1e6,
@@ -340,12 +340,13 @@ fn function_names(profile: &str) -> HashSet<String> {
 }
 
 /// Writes the functions of `executable` that ran, in the order they have in
-/// it, to its service's `text.order`; returns how many, their bytes and the
+/// it, to `text.order` in `crate_dir`; returns how many, their bytes and the
 /// bytes of all its functions.
 fn write_order(
     executable: &Path,
     ran: &HashSet<String>,
     binary: &str,
+    crate_dir: &str,
 ) -> Result<(usize, u64, u64)> {
     let nm = Command::new("nm")
         .args(["--defined-only", "--print-size", "--numeric-sort"])
@@ -380,7 +381,7 @@ fn write_order(
             executable.display()
         );
     }
-    let path: PathBuf = root().join(appliance::crate_dir(binary)).join("text.order");
+    let path = root().join(crate_dir).join("text.order");
     let mut text = format!(
         "# The functions {binary} ran at start, in calls, pages and requests: its\n\
          # release build links them first. Written by `cargo xtask text-order`.\n"
